@@ -1,0 +1,156 @@
+"""Admin registration of the inventory: teams, the two server tabs, licenses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from .forms import ServerForm
+from .models import FailoverServer, License, LicenseMove, RecordingServer, Team, TeamMembership
+
+
+class TeamScopedAdmin(admin.ModelAdmin):
+    """Every list, change page and action sees only the user's teams' objects."""
+
+    def get_queryset(self, request: HttpRequest):
+        return self.model._default_manager.get_queryset().for_user(request.user)
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name", "description"]
+    inlines = [TeamMembershipInline]
+
+    def get_queryset(self, request: HttpRequest):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(memberships__user=request.user)
+
+
+class ServerAdmin(TeamScopedAdmin):
+    form = ServerForm
+    list_display = [
+        "name",
+        "address",
+        "model",
+        "status",
+        "enabled",
+        "cms_mode",
+        "team",
+        "last_seen",
+    ]
+    list_filter = ["status", "enabled", "connection_type", "team"]
+    search_fields = ["name", "host", "quickconnect_id", "model", "serial"]
+    list_select_related = ["team"]
+    readonly_fields = [
+        "status",
+        "model",
+        "serial",
+        "software_version",
+        "cms_mode",
+        "camera_capacity",
+        "tls_fingerprint",
+        "last_seen",
+        "consecutive_failures",
+        "consecutive_successes",
+        "last_error",
+        "latency_ms",
+    ]
+    fieldsets = [
+        (None, {"fields": ["team", "name", "enabled"]}),
+        (
+            "Connection",
+            {
+                "fields": [
+                    "connection_type",
+                    "host",
+                    "port",
+                    "use_https",
+                    "quickconnect_id",
+                    "admin_username",
+                    "admin_password_input",
+                ]
+            },
+        ),
+        (
+            "Reported by the server",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "model",
+                    "serial",
+                    "software_version",
+                    "cms_mode",
+                    "camera_capacity",
+                    "tls_fingerprint",
+                ],
+            },
+        ),
+        (
+            "Health",
+            {
+                "fields": [
+                    "status",
+                    "last_seen",
+                    "consecutive_failures",
+                    "consecutive_successes",
+                    "latency_ms",
+                    "last_error",
+                ]
+            },
+        ),
+    ]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+
+        class UserBoundForm(form_class):  # the team choices depend on the user
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, user=user, **kw)
+
+        return UserBoundForm
+
+    @admin.display(description="Address", ordering="host")
+    def address(self, obj: Any) -> str:
+        return obj.address
+
+
+@admin.register(RecordingServer)
+class RecordingServerAdmin(ServerAdmin):
+    pass
+
+
+@admin.register(FailoverServer)
+class FailoverServerAdmin(ServerAdmin):
+    pass
+
+
+class LicenseMoveInline(admin.TabularInline):
+    model = LicenseMove
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_server_name", "to_server_name", "reason", "actor"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(License)
+class LicenseAdmin(TeamScopedAdmin):
+    list_display = ["key", "cameras", "server", "team", "created_at"]
+    list_filter = ["team", ("server", admin.EmptyFieldListFilter)]
+    search_fields = ["key", "server__name", "note"]
+    list_select_related = ["server", "team"]
+    inlines = [LicenseMoveInline]

@@ -1,0 +1,39 @@
+"""Statuses and kinds of the inventory, as plain choices."""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    RECORDING = "recording", "Recording server"
+    FAILOVER = "failover", "Failover server"
+
+
+class ConnectionType(models.TextChoices):
+    ADDRESS = "address", "IP address or FQDN"
+    QUICKCONNECT = "quickconnect", "QuickConnect ID"
+
+
+class HealthStatus(models.TextChoices):
+    """What the last probes said about a server (not what it is doing for the CMS)."""
+
+    UNKNOWN = "unknown", "Not probed yet"
+    NORMAL = "normal", "Normal"
+    DISCONNECTED = "disconnected", "Disconnected"
+    VOLUME_ABNORMAL = "volume_abnormal", "Volume abnormal"
+    SERVICE_ABNORMAL = "service_abnormal", "Surveillance service abnormal"
+    AUTH_FAILED = "auth_failed", "Authentication failed"
+    CERTIFICATE_CHANGED = "certificate_changed", "Certificate changed"
+
+
+class CmsMode(models.TextChoices):
+    RECORDING = "recording", "Recording server"
+    FAILOVER = "failover", "Failover server"
+    STANDALONE = "standalone", "CMS service not enabled"
+    UNKNOWN = "", "Unknown"
+
+
+class NameSource(models.TextChoices):
+    """Typed names follow the name rule; names made by a naming rule keep its form."""
+
+    CUSTOM = "custom", "Custom name"
+    NAMING_RULE = "naming_rule", "Naming rule"

@@ -1,0 +1,62 @@
+"""Admin forms: the name rule, the address checks and a write-only password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .choices import NameSource
+from .models import Server, Team
+
+
+class ServerForm(forms.ModelForm):
+    admin_password_input = forms.CharField(
+        label="Admin password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The node's admin password. Stored encrypted; leave empty to keep the "
+        "current one.",
+    )
+
+    class Meta:
+        model = Server
+        fields = [
+            "team",
+            "name",
+            "connection_type",
+            "host",
+            "port",
+            "use_https",
+            "quickconnect_id",
+            "admin_username",
+            "enabled",
+        ]
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Spaces at either end break the name rule; say so instead of trimming silently.
+        self.fields["name"].strip = False
+        if user is not None and "team" in self.fields:
+            teams = Team.objects.all()
+            if not user.is_superuser:
+                teams = teams.filter(memberships__user=user)
+            self.fields["team"].queryset = teams
+        if not self.instance.pk:
+            self.fields["admin_password_input"].required = True
+            self.fields[
+                "admin_password_input"
+            ].help_text = "The node's admin password. Stored encrypted, never shown again."
+
+    def _post_clean(self) -> None:
+        # A name typed here follows the rule, even if a naming rule made the old one.
+        if "name" in self.changed_data:
+            self.instance.name_source = NameSource.CUSTOM
+        super()._post_clean()
+
+    def save(self, commit: bool = True) -> Server:
+        password = self.cleaned_data.get("admin_password_input")
+        if password:
+            self.instance.admin_password = password
+        return super().save(commit=commit)

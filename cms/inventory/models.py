@@ -1,0 +1,327 @@
+"""Teams, servers and licenses: the inventory the CMS manages.
+
+One Server model with a role, so that "the failover server becomes the recording
+server" is a role change and not a copy; RecordingServer and FailoverServer are
+proxies that give the admin its two tabs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from .choices import CmsMode, ConnectionType, HealthStatus, NameSource, Role
+from .fields import EncryptedSecretField
+from .validators import validate_server_name
+
+
+class Team(models.Model):
+    """A site or group that owns servers; users see and act on their teams' objects."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="cms_teams", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships"
+    )
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class TeamScopedQuerySet(models.QuerySet):
+    """The one place that decides what a user may see: their teams' objects."""
+
+    team_path = "team"
+
+    def for_user(self, user: Any) -> TeamScopedQuerySet:
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(**{f"{self.team_path}__memberships__user": user})
+
+
+class ServerQuerySet(TeamScopedQuerySet):
+    def recording(self) -> ServerQuerySet:
+        return self.filter(role=Role.RECORDING)
+
+    def failover(self) -> ServerQuerySet:
+        return self.filter(role=Role.FAILOVER)
+
+    def enabled(self) -> ServerQuerySet:
+        return self.filter(enabled=True)
+
+
+class Server(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="servers")
+    role = models.CharField(max_length=16, choices=Role.choices, db_index=True)
+    name = models.CharField(
+        max_length=64,
+        help_text="1 to 32 characters; none of ~ ` ! @ # $ % ^ & * ( ) - _ = + [ { ] } \\ | ; : "
+        "' \" < > / ?; not starting with a minus sign or a space, not ending with a space.",
+    )
+    name_source = models.CharField(
+        max_length=16, choices=NameSource.choices, default=NameSource.CUSTOM, editable=False
+    )
+
+    connection_type = models.CharField(
+        max_length=16, choices=ConnectionType.choices, default=ConnectionType.ADDRESS
+    )
+    host = models.CharField(
+        "IP address or FQDN", max_length=253, blank=True, help_text="For the IP address/FQDN type."
+    )
+    port = models.PositiveIntegerField(
+        default=5000, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    use_https = models.BooleanField(
+        "HTTPS", default=False, help_text="Only for the IP address/FQDN connection type."
+    )
+    quickconnect_id = models.CharField("QuickConnect ID", max_length=63, blank=True)
+    tls_fingerprint = models.CharField(
+        "pinned TLS fingerprint",
+        max_length=95,
+        blank=True,
+        editable=False,
+        help_text="SHA-256 of the node's certificate, pinned at first contact.",
+    )
+    admin_username = models.CharField(max_length=64, default="admin")
+    admin_password = EncryptedSecretField(blank=True)
+
+    enabled = models.BooleanField(default=True, db_index=True)
+    status = models.CharField(
+        max_length=24, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, db_index=True
+    )
+
+    # What the node reports about itself.
+    model = models.CharField(max_length=64, blank=True, editable=False)
+    serial = models.CharField(max_length=64, blank=True, editable=False)
+    software_version = models.CharField(max_length=32, blank=True, editable=False)
+    cms_mode = models.CharField(
+        "CMS mode", max_length=16, choices=CmsMode.choices, blank=True, editable=False
+    )
+    camera_capacity = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    # Health counters, written when something changes (not on every probe).
+    last_seen = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    consecutive_successes = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    latency_ms = models.FloatField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ServerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["role", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "name"], name="unique_server_name_per_role"),
+            models.CheckConstraint(
+                condition=Q(port__gte=1) & Q(port__lte=65535), name="server_port_range"
+            ),
+            models.CheckConstraint(
+                condition=~Q(connection_type=ConnectionType.QUICKCONNECT) | Q(use_https=False),
+                name="no_https_over_quickconnect",
+            ),
+        ]
+        indexes = [models.Index(fields=["role", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Server {self.pk}: {self.name!r} ({self.role})>"
+
+    @property
+    def address(self) -> str:
+        if self.connection_type == ConnectionType.QUICKCONNECT:
+            return f"QuickConnect {self.quickconnect_id}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "https" if self.use_https else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.name_source == NameSource.CUSTOM and self._name_changed():
+            try:
+                validate_server_name(self.name)
+            except ValidationError as exc:
+                errors["name"] = exc.messages
+        # Checked here and not only by the constraint: forms leave `role` out, and Django
+        # skips validating a constraint over a field the form excludes.
+        if self.name and self._name_changed():
+            clash = Server.objects.filter(role=self.role, name=self.name).exclude(pk=self.pk)
+            if clash.exists():
+                label = Role(self.role).label.lower() if self.role else "server"
+                errors.setdefault("name", []).append(
+                    f"A {label} named {self.name!r} already exists. Names are unique "
+                    "among servers of the same role."
+                )
+        if self.connection_type == ConnectionType.ADDRESS:
+            from .addresses import host_errors
+
+            problems = host_errors(self.host)
+            if problems:
+                errors["host"] = problems
+        elif self.connection_type == ConnectionType.QUICKCONNECT:
+            from .addresses import quickconnect_id_errors
+
+            problems = quickconnect_id_errors(self.quickconnect_id)
+            if problems:
+                errors["quickconnect_id"] = problems
+            if self.use_https:
+                errors["use_https"] = [
+                    "HTTPS is available only for the IP address/FQDN connection type."
+                ]
+        if errors:
+            raise ValidationError(errors)
+
+    # The rule applies to what a person types: a generated or stored name that is not
+    # being changed is not validated again, so editing another field never fails on it.
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Server:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_name = instance.__dict__.get("name")
+        return instance
+
+    def _name_changed(self) -> bool:
+        return getattr(self, "_loaded_name", None) != self.name
+
+
+class RecordingServerManager(models.Manager.from_queryset(ServerQuerySet)):
+    def get_queryset(self) -> ServerQuerySet:
+        return super().get_queryset().filter(role=Role.RECORDING)
+
+
+class FailoverServerManager(models.Manager.from_queryset(ServerQuerySet)):
+    def get_queryset(self) -> ServerQuerySet:
+        return super().get_queryset().filter(role=Role.FAILOVER)
+
+
+class RecordingServer(Server):
+    objects = RecordingServerManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "recording server"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.role:  # set before validation, so the per-role unique name is checked
+            self.role = Role.RECORDING
+
+
+class FailoverServer(Server):
+    objects = FailoverServerManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "failover server"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.role:  # set before validation, so the per-role unique name is checked
+            self.role = Role.FAILOVER
+
+
+class LicenseQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+
+class License(models.Model):
+    """A camera license key, installed on at most one server at a time."""
+
+    key = models.CharField(max_length=64, unique=True)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="licenses")
+    cameras = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
+    server = models.ForeignKey(
+        Server,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="licenses",
+        help_text="Where it is installed; empty when it is not installed anywhere.",
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LicenseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def clean(self) -> None:
+        self.key = (self.key or "").strip().upper()
+        from .licenses import license_key_errors
+
+        problems = license_key_errors(self.key)
+        if problems:
+            raise ValidationError({"key": problems})
+        if self.server_id and self.team_id and self.server.team_id != self.team_id:
+            raise ValidationError({"server": "The server belongs to another team."})
+
+
+class LicenseMove(models.Model):
+    """An append-only history of where a license was installed, and why it moved."""
+
+    license = models.ForeignKey(License, on_delete=models.CASCADE, related_name="moves")
+    from_server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    from_server_name = models.CharField(max_length=64, blank=True)
+    to_server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    to_server_name = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=200)
+    actor = models.CharField(max_length=150, help_text="A user name, or 'system'.")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.license} {self.from_server_name or '-'} -> {self.to_server_name or '-'}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last task each Celery worker ran, so the operator can see workers are alive."""
+
+    worker = models.CharField(max_length=200, unique=True)
+    last_beat = models.DateTimeField()
+    last_note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-last_beat"]
+
+    def __str__(self) -> str:
+        return f"{self.worker} at {self.last_beat:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,69 @@
+"""Naming rules for batch add: custom name, default server name, Model-No., Prefix-No.
+
+Generated names keep the product's form "[Model Name]-[Number]" and "[Prefix]-[Number]";
+the name rule applies to what a person types (the custom name, the custom prefix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .validators import validate_name_prefix, validate_server_name
+
+
+class NamingRule(models.TextChoices):
+    CUSTOM = "custom", "Custom name"
+    DEFAULT = "default", "Default server name"
+    MODEL_NO = "model_no", "Model-No."
+    PREFIX_NO = "prefix_no", "Prefix-No."
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One server found by the search, as far as naming needs it."""
+
+    reported_name: str
+    model: str
+    custom_name: str = ""
+
+
+def generate_names(
+    rule: str,
+    candidates: list[Candidate],
+    taken: Iterable[str],
+    prefix: str = "",
+) -> list[str]:
+    """One name per candidate, in order, avoiding names already taken.
+
+    Numbers count from 1 and skip numbers whose name is taken, so adding a second
+    batch continues after the first.
+    """
+    used = set(taken)
+    names: list[str] = []
+    if rule == NamingRule.PREFIX_NO:
+        validate_name_prefix(prefix)
+    for cand in candidates:
+        if rule == NamingRule.CUSTOM:
+            validate_server_name(cand.custom_name)
+            name = cand.custom_name
+        elif rule == NamingRule.DEFAULT:
+            name = cand.reported_name
+        elif rule in (NamingRule.MODEL_NO, NamingRule.PREFIX_NO):
+            base = cand.model if rule == NamingRule.MODEL_NO else prefix
+            if not base:
+                raise ValidationError("The server did not report its model name.")
+            number = 1
+            while f"{base}-{number}" in used:
+                number += 1
+            name = f"{base}-{number}"
+        else:
+            raise ValidationError(f"Unknown naming rule {rule!r}.")
+        if name in used:
+            raise ValidationError(f"The name {name!r} is already used by another server.")
+        used.add(name)
+        names.append(name)
+    return names

@@ -1,0 +1,1 @@
+"""The CMS's side of the node protocol: client, discovery, QuickConnect directory."""

@@ -1,0 +1,1 @@
+"""Failover: protection, settings, events and their state machine, restoration."""

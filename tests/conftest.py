@@ -1,0 +1,67 @@
+"""Shared fixtures. Tests are grouped by kind: unit/, integration/, browser/."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.celery", "tests.fixtures.nodes"]
+
+
+@pytest.fixture
+def team(db):
+    from cms.inventory.models import Team
+
+    return Team.objects.create(name="Site A")
+
+
+@pytest.fixture
+def other_team(db):
+    from cms.inventory.models import Team
+
+    return Team.objects.create(name="Site B")
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def make_server(db, team):
+    from cms.inventory.models import Server
+
+    counter = {"n": 0}
+
+    def make(**fields) -> Server:
+        counter["n"] += 1
+        values = {
+            "team": team,
+            "role": "recording",
+            "name": f"Server {counter['n']}",
+            "host": f"127.0.0.{counter['n'] % 250 + 1}",
+            "port": 5000,
+            "admin_password": "node-secret",
+        }
+        values.update(fields)
+        server = Server(**values)
+        server.full_clean()
+        server.save()
+        return server
+
+    return make
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]
+    return [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]}",
+        f"broker: {settings.CELERY_BROKER_URL.split('://')[0]}",
+        f"services required: {settings.CMS_REQUIRE_SERVICES}",
+    ]
