@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from cms.nodes import views
 
 app_name = "nodes"
-urlpatterns: list = []
+urlpatterns = [
+    path("register", views.register, name="qc-register"),
+    path("resolve/<str:qc_id>", views.resolve, name="qc-resolve"),
+]

@@ -1,0 +1,402 @@
+"""The HTTP API (Starlette): parsing, authentication and error shape only.
+
+Every refusal is ``{"error": {"code": ..., "message": ...}}`` with a 4xx status;
+an unexpected bug is a 500 with the same shape and no traceback. Bodies are
+bounded: JSON bodies by ``MAX_JSON_BYTES``, upload chunks by the declared size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from node.config import validate_id
+from node.core import NodeRuntime, config_etag
+from node.errors import ApiError, bad_request, not_found
+from node.storage import KINDS, ORIGINS, validate_upload_spec
+from node.timeutil import parse_time
+
+log = logging.getLogger("node.app")
+
+MAX_JSON_BYTES = 1024 * 1024
+PREFIX = "/api/v1"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Read a bounded JSON object body; 413 when too large, 400 when malformed."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise bad_request("Content-Length is not a number")
+        if int(length) > limit:
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed_json", "request body must be a JSON object")
+    return body
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def build_app(rt: NodeRuntime) -> Starlette:
+    def endpoint(auth: bool = True, mutating: bool = False) -> Callable[[Handler], Handler]:
+        """Wrap a handler with the bearer-token check and the security-lock check."""
+
+        def wrap(fn: Handler) -> Handler:
+            async def handler(request: Request) -> Response:
+                try:
+                    if auth:
+                        header = request.headers.get("authorization", "")
+                        scheme, _, token = header.partition(" ")
+                        if scheme.lower() != "bearer" or not token:
+                            raise ApiError(
+                                401,
+                                "auth_required",
+                                "log in first (Bearer token)",
+                                headers={"WWW-Authenticate": "Bearer"},
+                            )
+                        if rt.tokens.check(token.strip()) is None:
+                            raise ApiError(
+                                401,
+                                "token_invalid",
+                                "token expired or unknown",
+                                headers={"WWW-Authenticate": "Bearer"},
+                            )
+                        rt.check_host(request.headers.get("x-cms-host"), mutating)
+                    return await fn(request)
+                except ApiError as exc:
+                    return error_response(exc)
+
+            handler.__name__ = fn.__name__
+            return handler
+
+        return wrap
+
+    def cms_host(request: Request) -> str | None:
+        return request.headers.get("x-cms-host")
+
+    @endpoint(auth=False)
+    async def info(request: Request) -> Response:
+        return JSONResponse(rt.info())
+
+    @endpoint(auth=False)
+    async def login(request: Request) -> Response:
+        body = await read_json(request)
+        result = await run_in_threadpool(  # pbkdf2 is deliberately slow: off the event loop
+            rt.login,
+            body.get("username"),
+            body.get("password"),
+            client_address(request),
+            cms_host(request),
+        )
+        return JSONResponse(result)
+
+    @endpoint()
+    async def logout(request: Request) -> Response:
+        rt.tokens.revoke(request.headers.get("authorization", "").partition(" ")[2].strip())
+        return Response(status_code=204)
+
+    @endpoint()
+    async def health(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(rt.health))
+
+    @endpoint()
+    async def get_config(request: Request) -> Response:
+        cfg = rt.get_config()
+        return JSONResponse(cfg, headers={"ETag": config_etag(cfg["version"])})
+
+    @endpoint(mutating=True)
+    async def put_config(request: Request) -> Response:
+        body = await read_json(request)
+        cfg = await run_in_threadpool(rt.put_config, body, request.headers.get("if-match"))
+        return JSONResponse(cfg, headers={"ETag": config_etag(cfg["version"])})
+
+    @endpoint(mutating=True)
+    async def takeover(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.takeover, body))
+
+    @endpoint(mutating=True)
+    async def release(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.release, body))
+
+    @endpoint()
+    async def recordings(request: Request) -> Response:
+        q = request.query_params
+        filters: dict[str, Any] = {}
+        if q.get("camera"):
+            filters["camera"] = validate_id(q["camera"], "camera")
+        if q.get("on_behalf_of"):
+            filters["on_behalf_of"] = validate_id(q["on_behalf_of"], "on_behalf_of")
+        if q.get("origin"):
+            if q["origin"] not in ORIGINS:
+                raise bad_request(f"origin must be one of {', '.join(ORIGINS)}")
+            filters["origin"] = q["origin"]
+        if q.get("kind"):
+            if q["kind"] not in KINDS:
+                raise bad_request(f"kind must be one of {', '.join(KINDS)}")
+            filters["kind"] = q["kind"]
+        for key in ("since", "until"):
+            if q.get(key):
+                filters[key] = parse_time(q[key], key)
+        limit = q.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise bad_request("limit must be between 1 and 1000")
+        items, nxt = await run_in_threadpool(
+            rt.storage.list, cursor=q.get("cursor") or None, limit=int(limit), **filters
+        )
+        return JSONResponse({"items": [i.to_api() for i in items], "next": nxt})
+
+    @endpoint(mutating=True)
+    async def purge(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.purge, body))
+
+    def media_file(request: Request) -> tuple[str, Any]:
+        rel = request.path_params["path"]
+        full = rt.storage.resolve(rel)
+        meta = rt.storage.get(rel)
+        if meta is None or not full.is_file():
+            raise not_found(f"no recording or snapshot at {rel[:200]!r}")
+        return rel, (full, meta)
+
+    @endpoint()
+    async def download(request: Request) -> Response:
+        _, (full, meta) = media_file(request)
+        # The sha256 is the strong ETag: equal bytes, equal tag. Starlette's FileResponse
+        # answers Range (206/416) and If-Range against it.
+        return FileResponse(
+            full,
+            media_type="application/octet-stream",
+            headers={"ETag": f'"{meta.sha256}"', "Cache-Control": "no-store"},
+        )
+
+    @endpoint(mutating=True)
+    async def delete_file(request: Request) -> Response:
+        rel = request.path_params["path"]
+        await run_in_threadpool(rt.storage.delete, rel)
+        return Response(status_code=204)
+
+    @endpoint(mutating=True)
+    async def create_upload(request: Request) -> Response:
+        body = await read_json(request)
+        if rt.faults.current()["volume"]:
+            raise ApiError(503, "volume_fault", "the volume is crashed; cannot store files")
+        spec = validate_upload_spec(body, now=time.time())
+        status = await run_in_threadpool(rt.storage.create_upload, spec)
+        return JSONResponse(status, status_code=200 if status["complete"] else 201)
+
+    def upload_status(upload_id: str) -> dict[str, Any]:
+        meta = rt.storage.load_upload(upload_id)
+        return {
+            "id": upload_id,
+            "offset": meta["offset"],
+            "size": meta["size"],
+            "complete": False,
+            "path": meta["path"],
+        }
+
+    @endpoint()
+    async def get_upload(request: Request) -> Response:
+        status = await run_in_threadpool(upload_status, request.path_params["id"])
+        headers = {
+            "Upload-Offset": str(status["offset"]),
+            "Upload-Length": str(status["size"]),
+            "Cache-Control": "no-store",
+        }
+        if request.method == "HEAD":
+            return Response(status_code=200, headers=headers)
+        return JSONResponse(status, headers=headers)
+
+    @endpoint(mutating=True)
+    async def abort_upload(request: Request) -> Response:
+        await run_in_threadpool(rt.storage.abort_upload, request.path_params["id"])
+        return Response(status_code=204)
+
+    @endpoint(mutating=True)
+    async def patch_upload(request: Request) -> Response:
+        upload_id = request.path_params["id"]
+        offset_header = request.headers.get("upload-offset", "")
+        if not offset_header.isdigit():
+            raise bad_request("Upload-Offset header (a byte offset) is required")
+        offset = int(offset_header)
+        lock = rt.storage.upload_lock(upload_id)
+        if not lock.acquire(blocking=False):
+            raise ApiError(409, "upload_busy", "another request is writing this upload")
+        try:
+            meta = await run_in_threadpool(rt.storage.load_upload, upload_id)
+            if offset != meta["offset"]:
+                raise ApiError(
+                    409,
+                    "offset_mismatch",
+                    f"upload is at offset {meta['offset']}, not {offset}",
+                    headers={"Upload-Offset": str(meta["offset"])},
+                    extra={"offset": meta["offset"]},
+                )
+            if rt.faults.current()["volume"]:
+                raise ApiError(503, "volume_fault", "the volume is crashed; cannot store files")
+            remaining = meta["size"] - offset
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > remaining:
+                raise ApiError(413, "too_large", f"only {remaining} bytes remain in this upload")
+            written = await _append_body(request, rt.storage.part_path(upload_id), remaining)
+            if written is None:
+                raise ApiError(413, "too_large", f"only {remaining} bytes remain in this upload")
+            if offset + written < meta["size"]:
+                new = offset + written
+                return JSONResponse(
+                    {"id": upload_id, "offset": new, "complete": False, "path": meta["path"]},
+                    headers={"Upload-Offset": str(new)},
+                )
+            result = await run_in_threadpool(rt.storage.finish_upload, upload_id)
+            return JSONResponse(result, headers={"Upload-Offset": str(result["offset"])})
+        finally:
+            lock.release()
+
+    @endpoint()
+    async def list_licenses(request: Request) -> Response:
+        return JSONResponse(rt.licenses())
+
+    @endpoint(mutating=True)
+    async def install_license(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.install_license, body), status_code=201)
+
+    @endpoint(mutating=True)
+    async def replace_licenses(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.replace_licenses, body))
+
+    @endpoint(mutating=True)
+    async def remove_license(request: Request) -> Response:
+        await run_in_threadpool(rt.remove_license, request.path_params["key"])
+        return Response(status_code=204)
+
+    @endpoint(auth=False)
+    async def enable_cms(request: Request) -> Response:
+        body = await read_json(request)
+        result = await run_in_threadpool(
+            rt.enable_cms, body, cms_host(request), client_address(request)
+        )
+        return JSONResponse(result)
+
+    @endpoint(mutating=True)
+    async def disable_cms(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(rt.disable_cms))
+
+    @endpoint()
+    async def fault(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.set_fault, body))
+
+    routes = [
+        Route(PREFIX + "/info", info, methods=["GET"]),
+        Route(PREFIX + "/auth/login", login, methods=["POST"]),
+        Route(PREFIX + "/auth/logout", logout, methods=["POST"]),
+        Route(PREFIX + "/health", health, methods=["GET"]),
+        Route(PREFIX + "/config", get_config, methods=["GET"]),
+        Route(PREFIX + "/config", put_config, methods=["PUT"]),
+        Route(PREFIX + "/takeover", takeover, methods=["POST"]),
+        Route(PREFIX + "/release", release, methods=["POST"]),
+        Route(PREFIX + "/recordings", recordings, methods=["GET"]),
+        Route(PREFIX + "/recordings/purge", purge, methods=["POST"]),
+        Route(PREFIX + "/files/{path:path}", download, methods=["GET"]),
+        Route(PREFIX + "/files/{path:path}", delete_file, methods=["DELETE"]),
+        Route(PREFIX + "/uploads", create_upload, methods=["POST"]),
+        Route(PREFIX + "/uploads/{id}", get_upload, methods=["GET"]),
+        Route(PREFIX + "/uploads/{id}", patch_upload, methods=["PATCH"]),
+        Route(PREFIX + "/uploads/{id}", abort_upload, methods=["DELETE"]),
+        Route(PREFIX + "/licenses", list_licenses, methods=["GET"]),
+        Route(PREFIX + "/licenses", install_license, methods=["POST"]),
+        Route(PREFIX + "/licenses", replace_licenses, methods=["PUT"]),
+        Route(PREFIX + "/licenses/{key}", remove_license, methods=["DELETE"]),
+        Route(PREFIX + "/cms/enable", enable_cms, methods=["POST"]),
+        Route(PREFIX + "/cms/disable", disable_cms, methods=["POST"]),
+        Route(PREFIX + "/fault", fault, methods=["POST"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+        )
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The traceback goes to the node's log, never to the client.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "internal error; see the node's log"}},
+            status_code=500,
+        )
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            HTTPException: http_error,
+            ApiError: api_error,
+            Exception: server_error,
+        },
+    )
+
+
+async def _append_body(request: Request, part: Any, remaining: int) -> int | None:
+    """Append the streamed body to the part file; None if it exceeds ``remaining``.
+
+    A client that disconnects mid-body leaves what arrived on disk: the next
+    ``HEAD /uploads/<id>`` reports that offset and the client resumes from there.
+    An oversized body is cut back to where this request started.
+    """
+    fh = await run_in_threadpool(open, part, "ab")
+    start = fh.tell()
+    written = 0
+    try:
+        async for chunk in request.stream():
+            if written + len(chunk) > remaining:
+                fh.truncate(start)
+                return None
+            await run_in_threadpool(fh.write, chunk)
+            written += len(chunk)
+    except ClientDisconnect:
+        pass
+    finally:
+        await run_in_threadpool(_close_durably, fh)
+    return written
+
+
+def _close_durably(fh: Any) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()

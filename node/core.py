@@ -1,0 +1,411 @@
+"""What the node does, independent of HTTP: the rules behind every endpoint.
+
+The HTTP layer (``node/app.py``) parses requests and calls these methods, which
+raise :class:`~node.errors.ApiError` to refuse. Every state change goes through
+:meth:`StateStore.update`, so it is persisted before the node acts on it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node import API_VERSION, __version__
+from node.auth import LoginThrottle, TokenStore, retry_after_header
+from node.config import validate_config, validate_id
+from node.errors import ApiError, bad_request, conflict, not_found
+from node.recorder import Recorder
+from node.state import FaultWatcher, StateStore, check_password, write_fault
+from node.storage import Storage
+from node.timeutil import iso
+
+LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
+CMS_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+DEGRADED_FREE_BYTES = 100 * 1024**2
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 0
+    https: bool = False
+    segment_seconds: float = 5.0
+    snapshot_every: int = 5
+    token_ttl: float = 3600.0
+    quickconnect_id: str | None = None
+    directory: str | None = None
+    discovery_port: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeRuntime:
+    def __init__(self, data_dir: Path, store: StateStore, options: Options) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.options = options
+        self.storage = Storage(data_dir)
+        self.faults = FaultWatcher(data_dir)
+        self.recorder = Recorder(
+            self.storage, self.faults, options.segment_seconds, options.snapshot_every
+        )
+        self.tokens = TokenStore(options.token_ttl)
+        self.throttle = LoginThrottle()
+        self.port = options.port
+        self.quickconnect_status: dict[str, Any] = {"registered": False, "error": None}
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._apply_recording(self.store.read())
+
+    def stop(self) -> None:
+        self.recorder.stop()
+        self.storage.close()
+
+    def _apply_recording(self, state: dict[str, Any]) -> None:
+        """Own cameras always record; a takeover only ever adds cameras."""
+        specs: list[tuple[dict[str, Any], str, dict[str, str] | None]] = [
+            (cam, "own", None) for cam in state["config"]["cameras"]
+        ]
+        takeover = state.get("takeover")
+        if takeover:
+            specs += [(cam, "failover", takeover["on_behalf_of"]) for cam in takeover["cameras"]]
+        self.recorder.apply(specs)
+
+    # -- access rules --------------------------------------------------------
+
+    def check_host(self, cms_host: str | None, mutating: bool) -> None:
+        """Enforce the security lock chosen when the CMS service was enabled.
+
+        ``refuse_other_hosts``: a request that names another CMS host is refused.
+        ``refuse_local_changes``: a change that does not come from the paired host
+        (no ``X-CMS-Host`` or another one) is refused.
+        """
+        cms = self.store.read()["cms"]
+        paired = cms["host"]
+        if paired and cms["refuse_other_hosts"] and cms_host and cms_host != paired:
+            raise ApiError(403, "locked", "this node is paired with another CMS host and locked")
+        if mutating and paired and cms["refuse_local_changes"] and cms_host != paired:
+            raise ApiError(
+                403, "locked", "local changes are locked; only the paired CMS host may change this"
+            )
+
+    def login(self, username: object, password: object, client: str, cms_host: str | None) -> dict:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise bad_request("username and password must be strings")
+        wait = self.throttle.wait_needed(client)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                "too many failed logins; wait before trying again",
+                headers={"Retry-After": retry_after_header(wait)},
+                extra={"retry_after": round(wait, 1)},
+            )
+        self.check_host(cms_host, mutating=False)
+        admin = self.store.read()["admin"]
+        if username != admin["username"] or not check_password(admin, password):
+            self.throttle.failed(client)
+            raise ApiError(401, "auth_failed", "wrong username or password")
+        self.throttle.succeeded(client)
+        return {"token": self.tokens.issue(username), "expires_in": int(self.tokens.ttl)}
+
+    # -- read-only views -----------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        st = self.store.read()
+        cms = st["cms"]
+        return {
+            "name": st["name"],
+            "model": st["model"],
+            "serial": st["serial"],
+            "version": __version__,
+            "api_version": API_VERSION,
+            "cms_mode": cms["mode"],
+            "cms_enabled": cms["enabled"],
+            "paired": cms["host"] is not None,
+            "locked": bool(cms["refuse_other_hosts"] or cms["refuse_local_changes"]),
+            "https": self.options.https,
+            "quickconnect_id": st["quickconnect"]["id"],
+        }
+
+    def health(self) -> dict[str, Any]:
+        st = self.store.read()
+        faults = self.faults.current()
+        try:
+            free, total = self.storage.disk_usage()
+        except OSError:
+            free, total = 0, 0
+        if faults["volume"] or total == 0:
+            volume = "crashed"
+        elif free < DEGRADED_FREE_BYTES:
+            volume = "degraded"
+        else:
+            volume = "normal"
+        if faults["service"]:
+            service = "stopped"
+        elif self.recorder.crashed():
+            service = "error"
+        else:
+            service = "running"
+        cameras = self.recorder.status()
+        if volume == "crashed" or service != "running":
+            overall = "abnormal"
+        elif volume == "degraded" or any(c["state"] == "error" for c in cameras):
+            overall = "degraded"
+        else:
+            overall = "normal"
+        takeover = st.get("takeover")
+        return {
+            "state": overall,
+            "volume": {"state": volume, "free_bytes": free, "total_bytes": total},
+            "service": {"state": service},
+            "faults": faults,
+            "recording": {
+                "cameras": cameras,
+                "on_behalf_of": takeover["on_behalf_of"] if takeover else None,
+                "takeover_epoch": takeover["epoch"] if takeover else None,
+            },
+            "epoch": st["epoch"],
+            "cms_mode": st["cms"]["mode"],
+            "time": iso(time.time()),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        return self.store.read()["config"]
+
+    # -- changes -------------------------------------------------------------
+
+    def put_config(self, body: object, if_match: str | None) -> dict[str, Any]:
+        cameras = validate_config(body)
+        if if_match is None:
+            raise ApiError(
+                428,
+                "precondition_required",
+                "send If-Match with the ETag from GET /config (or * to overwrite)",
+            )
+
+        def mutate(st: dict[str, Any]) -> dict[str, Any]:
+            current = config_etag(st["config"]["version"])
+            if if_match.strip() != "*" and current not in [t.strip() for t in if_match.split(",")]:
+                raise ApiError(
+                    412,
+                    "precondition_failed",
+                    f"the config changed meanwhile (now {current}); read it again",
+                )
+            st["config"] = {"version": st["config"]["version"] + 1, "cameras": cameras}
+            return st
+
+        new = self.store.update(mutate)
+        self._apply_recording(new)
+        return new["config"]
+
+    def takeover(self, body: dict[str, Any]) -> dict[str, Any]:
+        epoch = _epoch(body)
+        obo = body.get("on_behalf_of")
+        if not isinstance(obo, dict):
+            raise bad_request("on_behalf_of must be an object {id, name}")
+        obo_id = validate_id(obo.get("id"), "on_behalf_of.id")
+        obo_name = obo.get("name", obo_id)
+        if not isinstance(obo_name, str) or not 1 <= len(obo_name) <= 64:
+            raise bad_request("on_behalf_of.name must be 1-64 characters")
+        cameras = validate_config(body.get("config"))
+
+        def mutate(st: dict[str, Any]) -> dict[str, Any]:
+            if st["cms"]["mode"] != "failover":
+                raise conflict(
+                    "wrong_mode",
+                    f"this node is in {st['cms']['mode']} mode, only a failover node takes over",
+                )
+            newest, last = st["epoch"], st.get("last_command") or {}
+            if epoch < newest:
+                raise _stale(epoch, newest)
+            # The same command delivered again is harmless; anything else reusing an
+            # epoch (a takeover after its release) is a stale message.
+            if epoch == newest and (
+                last.get("action") != "takeover" or last.get("on_behalf_of") != obo_id
+            ):
+                raise _stale(
+                    epoch,
+                    newest,
+                    f"epoch {epoch} was already used for {last.get('action', 'another command')}",
+                )
+            st["epoch"] = epoch
+            st["last_command"] = {"epoch": epoch, "action": "takeover", "on_behalf_of": obo_id}
+            st["takeover"] = {
+                "epoch": epoch,
+                "on_behalf_of": {"id": obo_id, "name": obo_name},
+                "cameras": cameras,
+                "since": (st.get("takeover") or {}).get("since") or time.time(),
+            }
+            return st
+
+        new = self.store.update(mutate)
+        self._apply_recording(new)
+        return _takeover_view(new)
+
+    def release(self, body: dict[str, Any]) -> dict[str, Any]:
+        epoch = _epoch(body)
+
+        def mutate(st: dict[str, Any]) -> dict[str, Any]:
+            newest = st["epoch"]
+            if epoch < newest:
+                raise _stale(epoch, newest)
+            # Equal epoch: release of that takeover, or a retry of the release. A newer
+            # epoch fences everything older, so it stops any takeover in progress.
+            st["epoch"] = epoch
+            st["last_command"] = {
+                "epoch": epoch,
+                "action": "release",
+                "on_behalf_of": (st.get("takeover") or {}).get("on_behalf_of", {}).get("id"),
+            }
+            st["takeover"] = None
+            return st
+
+        new = self.store.update(mutate)
+        self._apply_recording(new)
+        return _takeover_view(new)
+
+    def purge(self, body: dict[str, Any]) -> dict[str, Any]:
+        obo_id = validate_id(body.get("on_behalf_of"), "on_behalf_of")
+        takeover = self.store.read().get("takeover")
+        if takeover and takeover["on_behalf_of"]["id"] == obo_id:
+            raise conflict("busy", "still recording on behalf of this server; release first")
+        return {"deleted": self.storage.purge_failover(obo_id)}
+
+    # -- licenses ------------------------------------------------------------
+
+    def licenses(self) -> dict[str, Any]:
+        lic = self.store.read()["licenses"]
+        return {"licenses": lic, "total_cameras": sum(x["cameras"] for x in lic)}
+
+    def install_license(self, body: dict[str, Any]) -> dict[str, Any]:
+        lic = _license(body)
+
+        def mutate(st: dict[str, Any]) -> None:
+            if any(x["key"] == lic["key"] for x in st["licenses"]):
+                raise conflict("license_exists", f"license {lic['key']} is already installed")
+            st["licenses"].append(lic)
+
+        self.store.update(mutate)
+        return lic
+
+    def remove_license(self, key: str) -> None:
+        def mutate(st: dict[str, Any]) -> None:
+            kept = [x for x in st["licenses"] if x["key"] != key]
+            if len(kept) == len(st["licenses"]):
+                raise not_found(f"license {key[:64]} is not installed")
+            st["licenses"] = kept
+
+        self.store.update(mutate)
+
+    def replace_licenses(self, body: dict[str, Any]) -> dict[str, Any]:
+        items = body.get("licenses")
+        if not isinstance(items, list) or len(items) > 1000:
+            raise bad_request("licenses must be a list (at most 1000)")
+        new = [_license(x if isinstance(x, dict) else {}) for x in items]
+        keys = [x["key"] for x in new]
+        if len(set(keys)) != len(keys):
+            raise conflict("license_exists", "the same license key appears twice")
+
+        def mutate(st: dict[str, Any]) -> None:
+            st["licenses"] = new
+
+        self.store.update(mutate)
+        return self.licenses()
+
+    # -- CMS service ---------------------------------------------------------
+
+    def enable_cms(self, body: dict[str, Any], cms_host: str | None, client: str) -> dict:
+        """Pair with a CMS host; the body carries the admin credentials (no token yet)."""
+        if not cms_host or not CMS_HOST_RE.match(cms_host):
+            raise bad_request("X-CMS-Host must name the CMS host (its id)")
+        mode = body.get("mode")
+        if mode not in ("recording", "failover"):
+            raise bad_request("mode must be recording or failover")
+        lock = body.get("lock") or {}
+        if not isinstance(lock, dict):
+            raise bad_request("lock must be an object")
+        # Same credential check (and slow-down) as /auth/login.
+        self.login(body.get("username"), body.get("password"), client, cms_host)
+
+        def mutate(st: dict[str, Any]) -> None:
+            cms = st["cms"]
+            if cms["host"] and cms["host"] != cms_host and cms["refuse_other_hosts"]:
+                raise ApiError(403, "locked", "this node is paired with another CMS host")
+            if st.get("takeover") and mode != "failover":
+                raise conflict("busy", "this node is taking over for a server; release first")
+            st["cms"] = {
+                "enabled": True,
+                "mode": mode,
+                "host": cms_host,
+                "refuse_other_hosts": bool(lock.get("refuse_other_hosts")),
+                "refuse_local_changes": bool(lock.get("refuse_local_changes")),
+            }
+
+        self.store.update(mutate)
+        return self.info()
+
+    def disable_cms(self) -> dict[str, Any]:
+        def mutate(st: dict[str, Any]) -> None:
+            if st.get("takeover"):
+                raise conflict("busy", "this node is taking over for a server; release first")
+            st["cms"] = {
+                "enabled": False,
+                "mode": "standalone",
+                "host": None,
+                "refuse_other_hosts": False,
+                "refuse_local_changes": False,
+            }
+
+        self.store.update(mutate)
+        return self.info()
+
+    def set_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        kind = body.get("kind")
+        try:
+            faults = write_fault(self.data_dir, kind if isinstance(kind, str) else "")
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        return {"faults": faults}
+
+
+def config_etag(version: int) -> str:
+    return f'"config-{version}"'
+
+
+def _epoch(body: dict[str, Any]) -> int:
+    epoch = body.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch < 2**62:
+        raise bad_request("epoch must be a positive integer")
+    return epoch
+
+
+def _stale(epoch: int, newest: int, message: str | None = None) -> ApiError:
+    return conflict(
+        "stale_epoch",
+        message or f"epoch {epoch} is older than the newest seen ({newest})",
+        newest_epoch=newest,
+    )
+
+
+def _takeover_view(st: dict[str, Any]) -> dict[str, Any]:
+    t = st.get("takeover")
+    return {
+        "epoch": st["epoch"],
+        "active": t is not None,
+        "on_behalf_of": t["on_behalf_of"] if t else None,
+        "cameras": [c["id"] for c in t["cameras"]] if t else [],
+    }
+
+
+def _license(body: dict[str, Any]) -> dict[str, Any]:
+    key, cameras = body.get("key"), body.get("cameras", 1)
+    if not isinstance(key, str) or not LICENSE_RE.match(key):
+        raise bad_request("license key must be 4-64 letters, digits or '-'")
+    if isinstance(cameras, bool) or not isinstance(cameras, int) or not 1 <= cameras <= 256:
+        raise bad_request("cameras must be an integer between 1 and 256")
+    return {"key": key, "cameras": cameras, "installed_at": iso(time.time())}
