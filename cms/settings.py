@@ -7,6 +7,7 @@ transport under var/. Set those variables to use PostgreSQL and Redis.
 
 import os
 import secrets
+import uuid
 from pathlib import Path
 
 import dj_database_url
@@ -182,12 +183,28 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CMS_CELERY_QUEUE", "celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_TIMEZONE = TIME_ZONE
+# Failover engine timings (seconds).
+CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "45"))
+CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
+# This CMS host's identity towards the nodes (X-CMS-Host), kept across restarts.
+CMS_HOST_ID = os.environ.get("CMS_HOST_ID") or _persistent_dev_value(
+    "cms-host-id", lambda: str(uuid.uuid4())
+)
+
 # A static schedule; every entry expires so a backlog never runs stale work twice.
+# The probe tick runs every second; the database decides whether a cycle is due
+# (FailoverSettings.probe_interval), so a second beat never doubles a cycle.
 CELERY_BEAT_SCHEDULE: dict = {
+    "probe-tick": {
+        "task": "failover.tasks.probe_tick",
+        "schedule": 1.0,
+        "options": {"expires": 2},
+    },
     "worker-heartbeat": {
         "task": "cms.inventory.tasks.worker_heartbeat",
         "schedule": 30.0,

@@ -171,6 +171,8 @@ class NodeRuntime:
             },
             "epoch": st["epoch"],
             "cms_mode": st["cms"]["mode"],
+            # lets the CMS refresh its configuration snapshot only when it changed
+            "config_version": st["config"]["version"],
             "time": iso(time.time()),
         }
 

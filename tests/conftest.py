@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.celery", "tests.fixtures.nodes"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.celery",
+    "tests.fixtures.nodes",
+    "tests.fixtures.fleet",
+]
 
 
 @pytest.fixture

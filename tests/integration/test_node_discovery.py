@@ -46,3 +46,23 @@ def test_it_ignores_garbage_and_returns_nothing_when_nobody_answers(start_node):
         s.sendto(b"\xff not json", ("127.255.255.255", port))
     assert search(timeout=0.3, port=free_udp_port(), address="127.255.255.255") == []
     assert len(search(timeout=1.0, port=port, address="127.255.255.255")) == 1
+
+
+def test_the_search_command_lists_what_answers(start_node):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    port = free_udp_port()
+    start_node(mode="failover", name="standby-c", model="FS-3", discovery_port=port)
+    out = ""
+    for _ in range(5):  # UDP may drop a datagram
+        buffer = StringIO()
+        call_command("search_servers", address="127.255.255.255", port=port, timeout=1.0,
+                     stdout=buffer)  # fmt: skip
+        out = buffer.getvalue()
+        if "standby-c" in out:
+            break
+    assert "standby-c\tFS-3\t127.0.0.1:" in out
+    assert "\tfailover\tCMS enabled" in out
+    assert out.rstrip().endswith("1 server(s) found.")

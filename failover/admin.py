@@ -1,0 +1,394 @@
+"""Admin of failover: settings, protection, events with their timeline, and the actions.
+
+The inventory's two server tabs are extended here (the inventory does not know about
+failover): protection inline and manual failover on recording servers; enable,
+disable and delete on failover servers stop an acting server's failover only after a
+confirmation page that says what will happen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from cms.inventory.admin import FailoverServerAdmin, RecordingServerAdmin
+from cms.inventory.forms import ServerForm
+from cms.inventory.models import FailoverServer, RecordingServer, Server
+
+from . import engine, replace, restoration
+from .choices import EventState
+from .events import actor_name
+from .models import (
+    EventTransition,
+    FailoverEvent,
+    FailoverSettings,
+    Protection,
+    RestorationJob,
+)
+
+
+@admin.register(FailoverSettings)
+class FailoverSettingsAdmin(admin.ModelAdmin):
+    """One row: the changelist opens it directly."""
+
+    fieldsets = [
+        ("Automatic failover", {"fields": ["auto_failover", "on_disconnection",
+                                           "on_volume_abnormal", "on_service_abnormal"]}),
+        ("Health probing", {"fields": ["probe_interval", "probe_timeout",
+                                       "failures_before_failover", "successes_before_recovery"]}),
+        ("Failback", {"fields": ["failback_mode", "failback_hold_down",
+                                 "failback_window_start", "failback_window_end",
+                                 "restore_recordings"]}),
+    ]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        obj = FailoverSettings.load()
+        return HttpResponseRedirect(
+            reverse("admin:failover_failoversettings_change", args=[obj.pk])
+        )
+
+
+class ProtectionInline(admin.TabularInline):
+    model = Protection
+    fk_name = "recording_server"
+    extra = 0
+    fields = ["priority", "failover_server"]
+    ordering = ["priority", "pk"]
+    verbose_name = "failover server protecting it"
+    verbose_name_plural = "Failover servers protecting it (lowest priority number is tried first)"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "failover_server":
+            kwargs["queryset"] = Server.objects.failover().for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def _confirm(
+    request: HttpRequest,
+    *,
+    title: str,
+    consequences: list[str],
+    queryset: QuerySet | None,
+    action: str,
+    extra: dict[str, Any] | None = None,
+) -> TemplateResponse:
+    return TemplateResponse(
+        request,
+        "admin/failover/confirm_action.html",
+        {
+            **admin.site.each_context(request),
+            "title": title,
+            "consequences": consequences,
+            "queryset": queryset,
+            "action": action,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "extra": extra or {},
+            "opts": queryset.model._meta if queryset is not None else None,
+        },
+    )
+
+
+admin.site.unregister(RecordingServer)
+
+
+@admin.register(RecordingServer)
+class RecordingServerFailoverAdmin(RecordingServerAdmin):
+    inlines = [ProtectionInline]
+    actions = ["enable_servers", "disable_servers", "manual_failover"]
+
+    @admin.action(description="Enable selected servers", permissions=["change"])
+    def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(enabled=True)
+        self.message_user(request, f"Enabled {count} server(s).")
+
+    @admin.action(description="Disable selected servers", permissions=["change"])
+    def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(enabled=False)
+        self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
+
+    @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
+    def manual_failover(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for server in queryset:
+            try:
+                event = engine.manual_failover(server, actor=actor_name(request.user))
+            except engine.FailoverError as exc:
+                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{server.name}: failover event #{event.pk} started.")
+
+    def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("failover.trigger_failover")
+
+
+class FailoverServerForm(ServerForm):
+    """Editing a failover server that has taken over stops its failover: say so first."""
+
+    confirm_stop_failover = forms.BooleanField(
+        label="Stop the failover",
+        required=False,
+        help_text="This server has taken over for a recording server. Saving a change stops "
+        "the failover and removes the recordings and snapshots it made during it.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        event = engine.acting_event(self.instance) if self.instance.pk else None
+        changed = [f for f in self.changed_data if f != "confirm_stop_failover"]
+        if event and changed and not cleaned.get("confirm_stop_failover"):
+            raise ValidationError(
+                f"{self.instance.name} has taken over for {event.recording_server_name}: saving "
+                "stops the failover and removes the recordings and snapshots it made during "
+                "it. Tick 'Stop the failover' to save anyway."
+            )
+        return cleaned
+
+
+admin.site.unregister(FailoverServer)
+
+
+@admin.register(FailoverServer)
+class FailoverServerFailoverAdmin(FailoverServerAdmin):
+    form = FailoverServerForm
+    actions = ["enable_servers", "disable_servers"]
+
+    @admin.action(description="Enable selected servers", permissions=["change"])
+    def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = queryset.update(enabled=True)
+        self.message_user(request, f"Enabled {count} server(s).")
+
+    @admin.action(description="Disable selected servers", permissions=["change"])
+    def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        acting = [s for s in queryset if engine.acting_event(s)]
+        if acting and request.POST.get("confirm") != "yes":
+            return _confirm(
+                request,
+                title="Disable failover servers that are acting",
+                consequences=_stop_consequences(acting),
+                queryset=queryset,
+                action="disable_servers",
+            )
+        for server in acting:
+            engine.stop_failover(server, actor=actor_name(request.user),
+                                 reason=f"{server.name} was disabled")  # fmt: skip
+        count = queryset.update(enabled=False)
+        self.message_user(request, f"Disabled {count} server(s).")
+        return None
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None):
+        server = self.get_object(request, object_id)
+        if server is not None and engine.acting_event(server):
+            extra_context = {**(extra_context or {}),
+                             "failover_warning": _stop_consequences([server])}  # fmt: skip
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: Server) -> None:
+        engine.stop_failover(obj, actor=actor_name(request.user), reason=f"{obj.name} was deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for server in queryset:
+            engine.stop_failover(server, actor=actor_name(request.user),
+                                 reason=f"{server.name} was deleted")  # fmt: skip
+        super().delete_queryset(request, queryset)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and engine.acting_event(obj):
+            return [("Failover in progress", {"fields": ["confirm_stop_failover"]}), *fieldsets]
+        return fieldsets
+
+    def save_model(self, request: HttpRequest, obj: Server, form: Any, change: bool) -> None:
+        if change and form.cleaned_data.get("confirm_stop_failover"):
+            engine.stop_failover(obj, actor=actor_name(request.user),
+                                 reason=f"{obj.name} was edited")  # fmt: skip
+        super().save_model(request, obj, form, change)
+
+
+def _stop_consequences(servers: list[Server]) -> list[str]:
+    lines = []
+    for server in servers:
+        event = engine.acting_event(server)
+        lines.append(
+            f"{server.name} has taken over for {event.recording_server_name}: its failover "
+            "stops, and the recordings and snapshots it made during the failover are removed."
+        )
+    return lines
+
+
+class TransitionInline(admin.TabularInline):
+    model = EventTransition
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_state", "to_state", "actor", "reason"]
+    readonly_fields = fields
+    verbose_name_plural = "Timeline"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RestorationInline(admin.StackedInline):
+    model = RestorationJob
+    extra = 0
+    can_delete = False
+    fields = ["state", "progress", "files_done", "files_total", "bytes_done", "bytes_total",
+              "rate", "errors", "last_error", "started_at", "finished_at"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Progress")
+    def progress(self, job: RestorationJob) -> str:
+        return format_html(
+            '<progress max="100" value="{}" aria-label="restoration progress"></progress> {}%',
+            job.percent,
+            job.percent,
+        )
+
+    @admin.display(description="Rate")
+    def rate(self, job: RestorationJob) -> str:
+        return f"{job.rate_bps / 1e6:.1f} MB/s"
+
+
+@admin.register(FailoverEvent)
+class FailoverEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "recording_server_name", "failover_server_name", "trigger",
+                    "state", "detected_at", "time_to_take_over", "ended_at"]  # fmt: skip
+    list_filter = ["state", "trigger", "team"]
+    search_fields = ["recording_server_name", "failover_server_name"]
+    date_hierarchy = "detected_at"
+    inlines = [RestorationInline, TransitionInline]
+    actions = ["fail_back_now", "stop_restoration"]
+    readonly_fields = ["team", "recording_server", "recording_server_name", "failover_server",
+                       "failover_server_name", "trigger", "state", "epoch", "node_tag",
+                       "detected_at", "taken_over_at", "recovered_at", "failed_back_at",
+                       "ended_at", "attempts", "last_error", "replacement"]  # fmt: skip
+    exclude = ["config", "snapshot", "worked_at"]
+
+    def get_queryset(self, request: HttpRequest):
+        return FailoverEvent.objects.for_user(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the event history is never lost
+
+    def has_fail_back_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("failover.fail_back")
+
+    def has_stop_restoration_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("failover.stop_restoration")
+
+    @admin.display(description="Time to take over")
+    def time_to_take_over(self, event: FailoverEvent) -> str:
+        delta = event.time_to_take_over
+        return f"{delta.total_seconds():.1f} s" if delta else "-"
+
+    @admin.action(description="Fail back now", permissions=["fail_back"])
+    def fail_back_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for event in queryset:
+            try:
+                engine.fail_back_now(event, actor=actor_name(request.user))
+                self.message_user(request, f"Event #{event.pk}: failing back.")
+            except engine.FailoverError as exc:
+                self.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
+
+    @admin.action(description="Stop restoration", permissions=["stop_restoration"])
+    def stop_restoration(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        events = [e for e in queryset if e.state == EventState.RESTORING]
+        if not events:
+            self.message_user(request, "None of the selected events is restoring.", messages.ERROR)
+            return None
+        if request.POST.get("confirm") != "yes":
+            return _confirm(
+                request,
+                title="Stop restoration",
+                consequences=[
+                    f"Event #{e.pk} ({e.recording_server_name}): the recordings and snapshots "
+                    f"taken during the failover that are still on {e.failover_server_name} "
+                    "are removed and will not be restored."
+                    for e in events
+                ],
+                queryset=queryset,
+                action="stop_restoration",
+            )
+        for event in events:
+            try:
+                removed = restoration.stop_restoration(event, actor=actor_name(request.user))
+                self.message_user(
+                    request, f"Event #{event.pk}: stopped; {removed} file(s) removed."
+                )
+            except engine.FailoverError as exc:
+                self.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
+        return None
+
+    # -- Replace protected server: a page of its own -------------------------------
+
+    def get_urls(self):
+        replace_url = path(
+            "<int:event_id>/replace/",
+            self.admin_site.admin_view(self.replace_view),
+            name="failover_failoverevent_replace",
+        )
+        return [replace_url, *super().get_urls()]
+
+    def replace_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
+        if not request.user.has_perm("failover.replace_server"):
+            raise PermissionDenied
+        event = get_object_or_404(self.get_queryset(request), pk=event_id)
+        choices = replace.replacement_choices(event)
+        chosen = None
+        the_plan = None
+        error = ""
+        if request.method == "POST":
+            chosen = next(
+                (s for s in choices if str(s.pk) == request.POST.get("replacement")), None
+            )
+            if chosen is None:
+                error = "Choose the server that replaces the protected server."
+            else:
+                try:
+                    the_plan = replace.plan(event, chosen)
+                    if request.POST.get("confirm") == "yes":
+                        replace.replace_protected_server(
+                            event, chosen, actor=actor_name(request.user)
+                        )
+                        self.message_user(
+                            request, f"{the_plan.replacement} replaces {the_plan.original}."
+                        )
+                        return HttpResponseRedirect(
+                            reverse("admin:failover_failoverevent_change", args=[event.pk])
+                        )
+                except engine.FailoverError as exc:
+                    error = str(exc)
+        return TemplateResponse(
+            request,
+            "admin/failover/replace.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Replace protected server {event.recording_server_name}",
+                "event": event,
+                "choices": choices,
+                "chosen": chosen,
+                "plan": the_plan,
+                "error": error,
+                "opts": self.model._meta,
+            },
+        )

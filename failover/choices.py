@@ -1,0 +1,79 @@
+"""States and kinds of failover, as plain choices with explicit open and final sets."""
+
+from django.db import models
+
+
+class Trigger(models.TextChoices):
+    DISCONNECTED = "disconnected", "Server disconnected"
+    VOLUME_ABNORMAL = "volume_abnormal", "Volume abnormal"
+    SERVICE_ABNORMAL = "service_abnormal", "Surveillance service abnormal"
+    MANUAL = "manual", "Manual failover"
+
+
+class FailbackMode(models.TextChoices):
+    AUTOMATIC = "automatic", "Automatically, after the hold-down"
+    SCHEDULED = "scheduled", "In the scheduled daily window"
+    MANUAL = "manual", "Manually (Fail back now)"
+
+
+class EventState(models.TextChoices):
+    DETECTED = "detected", "Detected"
+    NO_FAILOVER_SERVER = "no_failover_server", "No failover server available"
+    TAKING_OVER = "taking_over", "Taking over"
+    ACTIVE = "active", "Failover active"
+    WAITING_FAILBACK = "waiting_failback", "Recovered, waiting for failback"
+    FAILING_BACK = "failing_back", "Failing back"
+    RESTORING = "restoring", "Restoring recordings"
+    # endings
+    COMPLETED = "completed", "Completed"
+    RECOVERED = "recovered", "Recovered before takeover"
+    STOPPED = "stopped", "Stopped (failover server edited, disabled or deleted)"
+    REPLACED = "replaced", "Protected server replaced"
+    RESTORATION_STOPPED = "restoration_stopped", "Restoration stopped"
+    FAILED = "failed", "Failed"
+
+
+OPEN_STATES = frozenset(
+    {
+        EventState.DETECTED,
+        EventState.NO_FAILOVER_SERVER,
+        EventState.TAKING_OVER,
+        EventState.ACTIVE,
+        EventState.WAITING_FAILBACK,
+        EventState.FAILING_BACK,
+        EventState.RESTORING,
+    }
+)
+FINAL_STATES = frozenset(set(EventState) - OPEN_STATES)
+# States in which the failover server records (or may record) for the recording server.
+ACTING_STATES = frozenset(
+    {
+        EventState.TAKING_OVER,
+        EventState.ACTIVE,
+        EventState.WAITING_FAILBACK,
+        EventState.FAILING_BACK,
+    }
+)
+
+
+class RestorationState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+class FileState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    VERIFIED = "verified", "Copied and verified"
+    DELETED = "deleted", "Verified and removed from the failover server"
+
+
+class FailoverServerDuty(models.TextChoices):
+    """What a failover server is doing, for the left panel of the failover tab."""
+
+    STANDBY = "standby", "Standby"
+    TAKING_OVER = "taking_over", "Taking over"
+    ACTING = "acting", "Acting for a recording server"
+    RESTORING = "restoring", "Restoring recordings"

@@ -1,0 +1,486 @@
+"""What happens when a recording server dies, and when it comes back.
+
+    probe says "down" N times -> open_failover() -> event DETECTED
+    advance(): take_over()     -> claim a failover server (compare-and-set), push the
+                                  last configuration snapshot with a new epoch, confirm
+                                  it records -> ACTIVE (or NO_FAILOVER_SERVER, retried)
+    probe says "up" M times    -> mark_recovered() -> WAITING_FAILBACK
+    advance(): failback due?   -> FAILING_BACK -> fail_back(): the recording server
+                                  records first, then the failover server releases
+                               -> RESTORING (see restoration.py) or COMPLETED
+
+Every step is a compare-and-set through events.transition(), so it is safe to run
+twice, from two workers, or again after a worker was killed mid-way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.mail import mail_admins
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cms.inventory.choices import HealthStatus, Role
+from cms.inventory.models import Server
+from cms.nodes.client import client_for
+from cms.nodes.errors import EpochRefused, NodeError
+
+from .choices import ACTING_STATES, EventState, FailbackMode, Trigger
+from .events import (
+    FREE_LEASE,
+    SYSTEM,
+    bump_attempts,
+    note,
+    release_lease,
+    renew_lease,
+    take_lease,
+    transition,
+)
+from .models import ConfigSnapshot, Counter, FailoverEvent, FailoverSettings, Protection
+
+log = logging.getLogger(__name__)
+
+TRIGGER_FOR_STATUS = {
+    HealthStatus.DISCONNECTED: Trigger.DISCONNECTED,
+    HealthStatus.VOLUME_ABNORMAL: Trigger.VOLUME_ABNORMAL,
+    HealthStatus.SERVICE_ABNORMAL: Trigger.SERVICE_ABNORMAL,
+}
+
+
+class FailoverError(Exception):
+    """An operator's request that cannot be carried out; the message says why."""
+
+
+def on_behalf_of(event: FailoverEvent) -> dict[str, str]:
+    """How the failover node tags what it records for this recording server."""
+    return {"id": event.node_tag, "name": event.recording_server_name[:64]}
+
+
+def confirm_timeout() -> float:
+    return float(getattr(django_settings, "CMS_TAKEOVER_CONFIRM_SECONDS", 20))
+
+
+def enqueue_advance(event_id: int) -> None:
+    """Run advance() in a worker once the current transaction has committed."""
+    from . import tasks  # tasks import this module
+
+    transaction.on_commit(lambda: tasks.advance_event.delay(event_id))
+
+
+# -- opening ----------------------------------------------------------------------
+
+
+def open_failover(
+    server: Server, trigger: str, *, actor: str = SYSTEM, reason: str = ""
+) -> FailoverEvent | None:
+    """Open an event for `server`; None if one is already open (the constraint decides)."""
+    try:
+        with transaction.atomic():
+            event = FailoverEvent.objects.create(
+                team_id=server.team_id,
+                recording_server=server,
+                recording_server_name=server.name,
+                node_tag=f"rs{server.pk}",
+                trigger=trigger,
+                state=EventState.DETECTED,
+                worked_at=FREE_LEASE,  # free for any worker
+            )
+            event.transitions.create(
+                from_state="",
+                to_state=EventState.DETECTED,
+                actor=actor,
+                reason=reason or Trigger(trigger).label,
+            )
+    except IntegrityError:
+        return None
+    enqueue_advance(event.pk)
+    return event
+
+
+def manual_failover(server: Server, *, actor: str) -> FailoverEvent:
+    """Maintenance: make a failover server record a healthy recording server's cameras."""
+    if server.role != Role.RECORDING:
+        raise FailoverError("Only a recording server can be failed over.")
+    if not server.enabled:
+        raise FailoverError(f"{server.name} is disabled.")
+    if not Protection.objects.filter(recording_server=server).exists():
+        raise FailoverError(f"No failover server protects {server.name}.")
+    event = open_failover(server, Trigger.MANUAL, actor=actor, reason="Manual failover")
+    if event is None:
+        raise FailoverError(f"{server.name} already has an open failover event.")
+    return event
+
+
+# -- the driver --------------------------------------------------------------------
+
+
+def advance(event_id: int) -> str | None:
+    """Take the event one or more steps further; returns its state afterwards.
+
+    Safe to call at any time from any worker: each state's handler first takes the
+    event's lease or wins a compare-and-set, and does nothing otherwise.
+    """
+    event = FailoverEvent.objects.filter(pk=event_id).first()
+    if event is None or not event.is_open:
+        return event.state if event else None
+    state = event.state
+    if state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER, EventState.TAKING_OVER):
+        if take_lease(event, state):
+            take_over(event)
+    elif state == EventState.WAITING_FAILBACK:
+        if failback_due(event, FailoverSettings.load(), timezone.now()):
+            begin_failback(event, actor=SYSTEM, reason="Failback setting")
+    elif state == EventState.FAILING_BACK:
+        if take_lease(event, state):
+            fail_back(event)
+    elif state == EventState.RESTORING:
+        if take_lease(event, state):
+            from .restoration import restore
+
+            restore(event)
+    event.refresh_from_db()
+    return event.state
+
+
+# -- taking over -------------------------------------------------------------------
+
+
+def candidates(event: FailoverEvent) -> list[Server]:
+    """Failover servers that may take over, in protection order: enabled, healthy, idle."""
+    busy = FailoverEvent.objects.open().exclude(pk=event.pk).exclude(failover_server=None)
+    return [
+        p.failover_server
+        for p in Protection.objects.filter(recording_server_id=event.recording_server_id)
+        .select_related("failover_server")
+        .order_by("priority", "pk")
+        if p.failover_server.enabled
+        and p.failover_server.role == Role.FAILOVER
+        and p.failover_server.status == HealthStatus.NORMAL
+        and not busy.filter(failover_server=p.failover_server).exists()
+    ]
+
+
+def latest_snapshot(event: FailoverEvent) -> ConfigSnapshot | None:
+    server = event.recording_server
+    if server is None:
+        return None
+    if event.trigger == Trigger.MANUAL:
+        # The server is up: take its configuration as it is now.
+        try:
+            refresh_snapshot(server)
+        except NodeError as exc:
+            note(event, f"Could not read the current configuration: {exc}")
+    return ConfigSnapshot.objects.filter(server=server).order_by("-taken_at", "-pk").first()
+
+
+def refresh_snapshot(server: Server, client: Any = None) -> ConfigSnapshot:
+    """Store the server's configuration if its version is new."""
+    client = client or client_for(server)
+    config = client.get_config()
+    version = str(config.get("version", ""))
+    snapshot, _ = ConfigSnapshot.objects.get_or_create(
+        server=server,
+        version=version,
+        defaults={"config": {"version": version, "cameras": config.get("cameras", [])}},
+    )
+    return snapshot
+
+
+def take_over(event: FailoverEvent) -> bool:
+    """Find a failover server for the event and make it record; True when ACTIVE."""
+    bump_attempts(event)
+    snapshot = latest_snapshot(event)
+    if snapshot is None:
+        _no_failover_server(
+            event, "No configuration snapshot of the recording server is known yet."
+        )
+        return False
+
+    if event.state == EventState.TAKING_OVER and event.failover_server_id:
+        # A worker died mid-takeover: finish with the same server and epoch (idempotent).
+        if _push_and_confirm(event, event.failover_server, snapshot):
+            return True
+        _unclaim(event, "Resumed takeover did not confirm")
+
+    errors = []
+    for server in candidates(event):
+        if not _claim(event, server):
+            continue
+        if _push_and_confirm(event, server, snapshot):
+            return True
+        errors.append(f"{server.name}: {event.last_error}")
+        _unclaim(event, f"{server.name} did not take over: {event.last_error}")
+    reason = "; ".join(errors) or "No enabled, healthy and idle failover server protects it."
+    _no_failover_server(event, reason)
+    return False
+
+
+def _claim(event: FailoverEvent, server: Server) -> bool:
+    """Compare-and-set the event onto `server`; the partial unique index refuses a busy one."""
+    try:
+        return transition(
+            event,
+            EventState.TAKING_OVER,
+            from_states=[EventState.DETECTED, EventState.NO_FAILOVER_SERVER],
+            reason=f"Claimed failover server {server.name}",
+            failover_server=server,
+            failover_server_name=server.name,
+            epoch=Counter.next("epoch"),
+            snapshot=None,
+        )
+    except IntegrityError:
+        return False
+
+
+def _unclaim(event: FailoverEvent, reason: str) -> None:
+    server = event.failover_server
+    if server is not None:
+        try:
+            client_for(server).release(event.epoch)
+        except NodeError:
+            pass  # it may be down; its epoch is fenced off by the next claim anyway
+    transition(
+        event,
+        EventState.DETECTED,
+        from_states=[EventState.TAKING_OVER],
+        reason=reason,
+        failover_server=None,
+        failover_server_name="",
+    )
+
+
+def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnapshot) -> bool:
+    obo = on_behalf_of(event)
+    try:
+        client = client_for(server)
+        client.takeover(event.epoch, obo, snapshot.config)
+        renew_lease(event)
+        _wait_until_recording(client, obo["id"], len(snapshot.config.get("cameras", [])))
+    except (NodeError, TimeoutError) as exc:
+        event.last_error = str(exc)
+        return False
+    now = timezone.now()
+    return transition(
+        event,
+        EventState.ACTIVE,
+        from_states=[EventState.TAKING_OVER],
+        reason=f"{server.name} records {obo['name']}'s cameras (epoch {event.epoch})",
+        taken_over_at=now,
+        snapshot=snapshot,
+        config=snapshot.config,
+        last_error="",
+    )
+
+
+def _wait_until_recording(client: Any, obo_id: str, cameras: int) -> None:
+    """Poll the node's health until every camera has written a segment for `obo_id`."""
+    deadline = time.monotonic() + confirm_timeout()
+    while True:
+        health = client.health()
+        recording = health.get("recording") or {}
+        owner = (recording.get("on_behalf_of") or {}).get("id")
+        ours = [c for c in recording.get("cameras", []) if c.get("on_behalf_of") == obo_id]
+        if owner == obo_id and len(ours) >= cameras and all(c.get("segments") for c in ours):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"not recording after {confirm_timeout():.0f} s "
+                f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
+            )
+        time.sleep(0.25)
+
+
+def _no_failover_server(event: FailoverEvent, reason: str) -> None:
+    moved = transition(
+        event,
+        EventState.NO_FAILOVER_SERVER,
+        from_states=[EventState.DETECTED],
+        reason=reason,
+        last_error=reason,
+    )
+    release_lease(event)  # retried on the next probe cycle
+    if moved:
+        # One alert when the event first has nobody; retries happen every probe cycle.
+        mail_admins(
+            f"No failover server available for {event.recording_server_name}",
+            f"{event.recording_server_name} is down ({event.get_trigger_display()}) and no "
+            f"failover server could take over.\n\n{reason}\n\nThe CMS tries again on every "
+            "probe cycle.",
+            fail_silently=True,
+        )
+    else:
+        FailoverEvent.objects.filter(pk=event.pk).update(last_error=reason)
+
+
+# -- recovery and failback ---------------------------------------------------------
+
+
+def mark_recovered(event: FailoverEvent) -> None:
+    """The recording server has passed M good probes."""
+    if event.state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER):
+        transition(
+            event,
+            EventState.RECOVERED,
+            from_states=[EventState.DETECTED, EventState.NO_FAILOVER_SERVER],
+            reason="The recording server came back before a failover server took over.",
+            recovered_at=timezone.now(),
+        )
+    elif event.state == EventState.ACTIVE and event.trigger != Trigger.MANUAL:
+        transition(
+            event,
+            EventState.WAITING_FAILBACK,
+            from_states=[EventState.ACTIVE],
+            reason="The recording server is back.",
+            recovered_at=timezone.now(),
+        )
+
+
+def failback_due(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
+    if event.state != EventState.WAITING_FAILBACK or event.recovered_at is None:
+        return False
+    if settings.failback_mode == FailbackMode.AUTOMATIC:
+        return now - event.recovered_at >= dt.timedelta(seconds=settings.failback_hold_down)
+    if settings.failback_mode == FailbackMode.SCHEDULED:
+        return settings.in_failback_window(timezone.localtime(now))
+    return False
+
+
+def begin_failback(event: FailoverEvent, *, actor: str, reason: str) -> bool:
+    moved = transition(
+        event,
+        EventState.FAILING_BACK,
+        from_states=[EventState.ACTIVE, EventState.WAITING_FAILBACK],
+        actor=actor,
+        reason=reason,
+        worked_at=FREE_LEASE,  # free for the worker to take
+    )
+    if moved:
+        enqueue_advance(event.pk)
+    return moved
+
+
+def fail_back_now(event: FailoverEvent, *, actor: str) -> None:
+    event.refresh_from_db()
+    server = event.recording_server
+    if event.state not in (EventState.ACTIVE, EventState.WAITING_FAILBACK):
+        raise FailoverError(
+            f"The event is {event.get_state_display().lower()}: nothing to fail back."
+        )
+    if server is None or server.status != HealthStatus.NORMAL:
+        raise FailoverError(
+            "The recording server is not back to normal yet; it cannot take over again."
+        )
+    if not begin_failback(event, actor=actor, reason="Fail back now"):
+        raise FailoverError("The event changed meanwhile; reload and try again.")
+
+
+def fail_back(event: FailoverEvent) -> bool:
+    """The recording server records first, then the failover server releases: an overlap."""
+    server = event.recording_server
+    try:
+        wait_until_records(server)
+    except (NodeError, TimeoutError) as exc:
+        FailoverEvent.objects.filter(pk=event.pk).update(last_error=f"Failback waits: {exc}")
+        note(event, f"Failback postponed: the recording server does not record yet ({exc}).")
+        # Back to waiting: the next probe cycle tries again.
+        transition(
+            event,
+            EventState.WAITING_FAILBACK,
+            from_states=[EventState.FAILING_BACK],
+            reason="The recording server does not record yet",
+        )
+        return False
+    if event.failover_server is not None:
+        try:
+            client_for(event.failover_server).release(event.epoch)
+        except EpochRefused:
+            pass  # a newer command already superseded this takeover
+        except NodeError as exc:
+            # The failover server went away; nothing records twice and the recording
+            # server is recording. Its files stay there until it can be reached.
+            note(event, f"The failover server could not be told to stop: {exc}")
+    restore = FailoverSettings.load().restore_recordings and event.failover_server_id is not None
+    moved = transition(
+        event,
+        EventState.RESTORING if restore else EventState.COMPLETED,
+        from_states=[EventState.FAILING_BACK],
+        reason="Failed back; restoring recordings" if restore else "Failed back",
+        failed_back_at=timezone.now(),
+        worked_at=FREE_LEASE,  # free for the restoring worker
+    )
+    if moved and restore:
+        enqueue_advance(event.pk)
+    return moved
+
+
+def wait_until_records(server: Server | None) -> None:
+    if server is None:
+        raise TimeoutError("the recording server was removed")
+    client = client_for(server)
+    deadline = time.monotonic() + confirm_timeout()
+    while True:
+        health = client.health()
+        own = [
+            c
+            for c in (health.get("recording") or {}).get("cameras", [])
+            if c.get("origin") == "own"
+        ]
+        if (
+            health.get("service", {}).get("state") == "running"
+            and health.get("volume", {}).get("state") != "crashed"
+            and own
+            and all(c.get("segments") for c in own)
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("its cameras have not written a segment yet")
+        time.sleep(0.25)
+
+
+# -- a failover server edited, disabled or deleted while it acts ----------------
+
+
+def acting_event(failover_server: Server) -> FailoverEvent | None:
+    return (
+        FailoverEvent.objects.open()
+        .filter(failover_server=failover_server)
+        .filter(state__in=[*ACTING_STATES, EventState.RESTORING])
+        .first()
+    )
+
+
+def stop_failover(failover_server: Server, *, actor: str, reason: str) -> FailoverEvent | None:
+    """Stop what a failover server does for a recording server; its recordings from that
+    failover are removed, as the product says. Callers ask for confirmation first."""
+    event = acting_event(failover_server)
+    if event is None:
+        return None
+    obo = on_behalf_of(event)
+    with transaction.atomic():
+        if not transition(
+            event,
+            EventState.STOPPED,
+            from_states=[*ACTING_STATES, EventState.RESTORING],
+            actor=actor,
+            reason=reason,
+        ):
+            return None
+        if hasattr(event, "restoration"):
+            from .choices import RestorationState
+
+            type(event.restoration).objects.filter(pk=event.restoration.pk).exclude(
+                state=RestorationState.COMPLETED
+            ).update(state=RestorationState.STOPPED, finished_at=timezone.now())
+    try:
+        client = client_for(failover_server)
+        client.release(event.epoch)
+        deleted = client.purge_failover(obo["id"])
+        note(event, f"Removed {deleted} file(s) recorded during the failover.", actor=actor)
+    except NodeError as exc:
+        note(event, f"The failover server could not be cleaned up: {exc}", actor=actor)
+    return event

@@ -1,0 +1,358 @@
+"""Protection, failover settings, configuration snapshots, failover events, restoration.
+
+The database is the source of truth: every state change is a compare-and-set on
+the event's state (see failover/engine.py), and partial unique constraints allow
+at most one open event per recording server and per failover server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models import F, Q
+
+from cms.inventory.choices import Role
+from cms.inventory.models import Server, TeamScopedQuerySet
+
+from .choices import (
+    OPEN_STATES,
+    EventState,
+    FailbackMode,
+    FileState,
+    RestorationState,
+    Trigger,
+)
+
+
+class FailoverSettings(models.Model):
+    """The Failover Settings tab: one row for the whole CMS."""
+
+    auto_failover = models.BooleanField("automatic failover", default=True)
+    on_disconnection = models.BooleanField("fail over when the server disconnects", default=True)
+    on_volume_abnormal = models.BooleanField("fail over when a volume is abnormal", default=True)
+    on_service_abnormal = models.BooleanField(
+        "fail over when the surveillance service is abnormal", default=True
+    )
+    probe_interval = models.PositiveIntegerField(
+        "probe interval (seconds)", default=5, validators=[MinValueValidator(1)]
+    )
+    probe_timeout = models.FloatField(
+        "probe timeout (seconds)",
+        default=3.0,
+        validators=[MinValueValidator(0.2), MaxValueValidator(60)],
+    )
+    failures_before_failover = models.PositiveIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Consecutive failed probes before a recording server fails over.",
+    )
+    successes_before_recovery = models.PositiveIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Consecutive good probes before a server counts as recovered.",
+    )
+    failback_mode = models.CharField(
+        max_length=16, choices=FailbackMode.choices, default=FailbackMode.AUTOMATIC
+    )
+    failback_hold_down = models.PositiveIntegerField(
+        "failback hold-down (seconds)",
+        default=60,
+        help_text="How long a recovered server must stay healthy before automatic failback.",
+    )
+    failback_window_start = models.TimeField(default=dt.time(2, 0))
+    failback_window_end = models.TimeField(default=dt.time(5, 0))
+    restore_recordings = models.BooleanField(
+        "restore recordings and snapshots taken during failover", default=True
+    )
+    last_probe_cycle_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "failover settings"
+        verbose_name_plural = "failover settings"
+
+    def __str__(self) -> str:
+        return "Failover settings"
+
+    def clean(self) -> None:
+        if (
+            self.failback_mode == FailbackMode.SCHEDULED
+            and self.failback_window_start == self.failback_window_end
+        ):
+            raise ValidationError({"failback_window_end": "The failback window must not be empty."})
+        if self.probe_timeout >= self.probe_interval + 0.001 and self.probe_interval:
+            raise ValidationError(
+                {"probe_timeout": "The probe timeout must be shorter than the probe interval."}
+            )
+
+    @classmethod
+    def load(cls) -> FailoverSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def triggers(self) -> set[str]:
+        enabled = set()
+        if self.on_disconnection:
+            enabled.add(Trigger.DISCONNECTED)
+        if self.on_volume_abnormal:
+            enabled.add(Trigger.VOLUME_ABNORMAL)
+        if self.on_service_abnormal:
+            enabled.add(Trigger.SERVICE_ABNORMAL)
+        return enabled
+
+    def in_failback_window(self, at: dt.datetime) -> bool:
+        now = at.time()
+        start, end = self.failback_window_start, self.failback_window_end
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # a window across midnight
+
+
+class Protection(models.Model):
+    """A failover server that may take over a recording server, in preference order."""
+
+    recording_server = models.ForeignKey(
+        Server,
+        on_delete=models.CASCADE,
+        related_name="protections",
+        limit_choices_to={"role": Role.RECORDING},
+    )
+    failover_server = models.ForeignKey(
+        Server,
+        on_delete=models.CASCADE,
+        related_name="protects",
+        limit_choices_to={"role": Role.FAILOVER},
+    )
+    priority = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["recording_server", "priority", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording_server", "failover_server"], name="unique_protection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.failover_server} protects {self.recording_server} (#{self.priority})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.recording_server_id and self.recording_server.role != Role.RECORDING:
+            errors["recording_server"] = "Choose a recording server."
+        if self.failover_server_id and self.failover_server.role != Role.FAILOVER:
+            errors["failover_server"] = "Choose a failover server."
+        if (
+            self.recording_server_id
+            and self.failover_server_id
+            and self.recording_server.team_id != self.failover_server.team_id
+        ):
+            errors["failover_server"] = "The failover server belongs to another team."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ConfigSnapshot(models.Model):
+    """The last known surveillance configuration of a recording server.
+
+    Failover pushes this copy, because a dead server cannot be asked for it.
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="config_snapshots")
+    version = models.CharField(max_length=64)
+    config = models.JSONField()
+    taken_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-taken_at", "-pk"]
+        get_latest_by = "taken_at"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "version"], name="unique_snapshot_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server} config {self.version}"
+
+    @property
+    def camera_count(self) -> int:
+        return len(self.config.get("cameras", []))
+
+
+class Counter(models.Model):
+    """Monotonic counters kept in the database (the fencing epoch)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+    @classmethod
+    def next(cls, name: str) -> int:
+        with transaction.atomic():
+            cls.objects.get_or_create(name=name)
+            cls.objects.filter(name=name).update(value=F("value") + 1)
+            return cls.objects.get(name=name).value
+
+
+class FailoverEventQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+    def open(self) -> FailoverEventQuerySet:
+        return self.filter(state__in=OPEN_STATES)
+
+
+class FailoverEvent(models.Model):
+    """One incident, from detection to its end, with an append-only timeline."""
+
+    team = models.ForeignKey("inventory.Team", on_delete=models.PROTECT, related_name="+")
+    recording_server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    recording_server_name = models.CharField(max_length=64)
+    node_tag = models.CharField(
+        max_length=64,
+        help_text="How the failover node tags what it records for the recording server; "
+        "kept here because the recording server may be replaced and removed.",
+    )
+    failover_server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="acting_events"
+    )
+    failover_server_name = models.CharField(max_length=64, blank=True)
+    trigger = models.CharField(max_length=24, choices=Trigger.choices)
+    state = models.CharField(
+        max_length=24, choices=EventState.choices, default=EventState.DETECTED, db_index=True
+    )
+    epoch = models.BigIntegerField(default=0, help_text="Fencing token sent with node commands.")
+    snapshot = models.ForeignKey(
+        ConfigSnapshot, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    config = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The configuration pushed to the failover server (a copy: it outlives "
+        "the snapshot when the recording server is replaced).",
+    )
+    detected_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    taken_over_at = models.DateTimeField(null=True, blank=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    failed_back_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # A worker that works on the event renews this; a stale value means it died.
+    worked_at = models.DateTimeField(null=True, blank=True)
+    replacement = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = FailoverEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-detected_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording_server"],
+                condition=Q(state__in=sorted(OPEN_STATES)),
+                name="one_open_event_per_recording_server",
+            ),
+            models.UniqueConstraint(
+                fields=["failover_server"],
+                condition=Q(state__in=sorted(OPEN_STATES)) & Q(failover_server__isnull=False),
+                name="one_open_event_per_failover_server",
+            ),
+        ]
+        permissions = [
+            ("trigger_failover", "Can trigger a manual failover"),
+            ("fail_back", "Can fail back now"),
+            ("replace_server", "Can replace a protected server"),
+            ("stop_restoration", "Can stop a restoration"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.recording_server_name}: {self.get_state_display()}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def time_to_take_over(self) -> dt.timedelta | None:
+        if self.taken_over_at:
+            return self.taken_over_at - self.detected_at
+        return None
+
+
+class EventTransition(models.Model):
+    """Append-only: every state change with its time, actor and reason."""
+
+    event = models.ForeignKey(FailoverEvent, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=24, choices=EventState.choices, blank=True)
+    to_state = models.CharField(max_length=24, choices=EventState.choices)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, default="system")
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state} by {self.actor}"
+
+
+class RestorationJob(models.Model):
+    event = models.OneToOneField(
+        FailoverEvent, on_delete=models.CASCADE, related_name="restoration"
+    )
+    target_server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    state = models.CharField(
+        max_length=16, choices=RestorationState.choices, default=RestorationState.PENDING
+    )
+    files_total = models.PositiveIntegerField(default=0)
+    files_done = models.PositiveIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    rate_bps = models.FloatField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Restoration of event #{self.event_id}: {self.get_state_display()}"
+
+    @property
+    def percent(self) -> float:
+        if self.bytes_total:
+            return round(100.0 * self.bytes_done / self.bytes_total, 1)
+        return 100.0 if self.state == RestorationState.COMPLETED else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.rate_bps > 0 and self.bytes_total >= self.bytes_done:
+            return (self.bytes_total - self.bytes_done) / self.rate_bps
+        return None
+
+
+class RestorationFile(models.Model):
+    job = models.ForeignKey(RestorationJob, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=500)
+    kind = models.CharField(max_length=16, default="recording")
+    camera = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=FileState.choices, default=FileState.PENDING)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "path"], name="unique_restoration_file")
+        ]
+
+    def __str__(self) -> str:
+        return self.path

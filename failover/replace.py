@@ -1,0 +1,262 @@
+"""Replace protected server: the two variants of the product, during a failover.
+
+(a) With the acting failover server: the original recording server leaves the list;
+    the failover server becomes the recording server with the same configuration;
+    all licenses migrate to it.
+(b) With another recording server in normal status: the original leaves the list;
+    the failover stops; the chosen server takes the original's configuration and
+    name; the original's licenses migrate to it and overwrite those it had.
+
+The nodes are changed first (configuration, licenses, release): if one refuses,
+the database is untouched and the operator sees why. Then one transaction moves
+the inventory. Nothing recorded during the failover is lost: in (a) it stays on
+the server that now records; in (b) it is restored to the replacement when
+restoration is enabled, and otherwise stays on the failover server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from cms.inventory.choices import HealthStatus, Role
+from cms.inventory.licenses import record_move
+from cms.inventory.models import License, Server
+from cms.nodes.client import client_for
+from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
+
+from .choices import EventState
+from .engine import (
+    FailoverError,
+    enqueue_advance,
+    refresh_snapshot,
+    wait_until_records,
+)
+from .events import FREE_LEASE, note, transition
+from .models import FailoverEvent, FailoverSettings, Protection
+
+REPLACEABLE = [EventState.ACTIVE, EventState.WAITING_FAILBACK]
+
+
+@dataclass
+class ReplacePlan:
+    """What a replacement will do, to show before the operator confirms."""
+
+    original: str
+    replacement: str
+    variant: str  # "acting" or "other"
+    licenses_moving: list[str]
+    licenses_overwritten: list[str]
+    renamed: bool
+    restore: bool
+
+    def consequences(self) -> list[str]:
+        lines = [f"{self.original} is removed from the recording server list."]
+        if self.variant == "acting":
+            lines.append(
+                f"Failover server {self.replacement} becomes a recording server with "
+                f"{self.original}'s configuration."
+            )
+        else:
+            lines.append("The failover stops; the failover server goes back to standby.")
+            lines.append(
+                f"{self.replacement} takes {self.original}'s configuration and is renamed "
+                f"{self.original!r}."
+            )
+            if self.restore:
+                lines.append("Recordings made during the failover are restored to it.")
+        if self.licenses_moving:
+            lines.append("Licenses moving: " + ", ".join(self.licenses_moving) + ".")
+        if self.licenses_overwritten:
+            lines.append(
+                "Licenses overwritten (uninstalled from the replacement): "
+                + ", ".join(self.licenses_overwritten)
+                + "."
+            )
+        return lines
+
+
+def replacement_choices(event: FailoverEvent) -> list[Server]:
+    """The acting failover server, then recording servers in normal status of the team."""
+    choices = [event.failover_server] if event.failover_server else []
+    busy = FailoverEvent.objects.open().values_list("recording_server_id", flat=True)
+    choices += list(
+        Server.objects.filter(
+            role=Role.RECORDING, team_id=event.team_id, enabled=True, status=HealthStatus.NORMAL
+        )
+        .exclude(pk=event.recording_server_id)
+        .exclude(pk__in=busy)
+        .order_by("name")
+    )
+    return choices
+
+
+def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
+    event.refresh_from_db()
+    if event.state not in REPLACEABLE:
+        raise FailoverError(
+            f"The event is {event.get_state_display().lower()}: a protected server can be "
+            "replaced only while its failover is active."
+        )
+    original = event.recording_server
+    if original is None:
+        raise FailoverError("The original recording server was already removed.")
+    acting = replacement.pk == event.failover_server_id
+    if not acting:
+        if replacement.pk not in {s.pk for s in replacement_choices(event)}:
+            raise FailoverError(
+                f"{replacement.name} cannot replace {original.name}: choose the acting failover "
+                "server or an enabled recording server of the same team in normal status "
+                "without its own failover."
+            )
+    elif (
+        Server.objects.filter(role=Role.RECORDING, name=replacement.name)
+        .exclude(pk=original.pk)
+        .exists()
+    ):
+        raise FailoverError(
+            f"A recording server named {replacement.name!r} already exists; rename the failover "
+            "server first."
+        )
+    moving = list(License.objects.filter(server=original).values_list("key", flat=True))
+    overwritten = (
+        []
+        if acting
+        else list(License.objects.filter(server=replacement).values_list("key", flat=True))
+    )
+    return ReplacePlan(
+        original=original.name,
+        replacement=replacement.name,
+        variant="acting" if acting else "other",
+        licenses_moving=moving,
+        licenses_overwritten=overwritten,
+        renamed=not acting,
+        restore=not acting and FailoverSettings.load().restore_recordings,
+    )
+
+
+def replace_protected_server(
+    event: FailoverEvent, replacement: Server, *, actor: str
+) -> ReplacePlan:
+    the_plan = plan(event, replacement)
+    if not event.config:
+        raise FailoverError("The failover has no configuration snapshot to hand over.")
+    if the_plan.variant == "acting":
+        _replace_with_acting(event, replacement, the_plan, actor)
+    else:
+        _replace_with_other(event, replacement, the_plan, actor)
+    return the_plan
+
+
+def _licenses_of(server: Server) -> list[License]:
+    return list(License.objects.filter(server=server).order_by("key"))
+
+
+def _replace_with_acting(
+    event: FailoverEvent, fs: Server, the_plan: ReplacePlan, actor: str
+) -> None:
+    original = event.recording_server
+    licenses = _licenses_of(original)
+    client = client_for(fs)
+    try:
+        client.put_config(event.config)  # records as its own: an overlap
+        try:
+            client.release(event.epoch)
+        except EpochRefused:
+            pass
+        client.enable_cms("recording")
+        installed = {x["key"] for x in client.licenses()}
+        for lic in licenses:
+            if lic.key not in installed:
+                client.install_license(lic.key, lic.cameras)
+    except NodeError as exc:
+        raise FailoverError(f"{fs.name} refused: {exc}") from exc
+    _remove_licenses_from(original, licenses, event)
+
+    with transaction.atomic():
+        if not transition(
+            event, EventState.REPLACED, from_states=REPLACEABLE, actor=actor,
+            reason=f"{fs.name} replaces {original.name} (the acting failover server)",
+            replacement=fs,
+        ):  # fmt: skip
+            raise FailoverError("The event changed meanwhile; nothing was replaced.")
+        for lic in licenses:
+            record_move(lic, fs, reason=f"Replace {original.name} with {fs.name}", actor=actor)
+        Protection.objects.filter(failover_server=fs).delete()
+        Protection.objects.filter(recording_server=original).update(recording_server=fs)
+        Server.objects.filter(pk=fs.pk).update(role=Role.RECORDING, updated_at=timezone.now())
+        original.delete()
+    _snapshot_after(fs, event)
+
+
+def _replace_with_other(
+    event: FailoverEvent, new: Server, the_plan: ReplacePlan, actor: str
+) -> None:
+    original = event.recording_server
+    licenses = _licenses_of(original)
+    overwritten = _licenses_of(new)
+    client = client_for(new)
+    try:
+        client.put_config(event.config)
+        client.replace_licenses([{"key": x.key, "cameras": x.cameras} for x in licenses])
+        wait_until_records(new)  # it records before the failover server stops
+    except (NodeError, TimeoutError) as exc:
+        raise FailoverError(f"{new.name} could not take the configuration: {exc}") from exc
+    if event.failover_server is not None:
+        try:
+            client_for(event.failover_server).release(event.epoch)
+        except NodeError as exc:
+            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+    _remove_licenses_from(original, licenses, event)
+
+    restore = the_plan.restore and event.failover_server_id is not None
+    with transaction.atomic():
+        if not transition(
+            event,
+            EventState.RESTORING if restore else EventState.REPLACED,
+            from_states=REPLACEABLE,
+            actor=actor,
+            reason=f"{new.name} replaces {original.name} and takes its name",
+            replacement=new,
+            failed_back_at=timezone.now(),
+            worked_at=FREE_LEASE,
+        ):
+            raise FailoverError("The event changed meanwhile; nothing was replaced.")
+        reason = f"Replace {original.name} with {new.name}"
+        for lic in overwritten:
+            record_move(lic, None, reason=f"{reason}: overwritten", actor=actor)
+        for lic in licenses:
+            record_move(lic, new, reason=reason, actor=actor)
+        Protection.objects.filter(recording_server=new).delete()
+        Protection.objects.filter(recording_server=original).update(recording_server=new)
+        name, name_source = original.name, original.name_source
+        original.delete()
+        Server.objects.filter(pk=new.pk).update(
+            name=name, name_source=name_source, updated_at=timezone.now()
+        )
+    _snapshot_after(new, event)
+    if restore:
+        enqueue_advance(event.pk)
+
+
+def _snapshot_after(server: Server, event: FailoverEvent) -> None:
+    """The new recording server's configuration, as its node now reports it."""
+    try:
+        refresh_snapshot(Server.objects.get(pk=server.pk))
+    except NodeError as exc:
+        note(event, f"The configuration of {server.name} could not be read yet: {exc}")
+
+
+def _remove_licenses_from(server: Server, licenses: list[License], event: FailoverEvent) -> None:
+    """Best effort: the original is usually down; the CMS's record is what counts."""
+    try:
+        client = client_for(server)
+        for lic in licenses:
+            try:
+                client.remove_license(lic.key)
+            except NodeRefused:
+                pass  # not installed there
+    except NodeError as exc:
+        note(event, f"Licenses could not be removed from {server.name}: {exc}")

@@ -1,0 +1,171 @@
+"""The failover pages and actions of the admin, against real agents."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from cms.inventory.models import Server
+from failover import engine, probing
+from failover.choices import EventState
+from failover.models import FailoverEvent, FailoverSettings, Protection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FO_URL = "/admin/inventory/failoverserver/"
+RS_URL = "/admin/inventory/recordingserver/"
+
+
+def text(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def active_event(make_fleet):
+    fleet = make_fleet(failovers=1)
+    fleet.recording_node.kill()
+    for _ in range(2):
+        probing.run_cycle(force=True)
+    event = FailoverEvent.objects.get()
+    assert engine.advance(event.pk) == EventState.ACTIVE
+    return fleet, event
+
+
+def test_the_settings_page_edits_the_one_row_and_rejects_bad_values(admin_client, db):
+    response = admin_client.get("/admin/failover/failoversettings/")
+    assert response.status_code == 302
+    url = response["Location"]
+    page = admin_client.get(url)
+    assert "Failback" in text(page)
+    data = {
+        "auto_failover": "on", "on_disconnection": "on", "probe_interval": "2",
+        "probe_timeout": "5", "failures_before_failover": "3",
+        "successes_before_recovery": "3", "failback_mode": "automatic",
+        "failback_hold_down": "60", "failback_window_start": "02:00",
+        "failback_window_end": "05:00",
+    }  # fmt: skip
+    bad = admin_client.post(url, data)
+    assert "shorter than the probe interval" in text(bad)
+    assert FailoverSettings.load().probe_interval == 5
+    data["probe_timeout"] = "1.5"
+    assert admin_client.post(url, data).status_code == 302
+    saved = FailoverSettings.load()
+    assert (saved.probe_interval, saved.on_volume_abnormal) == (2, False)
+
+
+def test_manual_failover_from_the_recording_server_list(admin_client, make_fleet):
+    fleet = make_fleet(failovers=1)
+    response = admin_client.post(
+        RS_URL, {"action": "manual_failover", "_selected_action": [fleet.recording.pk]},
+        follow=True,
+    )  # fmt: skip
+    event = FailoverEvent.objects.get()
+    assert event.trigger == "manual"
+    assert f"failover event #{event.pk} started" in text(response)
+    assert event.transitions.get().actor == "root"
+    assert engine.advance(event.pk) == EventState.ACTIVE
+
+
+def test_disabling_an_acting_failover_server_asks_first(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    fs = fleet.failovers[0]
+    post = {"action": "disable_servers", "_selected_action": [fs.pk]}
+    confirm_page = admin_client.post(FO_URL, post)
+    assert "the recordings and snapshots it made during the failover are removed" in text(
+        confirm_page
+    )
+    fs.refresh_from_db()
+    event.refresh_from_db()
+    assert fs.enabled and event.state == EventState.ACTIVE  # nothing changed yet
+
+    admin_client.post(FO_URL, {**post, "confirm": "yes"})
+    fs.refresh_from_db()
+    event.refresh_from_db()
+    assert not fs.enabled
+    assert event.state == EventState.STOPPED
+
+
+def test_editing_an_acting_failover_server_needs_the_confirmation(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    fs = fleet.failovers[0]
+    url = f"{FO_URL}{fs.pk}/change/"
+    data = {
+        "team": fs.team_id, "name": "Standby renamed", "connection_type": "address",
+        "host": fs.host, "port": fs.port, "quickconnect_id": "", "admin_username": "admin",
+        "admin_password_input": "", "enabled": "on",
+    }  # fmt: skip
+    refused = admin_client.post(url, data)
+    assert "Stop the failover" in text(refused)
+    fs.refresh_from_db()
+    assert fs.name == "Standby 1"
+
+    saved = admin_client.post(url, {**data, "confirm_stop_failover": "yes"})
+    assert saved.status_code == 302
+    fs.refresh_from_db()
+    event.refresh_from_db()
+    assert fs.name == "Standby renamed"
+    assert event.state == EventState.STOPPED
+
+
+def test_deleting_an_acting_failover_server_warns_then_stops_it(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    fs = fleet.failovers[0]
+    page = admin_client.get(f"{FO_URL}{fs.pk}/delete/")
+    assert "has taken over for Lobby" in text(page)
+    admin_client.post(f"{FO_URL}{fs.pk}/delete/", {"post": "yes"})
+    assert not Server.objects.filter(pk=fs.pk).exists()
+    event.refresh_from_db()
+    assert event.state == EventState.STOPPED
+    assert event.failover_server_name == "Standby 1"  # the history keeps the name
+
+
+def test_the_event_page_shows_the_timeline_and_the_replace_dialog(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    page = text(admin_client.get(f"/admin/failover/failoverevent/{event.pk}/change/"))
+    assert "Timeline" in page and "taking_over" in page.replace("Taking over", "taking_over")
+    assert "Replace protected server" in page
+
+    url = f"/admin/failover/failoverevent/{event.pk}/replace/"
+    dialog = text(admin_client.get(url))
+    assert "Standby 1 (the acting failover server)" in dialog
+    preview = text(admin_client.post(url, {"replacement": fleet.failovers[0].pk}))
+    assert "Lobby is removed from the recording server list." in preview
+    assert "becomes a recording server" in preview
+    event.refresh_from_db()
+    assert event.state == EventState.ACTIVE  # a preview changes nothing
+
+    done = admin_client.post(url, {"replacement": fleet.failovers[0].pk, "confirm": "yes"})
+    assert done.status_code == 302
+    event.refresh_from_db()
+    assert event.state == EventState.REPLACED
+
+
+def test_an_operator_without_the_permission_has_no_failover_action(
+    client, make_fleet, django_user_model, team
+):
+    from django.contrib.auth.models import Permission
+
+    from cms.inventory.models import TeamMembership
+
+    fleet = make_fleet(failovers=1)
+    user = django_user_model.objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_recordingserver", "change_recordingserver"])
+    )
+    TeamMembership.objects.create(team=team, user=user)
+    client.force_login(user)
+    page = text(client.get(RS_URL))
+    assert "Manual failover" not in page
+    response = client.post(
+        RS_URL, {"action": "manual_failover", "_selected_action": [fleet.recording.pk]}
+    )
+    assert not FailoverEvent.objects.exists()
+    assert response.status_code in (200, 302)
+
+
+def test_protection_is_edited_inline_on_the_recording_server(admin_client, make_fleet):
+    fleet = make_fleet(failovers=1)
+    rs = fleet.recording
+    page = text(admin_client.get(f"{RS_URL}{rs.pk}/change/"))
+    assert "Failover servers protecting it" in page
+    assert Protection.objects.filter(recording_server=rs).count() == 1
