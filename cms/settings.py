@@ -5,6 +5,7 @@ under var/, without CELERY_BROKER_URL/REDIS_URL the broker is kombu's filesystem
 transport under var/. Set those variables to use PostgreSQL and Redis.
 """
 
+import datetime as dt
 import os
 import secrets
 import uuid
@@ -62,6 +63,11 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "knox",
+    "auditlog",
     "cms.inventory",
     "cms.nodes",
     "failover",
@@ -74,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -157,10 +164,47 @@ ADMINS = [("CMS alerts", addr) for addr in env_list("CMS_ALERT_EMAILS")]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Scripts: "Authorization: Token <key>" (knox keeps only a hash of the key).
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["cms.api.permissions.ModelPermissions"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "cms.api.schema.Schema",
+    "EXCEPTION_HANDLER": "cms.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+_TOKEN_DAYS = int(os.environ.get("CMS_API_TOKEN_DAYS", "90"))
+REST_KNOX = {
+    "TOKEN_TTL": dt.timedelta(days=_TOKEN_DAYS) if _TOKEN_DAYS else None,  # 0: never expire
+    "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Failover CMS API",
+    "DESCRIPTION": "Servers, licenses, protection, failover settings and events, restorations.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the project itself: this machine (and many NVR networks) has no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cms.api.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "EventStateEnum": "failover.choices.EventState",
+        "RestorationStateEnum": "failover.choices.RestorationState",
+    },
+}
+AUDITLOG_INCLUDE_ALL_MODELS = False
 
 # Celery: JSON only, one message prefetched per process so a long failover does not
 # hold others back, and a broker that needs no server unless one is configured.
@@ -191,6 +235,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # Failover engine timings (seconds).
 CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "45"))
 CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
+# The LAN search (the magnifier button): UDP broadcast to this address and port.
+CMS_DISCOVERY_ADDRESS = os.environ.get("CMS_DISCOVERY_ADDRESS", "255.255.255.255")
+CMS_DISCOVERY_PORT = int(os.environ.get("CMS_DISCOVERY_PORT", "19997"))
 # This CMS host's identity towards the nodes (X-CMS-Host), kept across restarts.
 CMS_HOST_ID = os.environ.get("CMS_HOST_ID") or _persistent_dev_value(
     "cms-host-id", lambda: str(uuid.uuid4())

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from cms.inventory.admin import FailoverServerAdmin, RecordingServerAdmin
 from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
+from cms.permissions import can
 
 from . import engine, replace, restoration
 from .choices import EventState
@@ -111,14 +112,14 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "manual_failover"]
 
-    @admin.action(description="Enable selected servers", permissions=["change"])
+    @admin.action(description="Enable selected servers", permissions=["enable"])
     def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(enabled=True)
+        count = queryset.set_enabled(True)
         self.message_user(request, f"Enabled {count} server(s).")
 
-    @admin.action(description="Disable selected servers", permissions=["change"])
+    @admin.action(description="Disable selected servers", permissions=["enable"])
     def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(enabled=False)
+        count = queryset.set_enabled(False)
         self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
 
     @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
@@ -132,7 +133,10 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
                 self.message_user(request, f"{server.name}: failover event #{event.pk} started.")
 
     def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("failover.trigger_failover")
+        return can(request.user, "trigger_failover")
+
+    def has_enable_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "enable")
 
 
 class FailoverServerForm(ServerForm):
@@ -166,12 +170,15 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
     form = FailoverServerForm
     actions = ["enable_servers", "disable_servers"]
 
-    @admin.action(description="Enable selected servers", permissions=["change"])
+    def has_enable_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "enable")
+
+    @admin.action(description="Enable selected servers", permissions=["enable"])
     def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(enabled=True)
+        count = queryset.set_enabled(True)
         self.message_user(request, f"Enabled {count} server(s).")
 
-    @admin.action(description="Disable selected servers", permissions=["change"])
+    @admin.action(description="Disable selected servers", permissions=["enable"])
     def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         acting = [s for s in queryset if engine.acting_event(s)]
         if acting and request.POST.get("confirm") != "yes":
@@ -185,7 +192,7 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
         for server in acting:
             engine.stop_failover(server, actor=actor_name(request.user),
                                  reason=f"{server.name} was disabled")  # fmt: skip
-        count = queryset.update(enabled=False)
+        count = queryset.set_enabled(False)
         self.message_user(request, f"Disabled {count} server(s).")
         return None
 
@@ -291,10 +298,10 @@ class FailoverEventAdmin(admin.ModelAdmin):
         return False  # the event history is never lost
 
     def has_fail_back_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("failover.fail_back")
+        return can(request.user, "fail_back")
 
     def has_stop_restoration_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("failover.stop_restoration")
+        return can(request.user, "stop_restoration")
 
     @admin.display(description="Time to take over")
     def time_to_take_over(self, event: FailoverEvent) -> str:
@@ -350,7 +357,7 @@ class FailoverEventAdmin(admin.ModelAdmin):
         return [replace_url, *super().get_urls()]
 
     def replace_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
-        if not request.user.has_perm("failover.replace_server"):
+        if not can(request.user, "replace_server"):
             raise PermissionDenied
         event = get_object_or_404(self.get_queryset(request), pk=event_id)
         choices = replace.replacement_choices(event)

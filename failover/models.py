@@ -110,6 +110,10 @@ class FailoverSettings(models.Model):
         return now >= start or now < end  # a window across midnight
 
 
+class ProtectionQuerySet(TeamScopedQuerySet):
+    team_path = "recording_server__team"
+
+
 class Protection(models.Model):
     """A failover server that may take over a recording server, in preference order."""
 
@@ -126,6 +130,8 @@ class Protection(models.Model):
         limit_choices_to={"role": Role.FAILOVER},
     )
     priority = models.PositiveIntegerField(default=0)
+
+    objects = ProtectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["recording_server", "priority", "pk"]
@@ -302,6 +308,10 @@ class EventTransition(models.Model):
         return f"{self.from_state or '-'} -> {self.to_state} by {self.actor}"
 
 
+class RestorationJobQuerySet(TeamScopedQuerySet):
+    team_path = "event__team"
+
+
 class RestorationJob(models.Model):
     event = models.OneToOneField(
         FailoverEvent, on_delete=models.CASCADE, related_name="restoration"
@@ -322,6 +332,8 @@ class RestorationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RestorationJobQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"Restoration of event #{self.event_id}: {self.get_state_display()}"

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.celery",
     "tests.fixtures.nodes",
     "tests.fixtures.fleet",
+    "tests.fixtures.api",
 ]
 
 
@@ -61,6 +62,11 @@ def make_server(db, team):
         return server
 
     return make
+
+
+def pytest_configure(config):
+    # Password hashing is deliberately slow; tests log in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def pytest_report_header(config):

@@ -41,3 +41,33 @@ def record_move(
             reason=reason,
             actor=actor,
         )
+
+
+def install(license: License, server: Server, *, actor: str) -> LicenseMove:
+    """Install on `server`'s node, uninstall from the previous one, record the move."""
+    from cms.nodes.client import client_for
+    from cms.nodes.errors import NodeError, NodeRefused
+
+    client_for(server).install_license(license.key, license.cameras)
+    previous = license.server
+    if previous is not None and previous.pk != server.pk:
+        try:
+            client_for(previous).remove_license(license.key)
+        except NodeRefused:
+            pass  # not installed there any more
+        except NodeError:
+            pass  # unreachable: the CMS's record moves; the node is corrected when replaced
+    return record_move(license, server, reason=f"Installed on {server.name}", actor=actor)
+
+
+def uninstall(license: License, *, actor: str) -> LicenseMove | None:
+    from cms.nodes.client import client_for
+    from cms.nodes.errors import NodeRefused
+
+    if license.server is None:
+        return None
+    try:
+        client_for(license.server).remove_license(license.key)
+    except NodeRefused:
+        pass  # already gone from the node
+    return record_move(license, None, reason=f"Removed from {license.server.name}", actor=actor)

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from .choices import CmsMode, ConnectionType, HealthStatus, NameSource, Role
 from .fields import EncryptedSecretField
@@ -74,6 +75,15 @@ class ServerQuerySet(TeamScopedQuerySet):
     def enabled(self) -> ServerQuerySet:
         return self.filter(enabled=True)
 
+    def set_enabled(self, enabled: bool) -> int:
+        """Enable or disable each server with a save, so the audit trail records who did."""
+        changed = 0
+        for server in self.exclude(enabled=enabled):
+            server.enabled = enabled
+            server.save(update_fields=["enabled", "updated_at"])
+            changed += 1
+        return changed
+
 
 class Server(models.Model):
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="servers")
@@ -109,6 +119,8 @@ class Server(models.Model):
     )
     admin_username = models.CharField(max_length=64, default="admin")
     admin_password = EncryptedSecretField(blank=True)
+    # The audit trail records this instead of the secret itself.
+    password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     enabled = models.BooleanField(default=True, db_index=True)
     status = models.CharField(
@@ -149,12 +161,33 @@ class Server(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["role", "status"])]
+        permissions = [
+            ("enable_server", "Can enable and disable servers"),
+            ("test_connection", "Can test the connection to a server"),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
     def __repr__(self) -> str:
         return f"<Server {self.pk}: {self.name!r} ({self.role})>"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A pinned certificate belongs to the address it was seen at: a new address is
+        # a new first contact.
+        loaded = getattr(self, "_loaded_endpoint", None)
+        extra = set()
+        if loaded is not None and loaded != self._endpoint() and self.tls_fingerprint:
+            self.tls_fingerprint = ""
+            extra.add("tls_fingerprint")
+        if self.admin_password.is_new:
+            self.password_changed_at = timezone.now()
+            extra.add("password_changed_at")
+        if extra and kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], *extra}
+        super().save(*args, **kwargs)
+        self._loaded_name = self.name
+        self._loaded_endpoint = self._endpoint()
 
     @property
     def address(self) -> str:
@@ -206,10 +239,17 @@ class Server(models.Model):
     def from_db(cls, db: Any, field_names: Any, values: Any) -> Server:
         instance = super().from_db(db, field_names, values)
         instance._loaded_name = instance.__dict__.get("name")
+        instance._loaded_endpoint = instance._endpoint()
         return instance
+
+    def _endpoint(self) -> tuple:
+        return tuple(self.__dict__.get(f) for f in _ENDPOINT_FIELDS)
 
     def _name_changed(self) -> bool:
         return getattr(self, "_loaded_name", None) != self.name
+
+
+_ENDPOINT_FIELDS = ("connection_type", "host", "port", "use_https", "quickconnect_id")
 
 
 class RecordingServerManager(models.Manager.from_queryset(ServerQuerySet)):
@@ -275,6 +315,7 @@ class License(models.Model):
 
     class Meta:
         ordering = ["key"]
+        permissions = [("manage_licenses", "Can install, move and remove licenses")]
 
     def __str__(self) -> str:
         return self.key

@@ -87,6 +87,11 @@ class Secret:
             self._plain = decrypt(self._token) if self._token else ""
         return self._plain
 
+    @property
+    def is_new(self) -> bool:
+        """Typed in and not stored yet (so a save changes the stored secret)."""
+        return self._token is None and bool(self._plain)
+
     def token(self) -> str:
         """The ciphertext to store; encrypts on first use only."""
         if self._token is None:

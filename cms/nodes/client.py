@@ -106,7 +106,7 @@ def _retry(retries: int) -> Retry:
 
 
 _local = threading.local()
-_tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
+_tokens: dict[tuple[str, str, int, str, str], tuple[str, float]] = {}
 _tokens_lock = threading.Lock()
 
 
@@ -210,6 +210,7 @@ class NodeClient:
         self.https = https
         self.username = username
         self._password = password  # never logged, never in repr
+        self._password_digest = hashlib.sha256(password.encode()).hexdigest()[:16]
         self.fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
         self.on_pin = on_pin
         self.timeout = timeout
@@ -225,8 +226,10 @@ class NodeClient:
     # -- plumbing ------------------------------------------------------------
 
     @property
-    def _token_key(self) -> tuple[str, str, int, str]:
-        return (self.scheme, self.host, self.port, self.username)
+    def _token_key(self) -> tuple[str, str, int, str, str]:
+        # The password is part of the key: a token obtained with an old password must not
+        # make a wrong new one look right (Test Connection, probes after an edit).
+        return (self.scheme, self.host, self.port, self.username, self._password_digest)
 
     def pin(self) -> str | None:
         """Make sure HTTPS has a pinned fingerprint; returns it (None for HTTP)."""

@@ -169,3 +169,32 @@ def test_protection_is_edited_inline_on_the_recording_server(admin_client, make_
     page = text(admin_client.get(f"{RS_URL}{rs.pk}/change/"))
     assert "Failover servers protecting it" in page
     assert Protection.objects.filter(recording_server=rs).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("role", "sees", "hidden"),
+    [
+        ("Viewer", [], ["Manual failover", "Enable selected servers"]),
+        ("Operator", ["Manual failover", "Enable selected servers"], []),
+    ],
+)
+def test_the_admin_shows_each_role_its_actions(
+    client, django_user_model, sites, role, sees, hidden
+):
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    user = django_user_model.objects.create_user(f"u-{role}", password="pw-role-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    TeamMembership.objects.create(team=sites[0].team, user=user)
+    client.force_login(user)
+    page = text(client.get(RS_URL))
+    assert "Lobby N" in page and "Lobby S" not in page  # the team restriction
+    for label in sees:
+        assert label in page
+    for label in hidden:
+        assert label not in page
+    other = client.get(f"{RS_URL}{sites[1].recording.pk}/change/", follow=True)
+    assert other.redirect_chain  # back to the list: as if it did not exist
+    assert "Lobby S" not in text(other)

@@ -2,17 +2,19 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from cms.nodes.discovery import BROADCAST, DEFAULT_PORT, search
+from cms.nodes.discovery import search
 
 
 class Command(BaseCommand):
     help = "List the node agents that answer a LAN search (name, model, address, CMS mode)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--address", default=BROADCAST, help="broadcast address to ask")
-        parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+        parser.add_argument("--address", default=settings.CMS_DISCOVERY_ADDRESS,
+                            help="broadcast address to ask")  # fmt: skip
+        parser.add_argument("--port", type=int, default=settings.CMS_DISCOVERY_PORT)
         parser.add_argument("--timeout", type=float, default=2.0)
 
     def handle(self, *args: Any, address: str, port: int, timeout: float, **options: Any) -> None:

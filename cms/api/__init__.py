@@ -1,0 +1,1 @@
+"""The REST API under /api/v1/: shared pieces (errors, permissions, base viewsets)."""

@@ -1,0 +1,222 @@
+"""Serializers of the inventory: the model's own validation (name rule, addresses) applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from cms.inventory.choices import ConnectionType, NameSource
+from cms.inventory.models import License, LicenseMove, Server, Team
+from cms.inventory.naming import NamingRule
+
+
+def model_errors(exc: DjangoValidationError) -> serializers.ValidationError:
+    if hasattr(exc, "error_dict"):
+        return serializers.ValidationError(exc.message_dict)
+    return serializers.ValidationError({"non_field_errors": exc.messages})
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "name", "description", "created_at"]
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class TeamField(serializers.PrimaryKeyRelatedField):
+    """Only the user's own teams can be chosen (others look like they do not exist)."""
+
+    def get_queryset(self):
+        return Team.objects.filter(pk__in=_visible_team_ids(self.context["request"].user))
+
+
+def _visible_team_ids(user: Any) -> Any:
+    teams = Team.objects.all()
+    if not user.is_superuser:
+        teams = teams.filter(memberships__user=user)
+    return teams.values("pk")
+
+
+class ServerSerializer(serializers.ModelSerializer):
+    team = TeamField()
+    admin_password = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="The node's admin password; stored encrypted and never returned.",
+    )
+    name = serializers.CharField(
+        max_length=64, trim_whitespace=False, help_text="The product's name rule applies."
+    )
+    address = serializers.CharField(read_only=True)
+    confirm_stop_failover = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text="Editing a failover server that has taken over stops its failover and "
+        "removes what it recorded meanwhile; set true to do it anyway.",
+    )
+
+    class Meta:
+        model = Server
+        fields = [
+            "id", "team", "role", "name", "name_source", "connection_type", "host", "port",
+            "use_https", "quickconnect_id", "address", "admin_username", "admin_password",
+            "enabled", "status", "model", "serial", "software_version", "cms_mode",
+            "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
+            "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
+            "confirm_stop_failover",
+        ]  # fmt: skip
+        read_only_fields = [
+            "role", "name_source", "status", "model", "serial", "software_version", "cms_mode",
+            "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
+            "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
+        ]  # fmt: skip
+        validators: list = []  # the model's clean() says which rule was broken
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.pop("confirm_stop_failover", None)
+        if self.instance is None and not attrs.get("admin_password"):
+            raise serializers.ValidationError(
+                {"admin_password": ["Enter the admin password of the server."]}
+            )
+        instance = self.instance or self.Meta.model(role=self.context["role"])
+        if self.instance is not None and "name" in attrs and attrs["name"] != instance.name:
+            attrs["name_source"] = NameSource.CUSTOM
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        if instance.connection_type == ConnectionType.QUICKCONNECT and "host" not in attrs:
+            instance.host = instance.host or ""
+        try:
+            instance.full_clean(exclude=["admin_password"])
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        finally:
+            if self.instance is not None:
+                self.instance.refresh_from_db()
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Server:
+        return Server.objects.create(role=self.context["role"], **validated_data)
+
+
+class ConnectionSerializer(serializers.Serializer):
+    """Where a server is and how to log in, for Test Connection before it is added."""
+
+    connection_type = serializers.ChoiceField(ConnectionType.choices, default="address")
+    host = serializers.CharField(required=False, allow_blank=True, default="")
+    port = serializers.IntegerField(min_value=1, max_value=65535, default=5000)
+    use_https = serializers.BooleanField(default=False)
+    quickconnect_id = serializers.CharField(required=False, allow_blank=True, default="")
+    admin_username = serializers.CharField(default="admin")
+    admin_password = serializers.CharField(write_only=True, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        from cms.inventory.addresses import host_errors, quickconnect_id_errors
+
+        if attrs["connection_type"] == ConnectionType.ADDRESS:
+            if problems := host_errors(attrs["host"]):
+                raise serializers.ValidationError({"host": problems})
+        else:
+            if problems := quickconnect_id_errors(attrs["quickconnect_id"]):
+                raise serializers.ValidationError({"quickconnect_id": problems})
+            if attrs["use_https"]:
+                raise serializers.ValidationError(
+                    {"use_https": ["HTTPS is available only for the IP address/FQDN type."]}
+                )
+        return attrs
+
+
+class ConnectionReportSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    name = serializers.CharField()
+    model = serializers.CharField()
+    version = serializers.CharField()
+    serial = serializers.CharField()
+    cms_mode = serializers.CharField()
+    cms_enabled = serializers.BooleanField(allow_null=True)
+    fingerprint = serializers.CharField()
+    error_code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class SearchSerializer(serializers.Serializer):
+    timeout = serializers.FloatField(default=2.0, min_value=0.2, max_value=10)
+    address = serializers.IPAddressField(
+        required=False, protocol="ipv4", help_text="Broadcast address (default: the setting)."
+    )
+
+
+class SearchResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    model = serializers.CharField()
+    address = serializers.CharField()
+    port = serializers.IntegerField()
+    cms_mode = serializers.CharField()
+    cms_enabled = serializers.BooleanField()
+    serial = serializers.CharField(required=False)
+    https = serializers.BooleanField(required=False)
+
+
+class BatchItemSerializer(ConnectionSerializer):
+    custom_name = serializers.CharField(required=False, allow_blank=True, default="",
+                                        trim_whitespace=False)  # fmt: skip
+    enable_cms = serializers.BooleanField(
+        default=False, help_text="Enable the CMS service first (servers found without it)."
+    )
+    refuse_other_hosts = serializers.BooleanField(default=False)
+    refuse_local_changes = serializers.BooleanField(default=False)
+
+
+class BatchAddSerializer(serializers.Serializer):
+    team = TeamField()
+    naming_rule = serializers.ChoiceField(NamingRule.choices)
+    prefix = serializers.CharField(required=False, allow_blank=True, default="",
+                                   trim_whitespace=False)  # fmt: skip
+    servers = BatchItemSerializer(many=True, allow_empty=False)
+
+
+class LicenseMoveSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LicenseMove
+        fields = ["at", "from_server", "from_server_name", "to_server", "to_server_name",
+                  "reason", "actor"]  # fmt: skip
+
+
+class LicenseSerializer(serializers.ModelSerializer):
+    team = TeamField()
+    moves = LicenseMoveSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = License
+        fields = ["id", "key", "team", "cameras", "server", "note", "created_at", "moves"]
+        read_only_fields = ["server", "created_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance or License()
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        finally:
+            if self.instance is not None:
+                self.instance.refresh_from_db()
+        attrs["key"] = instance.key
+        return attrs
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleServerField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return Server.objects.for_user(self.context["request"].user)
+
+
+class LicenseInstallSerializer(serializers.Serializer):
+    server = VisibleServerField()

@@ -1,0 +1,32 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from failover.api import views as failover_views
+
+from . import views
+from .audit import AuditViewSet
+from .tokens import LoginView, LogoutView
+
+router = DefaultRouter()
+router.register("teams", views.TeamViewSet, basename="team")
+router.register("recording-servers", views.RecordingServerViewSet, basename="recording-server")
+router.register("failover-servers", views.FailoverServerViewSet, basename="failover-server")
+router.register("licenses", views.LicenseViewSet, basename="license")
+router.register("protections", failover_views.ProtectionViewSet, basename="protection")
+router.register("events", failover_views.FailoverEventViewSet, basename="event")
+router.register("restorations", failover_views.RestorationJobViewSet, basename="restoration")
+router.register("audit", AuditViewSet, basename="audit")
+
+settings_view = failover_views.FailoverSettingsViewSet.as_view(
+    {"get": "read", "put": "put", "patch": "patch"}
+)
+
+urlpatterns = [
+    path("v1/failover-settings/", settings_view, name="failover-settings"),
+    path("v1/auth/login/", LoginView.as_view(), name="api-login"),
+    path("v1/auth/logout/", LogoutView.as_view(), name="api-logout"),
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,100 @@
+"""Add Batch: several servers found by the search, named by a naming rule, all or none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from cms.nodes.client import client_for
+from cms.nodes.errors import NodeError
+from cms.nodes.services import test_connection
+
+from .choices import NameSource
+from .models import Server, Team
+from .naming import Candidate, NamingRule, generate_names
+
+
+@dataclass
+class BatchResult:
+    created: list[Server] = field(default_factory=list)
+    errors: dict[int, list[str]] = field(default_factory=dict)  # row index -> why
+    rule_errors: list[str] = field(default_factory=list)  # about the naming rule itself
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.rule_errors
+
+
+def _server_for(team: Team, role: str, item: dict[str, Any]) -> Server:
+    return Server(
+        team=team, role=role, connection_type=item.get("connection_type", "address"),
+        host=item.get("host", ""), port=item.get("port", 5000),
+        use_https=item.get("use_https", False), quickconnect_id=item.get("quickconnect_id", ""),
+        admin_username=item.get("admin_username", "admin"),
+        admin_password=item["admin_password"],
+    )  # fmt: skip
+
+
+def batch_add(
+    team: Team, role: str, naming_rule: str, items: list[dict[str, Any]], prefix: str = ""
+) -> BatchResult:
+    """Reach every server (enabling its CMS service when asked), name them, add them all.
+
+    Nothing is added unless every row can be: each row that cannot says why.
+    """
+    result = BatchResult()
+    servers: list[Server] = []
+    candidates: list[Candidate] = []
+    for index, item in enumerate(items):
+        server = _server_for(team, role, item)
+        if item.get("enable_cms"):
+            try:
+                client_for(server, pin=False).enable_cms(
+                    role,
+                    refuse_other_hosts=item.get("refuse_other_hosts", False),
+                    refuse_local_changes=item.get("refuse_local_changes", False),
+                )
+            except NodeError as exc:
+                result.errors[index] = [f"Could not enable the CMS service: {exc}"]
+                continue
+        report = test_connection(server)
+        if not report.ok:
+            result.errors[index] = [report.message]
+            continue
+        if report.cms_mode != role:
+            result.errors[index] = [
+                f"The server's CMS mode is {report.cms_mode or 'not set'}, not {role}: enable "
+                "its CMS service in that mode first."
+            ]
+            continue
+        server.tls_fingerprint = report.fingerprint
+        server.model, server.serial = report.model, report.serial
+        servers.append(server)
+        candidates.append(Candidate(report.name, report.model, item.get("custom_name", "")))
+    if result.errors:
+        return result
+
+    taken = Server.objects.filter(role=role).values_list("name", flat=True)
+    try:
+        names = generate_names(naming_rule, candidates, taken, prefix=prefix)
+    except ValidationError as exc:
+        result.rule_errors = exc.messages
+        return result
+    source = NameSource.CUSTOM if naming_rule == NamingRule.CUSTOM else NameSource.NAMING_RULE
+    with transaction.atomic():
+        for index, (server, name) in enumerate(zip(servers, names, strict=True)):
+            server.name, server.name_source = name, source
+            try:
+                server.full_clean(exclude=["admin_password"])
+            except ValidationError as exc:
+                result.errors[index] = [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]
+        if result.errors:
+            transaction.set_rollback(True)
+            return result
+        for server in servers:
+            server.save()
+            result.created.append(server)
+    return result

@@ -1,0 +1,92 @@
+"""Who may do what: the roles, and the one check the admin and the API both use.
+
+What a user may *see* is decided by `TeamScopedQuerySet.for_user()` (their teams'
+objects; superusers see all). What they may *do* is a Django permission, given
+through the groups Viewer, Operator and Administrator (created by a data
+migration from ROLES). Every admin action and every API endpoint asks `can()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# An action of the product -> the permission it needs.
+ACTIONS: dict[str, str] = {
+    "enable": "inventory.enable_server",  # enable and disable
+    "test_connection": "inventory.test_connection",
+    "manage_licenses": "inventory.manage_licenses",
+    "trigger_failover": "failover.trigger_failover",
+    "fail_back": "failover.fail_back",
+    "stop_restoration": "failover.stop_restoration",
+    "replace_server": "failover.replace_server",
+}
+
+_VIEWABLE = [
+    "inventory.team", "inventory.recordingserver", "inventory.failoverserver",
+    "inventory.license", "inventory.licensemove", "failover.protection",
+    "failover.failoversettings", "failover.failoverevent", "failover.eventtransition",
+    "failover.restorationjob", "failover.configsnapshot", "auditlog.logentry",
+]  # fmt: skip
+
+
+def _view(model: str) -> str:
+    app, name = model.split(".")
+    return f"{app}.view_{name}"
+
+
+def _crud(model: str) -> list[str]:
+    app, name = model.split(".")
+    return [f"{app}.{verb}_{name}" for verb in ("add", "change", "delete")]
+
+
+VIEWER = [_view(m) for m in _VIEWABLE]
+OPERATOR = [
+    *VIEWER,
+    ACTIONS["enable"],
+    ACTIONS["test_connection"],
+    ACTIONS["trigger_failover"],
+    ACTIONS["fail_back"],
+    ACTIONS["stop_restoration"],
+]
+ADMINISTRATOR = [
+    *OPERATOR,
+    *_crud("inventory.recordingserver"),
+    *_crud("inventory.failoverserver"),
+    *_crud("inventory.license"),
+    *_crud("failover.protection"),
+    "failover.change_failoversettings",
+    ACTIONS["manage_licenses"],
+    ACTIONS["replace_server"],
+]
+ROLES: dict[str, list[str]] = {
+    "Viewer": VIEWER,
+    "Operator": OPERATOR,
+    "Administrator": ADMINISTRATOR,
+}
+
+
+def can(user: Any, action: str) -> bool:
+    """May `user` perform the product action `action` (see ACTIONS)?"""
+    return bool(user and user.is_active and user.has_perm(ACTIONS[action]))
+
+
+def sync_roles(apps: Any = None) -> None:
+    """Create or update the three groups with exactly their permissions."""
+    if apps is None:
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, perms in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            found = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if found is None:
+                raise LookupError(f"permission {perm} does not exist")
+            wanted.append(found)
+        group.permissions.set(wanted)

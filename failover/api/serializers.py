@@ -1,0 +1,122 @@
+"""Serializers of failover: protection, settings, events with their timeline, restorations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from cms.api.serializers import model_errors
+from cms.inventory.models import Server
+
+from ..models import (
+    EventTransition,
+    FailoverEvent,
+    FailoverSettings,
+    Protection,
+    RestorationJob,
+)
+
+
+class RoleServerField(serializers.PrimaryKeyRelatedField):
+    """A server of the user's teams with the given role."""
+
+    def __init__(self, role: str, **kwargs: Any) -> None:
+        self.role = role
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return Server.objects.for_user(self.context["request"].user).filter(role=self.role)
+
+
+class ProtectionSerializer(serializers.ModelSerializer):
+    recording_server = RoleServerField(role="recording")
+    failover_server = RoleServerField(role="failover")
+
+    class Meta:
+        model = Protection
+        fields = ["id", "recording_server", "failover_server", "priority"]
+        validators: list = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance or Protection()
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        finally:
+            if self.instance is not None:
+                self.instance.refresh_from_db()
+        return attrs
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2})?$", "example": "02:00"})
+class WindowTimeField(serializers.TimeField):
+    """A time of day without a zone (the CMS's TIME_ZONE), as HH:MM[:SS]."""
+
+
+class FailoverSettingsSerializer(serializers.ModelSerializer):
+    failback_window_start = WindowTimeField(required=False)
+    failback_window_end = WindowTimeField(required=False)
+
+    class Meta:
+        model = FailoverSettings
+        exclude = ["id", "last_probe_cycle_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = FailoverSettings.load()
+        for key, value in attrs.items():
+            setattr(instance, key, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        return attrs
+
+
+class TransitionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EventTransition
+        fields = ["at", "from_state", "to_state", "actor", "reason"]
+
+
+class RestorationJobSerializer(serializers.ModelSerializer):
+    percent = serializers.FloatField(read_only=True)
+    seconds_left = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = RestorationJob
+        fields = ["id", "event", "target_server", "state", "files_total", "files_done",
+                  "bytes_total", "bytes_done", "rate_bps", "percent", "seconds_left", "errors",
+                  "last_error", "started_at", "updated_at", "finished_at"]  # fmt: skip
+
+
+class FailoverEventSerializer(serializers.ModelSerializer):
+    timeline = TransitionSerializer(source="transitions", many=True, read_only=True)
+    restoration = RestorationJobSerializer(read_only=True, allow_null=True)
+    time_to_take_over = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FailoverEvent
+        fields = ["id", "team", "recording_server", "recording_server_name", "failover_server",
+                  "failover_server_name", "trigger", "state", "epoch", "detected_at",
+                  "taken_over_at", "recovered_at", "failed_back_at", "ended_at",
+                  "time_to_take_over", "attempts", "last_error", "replacement", "restoration",
+                  "timeline"]  # fmt: skip
+
+    def get_time_to_take_over(self, event: FailoverEvent) -> float | None:
+        delta = event.time_to_take_over
+        return delta.total_seconds() if delta else None
+
+
+class ReplaceSerializer(serializers.Serializer):
+    replacement = serializers.IntegerField(
+        help_text="The acting failover server, or a recording server in normal status."
+    )
+    confirm = serializers.BooleanField(
+        default=False, help_text="Without it the answer lists the consequences; nothing changes."
+    )
