@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cms.inventory.choices import HealthStatus, Role
+from cms.inventory.choices import ConnectionType, HealthStatus, Role
 from cms.inventory.models import Server
-from cms.nodes.client import client_for
-from cms.nodes.errors import CertificateChanged, NodeAuthFailed, NodeError
+from cms.nodes.directory import resolve
+from cms.nodes.errors import NodeError
+from cms.nodes.prober import HealthResult, Target, prober
 
 from . import engine
 from .choices import EventState
@@ -29,7 +31,7 @@ from .models import ConfigSnapshot, FailoverEvent, FailoverSettings
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENCY = 128
+SNAPSHOT_CONCURRENCY = 16
 LAST_SEEN_GRAIN = dt.timedelta(seconds=60)
 HEALTH_FIELDS = [
     "status",
@@ -72,20 +74,57 @@ def classify(health: dict[str, Any]) -> str:
     return HealthStatus.NORMAL
 
 
-def probe(server: Server, timeout: float) -> ProbeResult:
-    started = time.monotonic()
-    try:
-        health = client_for(server, timeout=(timeout, timeout), retries=0).health()
-    except CertificateChanged as exc:
-        return ProbeResult(server.pk, HealthStatus.CERTIFICATE_CHANGED, error=str(exc))
-    except NodeAuthFailed as exc:
-        return ProbeResult(server.pk, HealthStatus.AUTH_FAILED, error=str(exc))
-    except NodeError as exc:
-        return ProbeResult(server.pk, HealthStatus.DISCONNECTED, error=str(exc))
-    latency = (time.monotonic() - started) * 1000
-    status = classify(health)
-    error = "" if status == HealthStatus.NORMAL else _describe(health)
-    return ProbeResult(server.pk, status, round(latency, 1), error, health)
+def target_for(server: Server) -> Target | None:
+    """How to reach `server` now; None when a QuickConnect ID resolves to nothing."""
+    if server.connection_type == ConnectionType.QUICKCONNECT:
+        try:
+            host, port = resolve(server.quickconnect_id)
+        except NodeError:
+            return None
+        https = False
+    else:
+        host, port, https = server.host, server.port, server.use_https
+    return Target(
+        key=server.pk, host=host, port=port, https=https,
+        username=server.admin_username or "admin", password=server.admin_password.reveal(),
+        fingerprint=server.tls_fingerprint,
+    )  # fmt: skip
+
+
+_STATUS_FOR_ERROR = {
+    "certificate_changed": HealthStatus.CERTIFICATE_CHANGED,
+    "auth_failed": HealthStatus.AUTH_FAILED,
+}
+
+
+def to_probe_result(result: HealthResult) -> ProbeResult:
+    if result.health is None:
+        status = _STATUS_FOR_ERROR.get(result.error, HealthStatus.DISCONNECTED)
+        return ProbeResult(result.key, status, error=result.message)
+    status = classify(result.health)
+    error = "" if status == HealthStatus.NORMAL else _describe(result.health)
+    return ProbeResult(result.key, status, result.latency_ms, error, result.health)
+
+
+def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult]:
+    """Probe all at once through the process's long-lived prober."""
+    targets = {s.pk: target_for(s) for s in servers}
+    reachable = [t for t in targets.values() if t is not None]
+    by_key = {r.key: r for r in prober().probe_all(reachable, timeout)} if reachable else {}
+    results = []
+    for server in servers:
+        if targets[server.pk] is None:
+            results.append(ProbeResult(server.pk, HealthStatus.DISCONNECTED,
+                                       error="QuickConnect ID not registered"))  # fmt: skip
+            continue
+        found = by_key[server.pk]
+        if found.fingerprint and not server.tls_fingerprint and server.use_https:
+            # first contact: pin what was seen, unless another process pinned first
+            Server.objects.filter(pk=server.pk, tls_fingerprint="").update(
+                tls_fingerprint=found.fingerprint
+            )
+        results.append(to_probe_result(found))
+    return results
 
 
 def _describe(health: dict[str, Any]) -> str:
@@ -114,12 +153,41 @@ def apply_result(
     server.status = result.status
     server.last_error = result.error[:1000]
     if result.health is not None:
-        if server.last_seen is None or now - server.last_seen >= LAST_SEEN_GRAIN:
-            server.last_seen = now
-        if server.latency_ms is None or abs(server.latency_ms - (result.latency_ms or 0)) > 250:
-            server.latency_ms = result.latency_ms  # only a big change is worth a write
         server.cms_mode = result.health.get("cms_mode", server.cms_mode) or server.cms_mode
-    return tuple(getattr(server, f) for f in HEALTH_FIELDS) != before
+        if _last_seen_due(server, now):
+            server.last_seen = now
+    changed = tuple(getattr(server, f) for f in HEALTH_FIELDS) != before
+    if changed and result.latency_ms is not None:
+        server.latency_ms = result.latency_ms  # rides along; never a reason to write by itself
+    return changed
+
+
+def _last_seen_due(server: Server, now: dt.datetime) -> bool:
+    """Once a minute per server, each at its own second, so writes do not come in waves."""
+    if server.last_seen is None:
+        return True
+    grain = LAST_SEEN_GRAIN.total_seconds()
+    phase = server.pk % int(grain)
+    return (now.timestamp() + phase) // grain != (server.last_seen.timestamp() + phase) // grain
+
+
+def write_health(servers: list[Server]) -> None:
+    """Write the health columns of `servers` in one statement batch.
+
+    bulk_update builds one CASE expression per column over every row, which costs
+    seconds for thousands of rows; one UPDATE per row through executemany does not.
+    """
+    if not servers:
+        return
+    fields = [Server._meta.get_field(name) for name in HEALTH_FIELDS]
+    table = connection.ops.quote_name(Server._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+    rows = [
+        [f.get_db_prep_save(getattr(server, f.attname), connection) for f in fields] + [server.pk]
+        for server in servers
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
 
 
 def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
@@ -138,19 +206,14 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     now = timezone.now()
     if not force and not claim_cycle(settings, now):
         return CycleReport(ran=False)
-    servers = list(Server.objects.filter(enabled=True).select_related(None))
+    servers = list(Server.objects.filter(enabled=True))
     report = CycleReport(ran=True, probed=len(servers))
-    if servers:
-        with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENCY, len(servers))) as pool:
-            results = list(pool.map(lambda s: probe(s, settings.probe_timeout), servers))
-    else:
-        results = []
+    results = probe_servers(servers, settings.probe_timeout) if servers else []
     dirty = []
     for server, result in zip(servers, results, strict=True):
         if apply_result(server, result, settings, now):
             dirty.append(server)
-    if dirty:
-        Server.objects.bulk_update(dirty, HEALTH_FIELDS, batch_size=500)
+    write_health(dirty)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
     by_id = {s.pk: (s, r) for s, r in zip(servers, results, strict=True)}
@@ -172,6 +235,7 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
         .order_by("server_id", "taken_at", "pk")
         .values_list("server_id", "version")
     )  # the newest wins as dict() keeps the last value per server
+    stale_snapshots: list[Server] = []
     for server_id, (server, result) in by_id.items():
         if server.role != Role.RECORDING:
             continue
@@ -192,7 +256,9 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
                     f"({server.consecutive_failures} probes in a row)",
                 )
             elif server_id in protected and result.status == HealthStatus.NORMAL:
-                _refresh_snapshot_if_changed(server, result, latest_versions.get(server_id))
+                reported = (result.health or {}).get("config_version")
+                if reported is None or str(reported) != latest_versions.get(server_id):
+                    stale_snapshots.append(server)
             continue
         if (
             server.status == HealthStatus.NORMAL
@@ -205,6 +271,7 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
             EventState.WAITING_FAILBACK,
         ) or (event.state in _RESUMABLE and _lease_expired(event)):
             engine.enqueue_advance(event.pk)
+    refresh_snapshots(stale_snapshots)
     # Events whose recording server is no longer probed (disabled) still need driving.
     for event in open_events.values():
         if event.recording_server_id not in by_id and _lease_expired(event):
@@ -223,13 +290,22 @@ def _lease_expired(event: FailoverEvent) -> bool:
     return event.worked_at is None or timezone.now() - event.worked_at > lease()
 
 
-def _refresh_snapshot_if_changed(
-    server: Server, result: ProbeResult, known_version: str | None
-) -> None:
-    reported = (result.health or {}).get("config_version")
-    if reported is not None and str(reported) == known_version:
-        return
-    try:
-        engine.refresh_snapshot(server)
-    except NodeError as exc:
-        log.warning("could not read the configuration of %s: %s", server.name, exc)
+def refresh_snapshots(servers: list[Server]) -> None:
+    """Read the changed configurations concurrently (a cold start reads them all)."""
+
+    def refresh(server: Server) -> None:
+        try:
+            engine.refresh_snapshot(server)
+        except NodeError as exc:
+            log.warning("could not read the configuration of %s: %s", server.name, exc)
+        finally:
+            connection.close()  # this thread's own connection
+
+    if len(servers) == 1:
+        try:
+            engine.refresh_snapshot(servers[0])
+        except NodeError as exc:
+            log.warning("could not read the configuration of %s: %s", servers[0].name, exc)
+    elif servers:
+        with ThreadPoolExecutor(max_workers=min(SNAPSHOT_CONCURRENCY, len(servers))) as pool:
+            list(pool.map(refresh, servers))

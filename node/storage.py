@@ -343,24 +343,32 @@ class Storage:
         part.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
 
-    def finish_upload(self, upload_id: str) -> dict[str, Any]:
-        """Verify size and sha256, fsync, rename into place, index. Mismatch keeps nothing."""
+    def finish_upload(self, upload_id: str, received_sha256: str | None = None) -> dict[str, Any]:
+        """Verify size and sha256, fsync, rename into place, index. Mismatch keeps nothing.
+
+        ``received_sha256`` is the digest computed while the whole file arrived in one
+        request (already fsynced); a resumed upload is read back and hashed here.
+        """
         meta = self.load_upload(upload_id)
         meta_path, part = self._upload_paths(upload_id)
-        digest = hashlib.sha256()
-        size = 0
-        with open(part, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            os.fsync(fh.fileno())
-        if size != meta["size"] or digest.hexdigest() != meta["sha256"]:
+        if received_sha256 is not None:
+            size, sha = part.stat().st_size, received_sha256
+        else:
+            digest = hashlib.sha256()
+            size = 0
+            with open(part, "rb") as fh:
+                while chunk := fh.read(HASH_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                os.fsync(fh.fileno())
+            sha = digest.hexdigest()
+        if size != meta["size"] or sha != meta["sha256"]:
             part.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
             raise ApiError(
                 422,
                 "checksum_mismatch",
-                f"received {size} bytes with sha256 {digest.hexdigest()}, expected "
+                f"received {size} bytes with sha256 {sha}, expected "
                 f"{meta['size']} bytes with sha256 {meta['sha256']}; nothing was kept",
             )
         fm = FileMeta(

@@ -27,7 +27,11 @@ def record_move(
 ) -> LicenseMove:
     """Point the license at `to_server` and append the move to its history, atomically."""
     with transaction.atomic():
-        locked = License.objects.select_for_update().select_related("server").get(pk=license.pk)
+        locked = (
+            License.objects.select_for_update(of=("self",))
+            .select_related("server")
+            .get(pk=license.pk)
+        )
         from_server = locked.server
         locked.server = to_server
         locked.save(update_fields=["server"])

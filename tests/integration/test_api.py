@@ -211,3 +211,11 @@ def test_the_search_endpoint_finds_agents(admin_api, start_node, settings):
         if found:
             break
     assert found == ["found-me"]
+
+
+def test_a_date_filter_out_of_range_is_a_400_not_a_database_error(admin_api):
+    bad = admin_api.get("/api/v1/audit/?timestamp__lte=2026-01-21T14:02:50%2B17:12")
+    assert bad.status_code == 400
+    assert "between -14:00 and +14:00" in str(bad.json()["error"]["fields"])
+    good = admin_api.get("/api/v1/audit/?timestamp__lte=2026-01-21T14:02:50%2B05:30")
+    assert good.status_code == 200
