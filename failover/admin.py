@@ -135,6 +135,15 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
     def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "trigger_failover")
 
+    def delete_model(self, request: HttpRequest, obj: Server) -> None:
+        engine.before_deleting_recording_server(obj, actor=actor_name(request.user))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for server in queryset:
+            engine.before_deleting_recording_server(server, actor=actor_name(request.user))
+        super().delete_queryset(request, queryset)
+
     def has_enable_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "enable")
 

@@ -30,7 +30,7 @@ from cms.inventory.models import Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError
 
-from .choices import ACTING_STATES, EventState, FailbackMode, Trigger
+from .choices import ACTING_STATES, OPEN_STATES, EventState, FailbackMode, Trigger
 from .events import (
     FREE_LEASE,
     SYSTEM,
@@ -128,6 +128,10 @@ def advance(event_id: int) -> str | None:
     event = FailoverEvent.objects.filter(pk=event_id).first()
     if event is None or not event.is_open:
         return event.state if event else None
+    if event.recording_server_id is None and event.replacement_id is None:
+        end_for_removed_recording_server(event)
+        event.refresh_from_db()
+        return event.state
     state = event.state
     if state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER, EventState.TAKING_OVER):
         if take_lease(event, state):
@@ -440,6 +444,31 @@ def wait_until_records(server: Server | None) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("its cameras have not written a segment yet")
         time.sleep(0.25)
+
+
+def end_for_removed_recording_server(event: FailoverEvent, *, actor: str = SYSTEM) -> None:
+    """The recording server was deleted: nothing is left to protect. The failover server
+    stops recording for it; what it recorded stays there (nothing is deleted)."""
+    if event.failover_server is not None and event.state in ACTING_STATES:
+        try:
+            client_for(event.failover_server).release(event.epoch)
+        except NodeError as exc:
+            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+    transition(
+        event,
+        EventState.STOPPED,
+        from_states=OPEN_STATES - {EventState.RESTORING},
+        actor=actor,
+        reason="The recording server was deleted; recordings made during the failover "
+        "stay on the failover server.",
+    )
+
+
+def before_deleting_recording_server(server: Server, *, actor: str) -> None:
+    """Close the server's open event first, while it still knows the failover server."""
+    event = FailoverEvent.objects.open().filter(recording_server=server).first()
+    if event is not None and event.state != EventState.RESTORING:
+        end_for_removed_recording_server(event, actor=actor)
 
 
 # -- a failover server edited, disabled or deleted while it acts ----------------

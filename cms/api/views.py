@@ -167,6 +167,8 @@ class ServerViewSet(CrudViewSet):
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         server = self.get_object()
         _confirm_stopping(server, request, "deleted")
+        if server.role == Role.RECORDING:
+            engine.before_deleting_recording_server(server, actor=actor_name(request.user))
         server.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 

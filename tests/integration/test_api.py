@@ -219,3 +219,14 @@ def test_a_date_filter_out_of_range_is_a_400_not_a_database_error(admin_api):
     assert "between -14:00 and +14:00" in str(bad.json()["error"]["fields"])
     good = admin_api.get("/api/v1/audit/?timestamp__lte=2026-01-21T14:02:50%2B05:30")
     assert good.status_code == 200
+
+
+def test_the_schema_and_swagger_ui_are_served_by_the_project(admin_client):
+    schema = admin_client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/events/{id}/replace/" in schema.content
+    page = admin_client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert "cdn" not in page.lower()
+    asset = admin_client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css")
+    assert asset.status_code == 200

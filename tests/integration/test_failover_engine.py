@@ -580,3 +580,21 @@ def test_a_wrong_password_shows_as_its_own_status_and_never_fails_over(make_flee
     fleet.refresh()
     assert fleet.recording.status == "auth_failed"
     assert not FailoverEvent.objects.exists()
+
+
+def test_deleting_a_failed_over_recording_server_ends_its_event_and_keeps_recordings(make_fleet):
+    fleet = make_fleet(failovers=1)
+    fleet.recording_node.kill()
+    cycles(2)
+    event = the_event()
+    engine.advance(event.pk)
+    fo_node = fleet.failover_nodes[0]
+    wait_until(lambda: failover_files(fo_node, event.node_tag), message="recordings")
+
+    engine.before_deleting_recording_server(fleet.recording, actor="root")
+    fleet.recording.delete()
+    event.refresh_from_db()
+    assert event.state == EventState.STOPPED
+    assert recording_for(fo_node) is None
+    assert failover_files(fo_node, event.node_tag)  # nothing recorded is deleted
+    assert engine.advance(event.pk) == EventState.STOPPED
