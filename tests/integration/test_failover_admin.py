@@ -198,3 +198,13 @@ def test_the_admin_shows_each_role_its_actions(
     other = client.get(f"{RS_URL}{sites[1].recording.pk}/change/", follow=True)
     assert other.redirect_chain  # back to the list: as if it did not exist
     assert "Lobby S" not in text(other)
+
+
+def test_the_admin_index_is_a_dashboard(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    page = text(admin_client.get("/admin/"))
+    assert "Fleet" in page and "Recording servers" in page
+    assert "Disconnected" in page  # Lobby
+    assert f"#{event.pk} Lobby" in page and "Failover active" in page
+    assert "taken over by Standby 1 in" in page
+    assert fleet.failovers[0].name in page
