@@ -13,7 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,6 +26,7 @@ from cms.inventory.models import FailoverServer, RecordingServer, Server
 from cms.permissions import can
 
 from . import engine, replace, restoration
+from .admin_status import FailoverStatusFilter, annotate_duty, duty_label
 from .choices import EventState
 from .events import actor_name
 from .models import (
@@ -178,6 +179,33 @@ admin.site.unregister(FailoverServer)
 class FailoverServerFailoverAdmin(FailoverServerAdmin):
     form = FailoverServerForm
     actions = ["enable_servers", "disable_servers"]
+    list_display = ["name", "address", "model", "duty", "protects_list", "acting_for",
+                    "last_seen", "team"]  # fmt: skip
+    list_filter = [FailoverStatusFilter, "connection_type", "team"]
+    change_list_template = "admin/failover/failoverserver_change_list.html"
+
+    def get_queryset(self, request: HttpRequest):
+        return annotate_duty(super().get_queryset(request)).prefetch_related(
+            Prefetch(
+                "protects",
+                queryset=Protection.objects.select_related("recording_server").order_by(
+                    "recording_server__name"
+                ),
+            )
+        )
+
+    @admin.display(description="Status")
+    def duty(self, server: Server) -> str:
+        return format_html('<span class="cms-status" data-server="{}">{}</span>',
+                           server.pk, duty_label(server))  # fmt: skip
+
+    @admin.display(description="Protects")
+    def protects_list(self, server: Server) -> str:
+        return ", ".join(p.recording_server.name for p in server.protects.all()) or "-"
+
+    @admin.display(description="Acting for")
+    def acting_for(self, server: Server) -> str:
+        return server.acting_for or "-"
 
     def has_enable_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "enable")

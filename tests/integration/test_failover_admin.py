@@ -208,3 +208,18 @@ def test_the_admin_index_is_a_dashboard(admin_client, make_fleet):
     assert f"#{event.pk} Lobby" in page and "Failover active" in page
     assert "taken over by Standby 1 in" in page
     assert fleet.failovers[0].name in page
+
+
+def test_the_failover_tab_has_a_status_panel_with_counts(admin_client, make_fleet):
+    fleet, _ = active_event(make_fleet)  # Standby 1 acts for Lobby
+    from tests.fixtures.fleet import register
+
+    spare = register(fleet.failover_nodes[0], fleet.recording.team, "failover", "Spare")
+    Server.objects.filter(pk=spare.pk).update(enabled=False)
+    page = text(admin_client.get(FO_URL))
+    assert "Acting for a recording server (1)" in page
+    assert "Disabled (1)" in page and "Standby (0)" in page
+    assert "Lobby" in page  # protects / acting for
+    acting = text(admin_client.get(FO_URL + "?duty=acting"))
+    assert "Standby 1" in acting and "Spare" not in acting
+    assert "Failover active" in acting
