@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,6 @@ from .models import ConfigSnapshot, FailoverEvent, FailoverSettings
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_CONCURRENCY = 16
 LAST_SEEN_GRAIN = dt.timedelta(seconds=60)
 HEALTH_FIELDS = [
     "status",
@@ -54,6 +52,7 @@ class ProbeResult:
     latency_ms: float | None = None
     error: str = ""
     health: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None  # what the node says it is, read once
 
 
 @dataclass
@@ -87,7 +86,7 @@ def target_for(server: Server) -> Target | None:
     return Target(
         key=server.pk, host=host, port=port, https=https,
         username=server.admin_username or "admin", password=server.admin_password.reveal(),
-        fingerprint=server.tls_fingerprint,
+        fingerprint=server.tls_fingerprint, want_info=not server.model,
     )  # fmt: skip
 
 
@@ -103,7 +102,7 @@ def to_probe_result(result: HealthResult) -> ProbeResult:
         return ProbeResult(result.key, status, error=result.message)
     status = classify(result.health)
     error = "" if status == HealthStatus.NORMAL else _describe(result.health)
-    return ProbeResult(result.key, status, result.latency_ms, error, result.health)
+    return ProbeResult(result.key, status, result.latency_ms, error, result.health, result.info)
 
 
 def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult]:
@@ -152,6 +151,10 @@ def apply_result(
         server.consecutive_successes = 0
     server.status = result.status
     server.last_error = result.error[:1000]
+    if result.info:
+        server.model = str(result.info.get("model", ""))[:64]
+        server.serial = str(result.info.get("serial", ""))[:64]
+        server.software_version = str(result.info.get("version", ""))[:32]
     if result.health is not None:
         server.cms_mode = result.health.get("cms_mode", server.cms_mode) or server.cms_mode
         if _last_seen_due(server, now):
@@ -291,21 +294,21 @@ def _lease_expired(event: FailoverEvent) -> bool:
 
 
 def refresh_snapshots(servers: list[Server]) -> None:
-    """Read the changed configurations concurrently (a cold start reads them all)."""
-
-    def refresh(server: Server) -> None:
-        try:
-            engine.refresh_snapshot(server)
-        except NodeError as exc:
-            log.warning("could not read the configuration of %s: %s", server.name, exc)
-        finally:
-            connection.close()  # this thread's own connection
-
-    if len(servers) == 1:
-        try:
-            engine.refresh_snapshot(servers[0])
-        except NodeError as exc:
-            log.warning("could not read the configuration of %s: %s", servers[0].name, exc)
-    elif servers:
-        with ThreadPoolExecutor(max_workers=min(SNAPSHOT_CONCURRENCY, len(servers))) as pool:
-            list(pool.map(refresh, servers))
+    """Read the changed configurations, all at once through the prober's connections
+    and tokens (a cold start reads them all), and store the new versions."""
+    if not servers:
+        return
+    targets = [t for t in (target_for(s) for s in servers) if t is not None]
+    settings = FailoverSettings.load()
+    by_pk = {s.pk: s for s in servers}
+    snapshots = []
+    for result in prober().probe_all(targets, settings.probe_timeout * 2, path="/config"):
+        if result.health is None:
+            log.warning("could not read the configuration of %s: %s",
+                        by_pk[result.key].name, result.message)  # fmt: skip
+            continue
+        version = str(result.health.get("version", ""))
+        cameras = result.health.get("cameras", [])
+        config = {"version": version, "cameras": cameras}
+        snapshots.append(ConfigSnapshot(server_id=result.key, version=version, config=config))
+    ConfigSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True, batch_size=500)

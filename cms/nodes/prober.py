@@ -35,6 +35,7 @@ class Target:
     username: str
     password: str
     fingerprint: str = ""  # pinned; empty: pin the one seen now
+    want_info: bool = False  # also read /info (model, serial, version) this time
 
     @property
     def base_url(self) -> str:
@@ -55,6 +56,7 @@ class HealthResult:
     message: str = ""
     latency_ms: float | None = None
     fingerprint: str = ""  # the certificate seen, for a first pin
+    info: dict[str, Any] | None = None
 
 
 class _Refused(Exception):
@@ -76,9 +78,14 @@ class HealthProber:
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple, tuple[str, float]] = {}
 
-    def probe_all(self, targets: list[Target], timeout: float) -> list[HealthResult]:
-        """Probe every target once, concurrently; results in the order of `targets`."""
-        future = asyncio.run_coroutine_threadsafe(self._probe_all(targets, timeout), self._loop)
+    def probe_all(
+        self, targets: list[Target], timeout: float, path: str = "/health"
+    ) -> list[HealthResult]:
+        """GET `path` (authenticated) from every target once, concurrently; results in the
+        order of `targets`, the JSON body in `.health`. `/config` reads the snapshots."""
+        future = asyncio.run_coroutine_threadsafe(
+            self._probe_all(targets, timeout, path), self._loop
+        )
         return future.result()
 
     def close(self) -> None:
@@ -91,7 +98,9 @@ class HealthProber:
             asyncio.run_coroutine_threadsafe(close_session(), self._loop).result(timeout=5)
             self._loop.call_soon_threadsafe(self._loop.stop)
 
-    async def _probe_all(self, targets: list[Target], timeout: float) -> list[HealthResult]:
+    async def _probe_all(
+        self, targets: list[Target], timeout: float, path: str
+    ) -> list[HealthResult]:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self.concurrency,
@@ -104,11 +113,11 @@ class HealthProber:
 
         async def one(target: Target) -> HealthResult:
             async with semaphore:
-                return await self._probe(target, timeout)
+                return await self._probe(target, timeout, path)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
-    async def _probe(self, target: Target, timeout: float) -> HealthResult:
+    async def _probe(self, target: Target, timeout: float, path: str) -> HealthResult:
         started = time.monotonic()
         result = HealthResult(target.key)
         limit = aiohttp.ClientTimeout(total=timeout)
@@ -116,17 +125,20 @@ class HealthProber:
             for attempt in (1, 2):
                 token = await self._token(target, result, limit)
                 status, body = await self._call(
-                    target, "GET", "/health", result, limit,
+                    target, "GET", path, result, limit,
                     headers={"Authorization": f"Bearer {token}"},
                 )  # fmt: skip
                 if status == 401 and attempt == 1:
                     self._tokens.pop(target.endpoint, None)  # expired: log in again once
                     continue
                 if status != 200:
-                    raise _Refused("bad_response", f"health answered {status}")
+                    raise _Refused("bad_response", f"{path} answered {status}")
                 if not isinstance(body, dict):
-                    raise _Refused("bad_response", "health is not a JSON object")
+                    raise _Refused("bad_response", f"{path} is not a JSON object")
                 result.health = body
+                if target.want_info:
+                    status, info = await self._call(target, "GET", "/info", result, limit)
+                    result.info = info if status == 200 and isinstance(info, dict) else None
                 break
         except _Refused as exc:
             result.health, result.error, result.message = None, exc.error, exc.message

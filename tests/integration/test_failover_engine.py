@@ -598,3 +598,11 @@ def test_deleting_a_failed_over_recording_server_ends_its_event_and_keeps_record
     assert recording_for(fo_node) is None
     assert failover_files(fo_node, event.node_tag)  # nothing recorded is deleted
     assert engine.advance(event.pk) == EventState.STOPPED
+
+
+def test_the_first_probe_records_what_the_node_says_it_is(make_fleet):
+    fleet = make_fleet(failovers=1)  # the fixture ran one probe cycle
+    fleet.refresh()
+    assert fleet.recording.model == "TEST-NODE"
+    assert fleet.recording.serial and fleet.recording.software_version
+    assert fleet.failovers[0].cms_mode == "failover"
