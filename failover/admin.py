@@ -26,7 +26,14 @@ from cms.inventory.models import FailoverServer, RecordingServer, Server
 from cms.permissions import can
 
 from . import engine, replace, restoration
-from .admin_status import FailoverStatusFilter, annotate_duty, duty_label
+from .admin_status import (
+    FailoverStatusFilter,
+    annotate_duty,
+    annotate_failed_over,
+    duty_label,
+    live_status,
+    recording_label,
+)
 from .choices import EventState
 from .events import actor_name
 from .models import (
@@ -112,6 +119,17 @@ admin.site.unregister(RecordingServer)
 class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "manual_failover"]
+    list_display = ["name", "address", "model", "live_status", "enabled", "cms_mode", "team",
+                    "last_seen"]  # fmt: skip
+    change_list_template = "admin/failover/live_change_list.html"
+
+    def get_queryset(self, request: HttpRequest):
+        return annotate_failed_over(super().get_queryset(request))
+
+    @admin.display(description="Status", ordering="status")
+    def live_status(self, server: Server) -> str:
+        return format_html('<span class="cms-status" data-server="{}">{}</span>',
+                           server.pk, recording_label(server))  # fmt: skip
 
     @admin.action(description="Enable selected servers", permissions=["enable"])
     def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -299,11 +317,15 @@ class RestorationInline(admin.StackedInline):
 
     @admin.display(description="Progress")
     def progress(self, job: RestorationJob) -> str:
+        left = f", about {job.seconds_left:.0f} s left" if job.seconds_left is not None else ""
         return format_html(
-            '<progress max="100" value="{}" aria-label="restoration progress"></progress> {}%',
-            job.percent,
-            job.percent,
-        )
+            '<div class="cms-job" data-job="{}"><progress max="100" value="{}" '
+            'aria-label="restoration progress"></progress> <span class="cms-job-text">'
+            "{}: {}% — {}/{} files, {} MB of {} MB, {} MB/s{}</span></div>",
+            job.pk, job.percent, job.get_state_display(), job.percent, job.files_done,
+            job.files_total, round(job.bytes_done / 1e6, 1), round(job.bytes_total / 1e6, 1),
+            round(job.rate_bps / 1e6, 1), left,
+        )  # fmt: skip
 
     @admin.display(description="Rate")
     def rate(self, job: RestorationJob) -> str:
@@ -333,6 +355,9 @@ class FailoverEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the event history is never lost
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # events change through their actions, never by editing fields
 
     def has_fail_back_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "fail_back")
@@ -391,7 +416,12 @@ class FailoverEventAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.replace_view),
             name="failover_failoverevent_replace",
         )
-        return [replace_url, *super().get_urls()]
+        live_url = path(
+            "live-status/",
+            self.admin_site.admin_view(live_status),
+            name="failover_live_status",
+        )
+        return [replace_url, live_url, *super().get_urls()]
 
     def replace_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
         if not can(request.user, "replace_server"):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 
 from cms.inventory.choices import HealthStatus
 
@@ -70,3 +70,52 @@ class FailoverStatusFilter(admin.SimpleListFilter):
         if self.value() in STATUSES:
             return queryset.filter(STATUSES[self.value()][1])
         return queryset
+
+
+def recording_label(server: Any) -> str:
+    """A recording server's health, and whom it failed over to."""
+    label = "Disabled" if not server.enabled else server.get_status_display()
+    if getattr(server, "failed_over_to", None):
+        label += f" (failed over to {server.failed_over_to})"
+    return label
+
+
+def annotate_failed_over(queryset: QuerySet) -> QuerySet:
+    open_event = FailoverEvent.objects.open().filter(recording_server=OuterRef("pk"))
+    return queryset.annotate(
+        failed_over_to=Subquery(open_event.exclude(failover_server=None).values(
+            "failover_server_name")[:1])
+    )  # fmt: skip
+
+
+def live_status(request: HttpRequest) -> JsonResponse:
+    """What list and event pages poll: the labels of the servers and jobs they show."""
+    from cms.inventory.choices import Role
+    from cms.inventory.models import Server
+
+    from .models import RestorationJob
+
+    def ids(name: str) -> list[int]:
+        raw = request.GET.get(name, "")
+        return [int(x) for x in raw.split(",") if x.isdigit()][:500]
+
+    servers = annotate_failed_over(
+        annotate_duty(Server.objects.for_user(request.user).filter(pk__in=ids("servers")))
+    )
+    jobs = RestorationJob.objects.for_user(request.user).filter(pk__in=ids("jobs"))
+    return JsonResponse({
+        "servers": {
+            str(s.pk): duty_label(s) if s.role == Role.FAILOVER else recording_label(s)
+            for s in servers
+        },
+        "jobs": {
+            str(j.pk): {
+                "state": j.get_state_display(), "percent": j.percent,
+                "files_done": j.files_done, "files_total": j.files_total,
+                "bytes_done": j.bytes_done, "bytes_total": j.bytes_total,
+                "rate_mbps": round(j.rate_bps / 1e6, 1),
+                "seconds_left": round(j.seconds_left) if j.seconds_left is not None else None,
+            }
+            for j in jobs
+        },
+    })  # fmt: skip

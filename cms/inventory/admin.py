@@ -39,6 +39,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 class ServerAdmin(TeamScopedAdmin):
     form = ServerForm
+    change_form_template = "admin/inventory/server_change_form.html"
     list_display = [
         "name",
         "address",
@@ -124,6 +125,24 @@ class ServerAdmin(TeamScopedAdmin):
     @admin.display(description="Address", ordering="host")
     def address(self, obj: Any) -> str:
         return obj.address
+
+    def get_urls(self):
+        from django.urls import path
+
+        from . import admin_connect
+
+        role = self.model(role="").role  # the proxy's own role
+        name = self.model._meta.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("connect/test/", wrap(admin_connect.test_connection_view),
+                 {"role": role}, name=f"inventory_{name}_connect_test"),
+            path("connect/search/", wrap(admin_connect.search_view),
+                 {"role": role}, name=f"inventory_{name}_connect_search"),
+            path("connect/enable/", wrap(admin_connect.enable_view),
+                 {"role": role}, name=f"inventory_{name}_connect_enable"),
+            *super().get_urls(),
+        ]  # fmt: skip
 
 
 @admin.register(RecordingServer)

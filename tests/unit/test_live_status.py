@@ -1,0 +1,60 @@
+"""The JSON that list and event pages poll to show status changes without a reload."""
+
+from failover.models import FailoverEvent, RestorationJob
+
+URL = "/admin/failover/failoverevent/live-status/"
+
+
+def test_it_reports_labels_and_progress_for_the_ids_asked(admin_client, sites):
+    site = sites[0]
+    FailoverEvent.objects.filter(pk=site.event.pk).update(
+        state="active", failover_server=site.failover, failover_server_name=site.failover.name
+    )
+    RestorationJob.objects.filter(pk=site.restoration.pk).update(
+        state="running", files_total=4, files_done=1, bytes_total=4_000_000,
+        bytes_done=1_000_000, rate_bps=500_000,
+    )  # fmt: skip
+    ids = f"{site.recording.pk},{site.failover.pk}"
+    data = admin_client.get(f"{URL}?servers={ids}&jobs={site.restoration.pk}").json()
+    assert data["servers"][str(site.recording.pk)] == "Not probed yet (failed over to Standby N)"
+    assert data["servers"][str(site.failover.pk)] == "Failover active"
+    job = data["jobs"][str(site.restoration.pk)]
+    assert (job["percent"], job["seconds_left"], job["rate_mbps"]) == (25.0, 6, 0.5)
+
+
+def test_another_teams_ids_are_not_answered(client, django_user_model, sites):
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    user = django_user_model.objects.create_user("v", password="pw-v-12345", is_staff=True)
+    user.groups.add(Group.objects.get(name="Viewer"))
+    TeamMembership.objects.create(team=sites[0].team, user=user)
+    client.force_login(user)
+    theirs = sites[1].recording.pk
+    data = client.get(f"{URL}?servers={sites[0].recording.pk},{theirs}").json()
+    assert list(data["servers"]) == [str(sites[0].recording.pk)]
+
+
+def test_the_lists_and_the_event_page_load_the_poller(admin_client, sites):
+    for url in ("/admin/inventory/recordingserver/", "/admin/inventory/failoverserver/",
+                f"/admin/failover/failoverevent/{sites[0].event.pk}/change/"):  # fmt: skip
+        page = admin_client.get(url).content.decode()
+        assert "failover/live.js" in page and URL in page
+        assert 'class="cms-status"' in page or 'class="cms-job"' in page
+
+
+def test_the_connect_helpers_check_input_and_permission(client, admin_client, django_user_model):
+    url = "/admin/inventory/failoverserver/connect/test/"
+    bad = admin_client.post(url, {"connection_type": "address", "host": "http://x/",
+                                  "port": "5000", "admin_password_input": ""})  # fmt: skip
+    assert bad.status_code == 400
+    assert "without http://" in bad.json()["errors"]["host"][0]
+    assert "admin_password_input" in bad.json()["errors"]
+    search = admin_client.post("/admin/inventory/failoverserver/connect/search/",
+                               {"address": "not-an-ip"})  # fmt: skip
+    assert search.status_code == 400
+
+    viewer = django_user_model.objects.create_user("vv", password="pw-vv-12345", is_staff=True)
+    client.force_login(viewer)
+    assert client.post(url, {"host": "192.0.2.1"}).status_code == 403
