@@ -23,7 +23,15 @@ print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]),
                   "vendor": connection.vendor}))
 """
 
-ENV_KEYS = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "CMS_HTTPS")
+ENV_KEYS = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "CMS_HTTPS",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 
 
 def run_with_env(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
