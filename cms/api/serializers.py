@@ -20,6 +20,23 @@ def model_errors(exc: DjangoValidationError) -> serializers.ValidationError:
     return serializers.ValidationError({"non_field_errors": exc.messages})
 
 
+def model_clean(
+    instance: Any, attrs: dict[str, Any], *, saved: Any = None, exclude: list[str] | None = None
+) -> None:
+    """Validate `attrs` with the model's own rules (clean, constraints): one source of
+    truth for the admin and the API. `saved` is the stored object being edited, reloaded
+    afterwards so a refused request leaves it untouched."""
+    for key, value in attrs.items():
+        setattr(instance, key, value)
+    try:
+        instance.full_clean(exclude=exclude)
+    except DjangoValidationError as exc:
+        raise model_errors(exc) from None
+    finally:
+        if saved is not None:
+            saved.refresh_from_db()
+
+
 class TeamSerializer(serializers.ModelSerializer):
     class Meta:
         model = Team
@@ -88,17 +105,7 @@ class ServerSerializer(serializers.ModelSerializer):
         instance = self.instance or self.Meta.model(role=self.context["role"])
         if self.instance is not None and "name" in attrs and attrs["name"] != instance.name:
             attrs["name_source"] = NameSource.CUSTOM
-        for key, value in attrs.items():
-            setattr(instance, key, value)
-        if instance.connection_type == ConnectionType.QUICKCONNECT and "host" not in attrs:
-            instance.host = instance.host or ""
-        try:
-            instance.full_clean(exclude=["admin_password"])
-        except DjangoValidationError as exc:
-            raise model_errors(exc) from None
-        finally:
-            if self.instance is not None:
-                self.instance.refresh_from_db()
+        model_clean(instance, attrs, saved=self.instance, exclude=["admin_password"])
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> Server:
@@ -199,15 +206,7 @@ class LicenseSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance = self.instance or License()
-        for key, value in attrs.items():
-            setattr(instance, key, value)
-        try:
-            instance.full_clean()
-        except DjangoValidationError as exc:
-            raise model_errors(exc) from None
-        finally:
-            if self.instance is not None:
-                self.instance.refresh_from_db()
+        model_clean(instance, attrs, saved=self.instance)
         attrs["key"] = instance.key
         return attrs
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cms.api.serializers import model_errors
+from cms.api.serializers import model_clean
 from cms.inventory.models import Server
 
 from ..models import (
@@ -41,16 +40,7 @@ class ProtectionSerializer(serializers.ModelSerializer):
         validators: list = []
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        instance = self.instance or Protection()
-        for key, value in attrs.items():
-            setattr(instance, key, value)
-        try:
-            instance.full_clean()
-        except DjangoValidationError as exc:
-            raise model_errors(exc) from None
-        finally:
-            if self.instance is not None:
-                self.instance.refresh_from_db()
+        model_clean(self.instance or Protection(), attrs, saved=self.instance)
         return attrs
 
 
@@ -68,13 +58,7 @@ class FailoverSettingsSerializer(serializers.ModelSerializer):
         exclude = ["id", "last_probe_cycle_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        instance = FailoverSettings.load()
-        for key, value in attrs.items():
-            setattr(instance, key, value)
-        try:
-            instance.full_clean()
-        except DjangoValidationError as exc:
-            raise model_errors(exc) from None
+        model_clean(FailoverSettings.load(), attrs)
         return attrs
 
 
