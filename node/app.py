@@ -194,7 +194,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
         _, (full, meta) = media_file(request)
         # The sha256 is the strong ETag: equal bytes, equal tag. Starlette's FileResponse
         # answers Range (206/416) and If-Range against it.
-        return FileResponse(
+        return MediaFileResponse(
             full,
             media_type="application/octet-stream",
             headers={"ETag": f'"{meta.sha256}"', "Cache-Control": "no-store"},
@@ -378,6 +378,13 @@ def build_app(rt: NodeRuntime) -> Starlette:
 
 
 WRITE_BUFFER = 1024 * 1024  # one thread hop per MiB, not per network read
+
+
+class MediaFileResponse(FileResponse):
+    """Reads a MiB per thread hop instead of Starlette's 64 KiB: recordings are large and
+    restoration streams them whole."""
+
+    chunk_size = 1024 * 1024
 
 
 async def _append_body(
