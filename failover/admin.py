@@ -25,7 +25,7 @@ from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
 from cms.permissions import can
 
-from . import engine, replace, restoration
+from . import engine, replace, restoration, timeline
 from .admin_status import (
     FailoverStatusFilter,
     annotate_duty,
@@ -341,7 +341,8 @@ class FailoverEventAdmin(admin.ModelAdmin):
     date_hierarchy = "detected_at"
     inlines = [RestorationInline, TransitionInline]
     actions = ["fail_back_now", "stop_restoration"]
-    readonly_fields = ["team", "recording_server", "recording_server_name", "failover_server",
+    readonly_fields = ["timeline_picture", "team", "recording_server", "recording_server_name",
+                       "failover_server",
                        "failover_server_name", "trigger", "state", "epoch", "node_tag",
                        "detected_at", "taken_over_at", "recovered_at", "failed_back_at",
                        "ended_at", "attempts", "last_error", "replacement"]  # fmt: skip
@@ -364,6 +365,10 @@ class FailoverEventAdmin(admin.ModelAdmin):
 
     def has_stop_restoration_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "stop_restoration")
+
+    @admin.display(description="Timeline")
+    def timeline_picture(self, event: FailoverEvent) -> str:
+        return timeline.picture(event)
 
     @admin.display(description="Time to take over")
     def time_to_take_over(self, event: FailoverEvent) -> str:
