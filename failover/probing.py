@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from cms.inventory.choices import ConnectionType, HealthStatus, Role
@@ -233,11 +233,13 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
             "pk", flat=True
         )
     )
+    # Only the newest version per server: the snapshot history grows, this query must not.
+    newest = ConfigSnapshot.objects.filter(server=OuterRef("pk")).order_by("-taken_at", "-pk")
     latest_versions = dict(
-        ConfigSnapshot.objects.filter(server_id__in=protected)
-        .order_by("server_id", "taken_at", "pk")
-        .values_list("server_id", "version")
-    )  # the newest wins as dict() keeps the last value per server
+        Server.objects.filter(pk__in=protected)
+        .annotate(version=Subquery(newest.values("version")[:1]))
+        .values_list("pk", "version")
+    )
     stale_snapshots: list[Server] = []
     for server_id, (server, result) in by_id.items():
         if server.role != Role.RECORDING:

@@ -9,9 +9,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from cms.inventory.models import License, Server
-from failover import engine, probing
 from failover.choices import EventState
-from failover.models import FailoverEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,11 +148,7 @@ def test_licenses_move_on_the_nodes(admin_api, make_fleet, team):
 
 def test_replace_needs_confirmation_then_happens(admin_api, make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.kill()
-    for _ in range(2):
-        probing.run_cycle(force=True)
-    event = FailoverEvent.objects.get()
-    engine.advance(event.pk)
+    event = fleet.fail_over()
     url = f"/api/v1/events/{event.pk}/replace/"
     preview = admin_api.post(url, {"replacement": fleet.failovers[0].pk}, format="json")
     assert preview.status_code == 409
@@ -172,11 +166,7 @@ def test_replace_needs_confirmation_then_happens(admin_api, make_fleet):
 
 def test_disabling_an_acting_failover_server_needs_confirm(admin_api, make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.kill()
-    for _ in range(2):
-        probing.run_cycle(force=True)
-    event = FailoverEvent.objects.get()
-    engine.advance(event.pk)
+    event = fleet.fail_over()
     fs = fleet.failovers[0]
     refused = admin_api.post(f"/api/v1/failover-servers/{fs.pk}/disable/")
     assert refused.status_code == 409

@@ -7,7 +7,7 @@ import html
 import pytest
 
 from cms.inventory.models import Server
-from failover import engine, probing
+from failover import engine
 from failover.choices import EventState
 from failover.models import FailoverEvent, FailoverSettings, Protection
 
@@ -23,11 +23,8 @@ def text(response) -> str:
 
 def active_event(make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.kill()
-    for _ in range(2):
-        probing.run_cycle(force=True)
-    event = FailoverEvent.objects.get()
-    assert engine.advance(event.pk) == EventState.ACTIVE
+    event = fleet.fail_over()
+    assert event.state == EventState.ACTIVE
     return fleet, event
 
 

@@ -114,10 +114,7 @@ def test_a_flapping_agent_does_not_bounce(make_fleet, failover_settings):
 
 def test_failback_and_restoration_copy_every_file_exactly(make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.client().set_fault("volume")
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over("volume")
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: len(failover_files(fo_node, event.node_tag)) >= 6, message="recordings")
 
@@ -158,10 +155,7 @@ def test_manual_failback_waits_for_the_operator(make_fleet, failover_settings, a
     failover_settings.restore_recordings = False
     failover_settings.save()
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.client().set_fault("service")
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over("service")
     fleet.recording_node.client().set_fault("clear")
     cycles(3)
     assert engine.advance(event.pk) == EventState.WAITING_FAILBACK
@@ -185,10 +179,7 @@ def test_scheduled_failback_waits_for_its_window(make_fleet, failover_settings):
     failover_settings.failback_window_end = (now + dt.timedelta(hours=3)).time()
     failover_settings.save()
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.client().set_fault("service")
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over("service")
     fleet.recording_node.client().set_fault("clear")
     cycles(2)
     assert engine.advance(event.pk) == EventState.WAITING_FAILBACK
@@ -285,10 +276,7 @@ def test_a_duplicated_advance_takes_over_once(make_fleet):
 
 def test_an_acting_failover_server_stopped_removes_its_recordings(make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.kill()
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over()
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: failover_files(fo_node, event.node_tag), message="recordings")
 
@@ -333,10 +321,7 @@ def _blocks(block: bytes, size: int, offset: int):
 
 def restoring_event(make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.client().set_fault("service")
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over("service")
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: len(failover_files(fo_node, event.node_tag)) >= 4, message="recordings")
     big = add_big_failover_file(fo_node, event.node_tag)
@@ -451,10 +436,7 @@ def test_replace_with_the_acting_failover_server(make_fleet):
 
     fleet = make_fleet(failovers=2)
     install_license(fleet.recording, fleet.recording_node, "AAAA-1111-BBBB-2222")
-    fleet.recording_node.kill()
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over()
     fs, fs_node = fleet.failovers[0], fleet.failover_nodes[0]
     original_pk = fleet.recording.pk
 
@@ -491,10 +473,7 @@ def test_replace_with_another_recording_server(make_fleet, team, start_node):
     spare_node = start_node(mode="recording", name="spare", cameras=1)
     spare = register(spare_node, team, "recording", "Spare")
     install_license(spare, spare_node, "CCCC-3333-DDDD-4444")
-    fleet.recording_node.client().set_fault("service")
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over("service")
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: len(failover_files(fo_node, event.node_tag)) >= 4, message="recordings")
     fleet.recording_node.kill()
@@ -584,10 +563,7 @@ def test_a_wrong_password_shows_as_its_own_status_and_never_fails_over(make_flee
 
 def test_deleting_a_failed_over_recording_server_ends_its_event_and_keeps_recordings(make_fleet):
     fleet = make_fleet(failovers=1)
-    fleet.recording_node.kill()
-    cycles(2)
-    event = the_event()
-    engine.advance(event.pk)
+    event = fleet.fail_over()
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: failover_files(fo_node, event.node_tag), message="recordings")
 
