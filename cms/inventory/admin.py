@@ -129,7 +129,7 @@ class ServerAdmin(TeamScopedAdmin):
     def get_urls(self):
         from django.urls import path
 
-        from . import admin_connect
+        from . import admin_batch, admin_connect
 
         role = self.model(role="").role  # the proxy's own role
         name = self.model._meta.model_name
@@ -141,6 +141,8 @@ class ServerAdmin(TeamScopedAdmin):
                  {"role": role}, name=f"inventory_{name}_connect_search"),
             path("connect/enable/", wrap(admin_connect.enable_view),
                  {"role": role}, name=f"inventory_{name}_connect_enable"),
+            path("batch/", wrap(admin_batch.batch_add_view),
+                 {"role": role, "model_admin": self}, name=f"inventory_{name}_batch"),
             *super().get_urls(),
         ]  # fmt: skip
 

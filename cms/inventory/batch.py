@@ -15,6 +15,7 @@ from cms.nodes.services import test_connection
 from .choices import NameSource
 from .models import Server, Team
 from .naming import Candidate, NamingRule, generate_names
+from .validators import validate_server_name
 
 
 @dataclass
@@ -50,6 +51,12 @@ def batch_add(
     candidates: list[Candidate] = []
     for index, item in enumerate(items):
         server = _server_for(team, role, item)
+        if item.get("custom_name") or naming_rule == NamingRule.CUSTOM:
+            try:  # before reaching the server: a typo is this row's own problem
+                validate_server_name(item.get("custom_name", ""))
+            except ValidationError as exc:
+                result.errors[index] = exc.messages
+                continue
         if item.get("enable_cms"):
             try:
                 client_for(server, pin=False).enable_cms(
@@ -83,10 +90,11 @@ def batch_add(
     except ValidationError as exc:
         result.rule_errors = exc.messages
         return result
-    source = NameSource.CUSTOM if naming_rule == NamingRule.CUSTOM else NameSource.NAMING_RULE
     with transaction.atomic():
-        for index, (server, name) in enumerate(zip(servers, names, strict=True)):
-            server.name, server.name_source = name, source
+        for index, (server, name, cand) in enumerate(zip(servers, names, candidates, strict=True)):
+            custom = naming_rule == NamingRule.CUSTOM or cand.custom_name
+            server.name = name
+            server.name_source = NameSource.CUSTOM if custom else NameSource.NAMING_RULE
             try:
                 server.full_clean(exclude=["admin_password"])
             except ValidationError as exc:

@@ -39,6 +39,9 @@ def generate_names(
 ) -> list[str]:
     """One name per candidate, in order, avoiding names already taken.
 
+    A candidate with a custom name keeps it whatever the rule; the others are named
+    by the rule.
+
     Numbers count from 1 and skip numbers whose name is taken, so adding a second
     batch continues after the first.
     """
@@ -47,7 +50,9 @@ def generate_names(
     if rule == NamingRule.PREFIX_NO:
         validate_name_prefix(prefix)
     for cand in candidates:
-        if rule == NamingRule.CUSTOM:
+        # A custom name typed for one row wins over the batch's rule: the Edit window
+        # offers either for each server.
+        if rule == NamingRule.CUSTOM or cand.custom_name:
             validate_server_name(cand.custom_name)
             name = cand.custom_name
         elif rule == NamingRule.DEFAULT:

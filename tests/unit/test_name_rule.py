@@ -99,3 +99,9 @@ class TestNamingRules:
         cands = [Candidate("x", "m", custom_name="Bad!")]
         with pytest.raises(ValidationError, match="symbols: !"):
             generate_names(NamingRule.CUSTOM, cands, taken=[])
+
+    def test_a_custom_name_wins_over_the_rule_for_its_row(self):
+        cands = [Candidate("a", "FS-7"), Candidate("b", "FS-7", custom_name="Spare"),
+                 Candidate("c", "FS-7")]  # fmt: skip
+        names = generate_names(NamingRule.PREFIX_NO, cands, taken=["Standby-1"], prefix="Standby")
+        assert names == ["Standby-2", "Spare", "Standby-3"]

@@ -1,0 +1,110 @@
+"""Add Batch in a real browser: search, Edit each row, Prefix-No., Enable, all or none."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.test_add_server import free_udp_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def lan(settings):
+    settings.CMS_DISCOVERY_PORT = free_udp_port()
+    settings.CMS_DISCOVERY_ADDRESS = "127.255.255.255"
+    return settings.CMS_DISCOVERY_PORT
+
+
+def search_until(page, *names: str) -> None:
+    for _ in range(3):  # UDP may drop a datagram
+        page.click("#cms-batch-search")
+        page.wait_for_selector("#cms-batch-status:has-text('found')")
+        rows = page.locator("#cms-batch-results tbody tr")
+        if all(rows.filter(has_text=name).count() for name in names):
+            return
+    raise AssertionError(f"the search did not find {names}")
+
+
+def edit(page, name: str, password: str, *, double_click: bool = False) -> None:
+    row = page.locator("#cms-batch-results tbody tr", has_text=name)
+    if double_click:
+        row.locator("td").nth(1).dblclick()
+    else:
+        row.get_by_role("button", name=f"Edit {name}").click()
+    page.wait_for_selector("#cms-batch-edit[open]")
+    page.fill("#cms-edit-password", password)
+
+
+def test_batch_add_two_failover_servers_with_prefix_no(page, start_node, lan, team):
+    from cms.inventory.models import FailoverServer
+
+    FailoverServer.objects.create(team=team, name="Standby-1", host="192.0.2.1",
+                                  admin_password="x")  # fmt: skip
+    first = start_node(mode="failover", name="fs-east", model="FS-7", discovery_port=lan)
+    second = start_node(mode="failover", name="fs-west", model="FS-7", discovery_port=lan,
+                        password="pw2")  # fmt: skip
+    page.goto("/admin/inventory/failoverserver/")
+    page.click("#cms-add-batch")
+    page.select_option("#cms-batch-team", str(team.pk))
+    search_until(page, "fs-east", "fs-west")
+
+    # First row by double-click: the naming rule Prefix-No. with a custom prefix.
+    edit(page, "fs-east", first.password, double_click=True)
+    page.select_option("#cms-edit-rule", "prefix_no")
+    assert page.is_visible("#cms-edit-prefix")
+    page.click("#cms-edit-ok")
+    assert page.is_visible("#cms-edit-error")  # no prefix yet: the window stays open
+    page.fill("#cms-edit-prefix", "Standby")
+    page.click("#cms-edit-ok")
+    # Second row by its Edit button, with a wrong password first: nothing is added.
+    edit(page, "fs-west", "wrong")
+    page.click("#cms-edit-ok")
+
+    planned = page.locator("#cms-batch-results tbody tr", has_text="fs-east")
+    assert planned.locator(".cms-batch-name").inner_text() == "Standby-1"
+    page.click("#cms-batch-ok")
+    west = page.locator("#cms-batch-results tbody tr", has_text="fs-west")
+    west.locator(".cms-batch-result", has_text="wrong username or password").wait_for()
+    assert "nothing was added" in planned.locator(".cms-batch-result").inner_text()
+    assert not FailoverServer.objects.filter(name__startswith="Standby-").exclude(
+        name="Standby-1").exists()  # fmt: skip
+
+    edit(page, "fs-west", second.password)
+    page.click("#cms-edit-ok")
+    page.click("#cms-batch-ok")
+    page.wait_for_url("**/admin/inventory/failoverserver/")
+    added = {s.name: s for s in FailoverServer.objects.filter(host="127.0.0.1")}
+    # Standby-1 is taken, so numbering skips it.
+    assert set(added) == {"Standby-2", "Standby-3"}
+    assert {s.port for s in added.values()} == {first.port, second.port}
+    assert all(s.team_id == team.pk and s.name_source == "naming_rule" for s in added.values())
+    assert page.locator("#result_list", has_text="Standby-3").count() == 1
+
+
+def test_batch_enables_a_cms_service_with_the_security_lock(page, start_node, lan, team):
+    from cms.inventory.models import FailoverServer
+
+    node = start_node(mode="standalone", name="fresh-box", model="FS-9", discovery_port=lan)
+    page.goto("/admin/inventory/failoverserver/batch/")
+    search_until(page, "fresh-box")
+    row = page.locator("#cms-batch-results tbody tr", has_text="fresh-box")
+    assert row.locator(".cms-batch-select").is_disabled()
+    row.get_by_role("button", name="Enable the CMS service of fresh-box").click()
+    page.fill("#cms-enable-password", node.password)
+    page.check("#cms-enable-other-hosts")
+    page.click("#cms-enable-ok")
+    row.locator(".cms-batch-result", has_text="is enabled").wait_for()
+    info = node.client().info()
+    assert (info["cms_mode"], info["locked"]) == ("failover", True)
+
+    # Enabled with its password: ticked and ready; a custom name wins over the rule.
+    assert row.locator(".cms-batch-select").is_checked()
+    edit(page, "fresh-box", node.password)
+    page.check("#cms-naming-custom")
+    page.fill("#cms-edit-name", "Spare North")
+    page.click("#cms-edit-ok")
+    page.click("#cms-batch-ok")
+    page.wait_for_url("**/admin/inventory/failoverserver/")
+    server = FailoverServer.objects.get(name="Spare North")
+    assert (server.port, server.name_source, server.model) == (node.port, "custom", "FS-9")
