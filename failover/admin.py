@@ -196,7 +196,8 @@ admin.site.unregister(FailoverServer)
 @admin.register(FailoverServer)
 class FailoverServerFailoverAdmin(FailoverServerAdmin):
     form = FailoverServerForm
-    actions = ["enable_servers", "disable_servers"]
+    actions = ["enable_servers", "disable_servers", "replace_protected_server",
+               "stop_restoration"]  # fmt: skip
     list_display = ["name", "address", "model", "duty", "protects_list", "acting_for",
                     "last_seen", "team"]  # fmt: skip
     list_filter = [FailoverStatusFilter, "connection_type", "team"]
@@ -251,6 +252,33 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
         self.message_user(request, f"Disabled {count} server(s).")
         return None
 
+    @admin.action(description="Advanced: Replace protected server",
+                  permissions=["replace_server"])  # fmt: skip
+    def replace_protected_server(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        acting = [(s, e) for s in queryset if (e := engine.acting_event(s))]
+        if len(acting) != 1 or queryset.count() != 1:
+            self.message_user(request, "Select the one failover server that has taken over "
+                              "for the recording server to replace.", messages.ERROR)  # fmt: skip
+            return None
+        return HttpResponseRedirect(
+            reverse("admin:failover_failoverevent_replace", args=[acting[0][1].pk])
+        )
+
+    @admin.action(description="Advanced: Stop Restoration", permissions=["stop_restoration"])
+    def stop_restoration(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        events = list(
+            FailoverEvent.objects.filter(failover_server__in=queryset, state=EventState.RESTORING)
+        )
+        return _stop_restorations(self, request, events, queryset, "stop_restoration")
+
+    def has_replace_server_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "replace_server")
+
+    def has_stop_restoration_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "stop_restoration")
+
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None):
         server = self.get_object(request, object_id)
         if server is not None and engine.acting_event(server):
@@ -290,6 +318,41 @@ def _stop_consequences(servers: list[Server]) -> list[str]:
             "stops, and the recordings and snapshots it made during the failover are removed."
         )
     return lines
+
+
+def _stop_restorations(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    events: list[FailoverEvent],
+    queryset: QuerySet,
+    action: str,
+) -> HttpResponse | None:
+    """Stop Restoration, from the events list or the failover servers tab: confirm first."""
+    if not events:
+        model_admin.message_user(request, "Nothing selected is restoring.", messages.ERROR)
+        return None
+    if request.POST.get("confirm") != "yes":
+        return _confirm(
+            request,
+            title="Stop restoration",
+            consequences=[
+                f"Event #{e.pk} ({e.recording_server_name}): the recordings and snapshots "
+                f"taken during the failover that are still on {e.failover_server_name} "
+                "are removed and will not be restored."
+                for e in events
+            ],
+            queryset=queryset,
+            action=action,
+        )
+    for event in events:
+        try:
+            removed = restoration.stop_restoration(event, actor=actor_name(request.user))
+            model_admin.message_user(
+                request, f"Event #{event.pk}: stopped; {removed} file(s) removed."
+            )
+        except engine.FailoverError as exc:
+            model_admin.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
+    return None
 
 
 class TransitionInline(admin.TabularInline):
@@ -387,31 +450,7 @@ class FailoverEventAdmin(admin.ModelAdmin):
     @admin.action(description="Stop restoration", permissions=["stop_restoration"])
     def stop_restoration(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         events = [e for e in queryset if e.state == EventState.RESTORING]
-        if not events:
-            self.message_user(request, "None of the selected events is restoring.", messages.ERROR)
-            return None
-        if request.POST.get("confirm") != "yes":
-            return _confirm(
-                request,
-                title="Stop restoration",
-                consequences=[
-                    f"Event #{e.pk} ({e.recording_server_name}): the recordings and snapshots "
-                    f"taken during the failover that are still on {e.failover_server_name} "
-                    "are removed and will not be restored."
-                    for e in events
-                ],
-                queryset=queryset,
-                action="stop_restoration",
-            )
-        for event in events:
-            try:
-                removed = restoration.stop_restoration(event, actor=actor_name(request.user))
-                self.message_user(
-                    request, f"Event #{event.pk}: stopped; {removed} file(s) removed."
-                )
-            except engine.FailoverError as exc:
-                self.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
-        return None
+        return _stop_restorations(self, request, events, queryset, "stop_restoration")
 
     # -- Replace protected server: a page of its own -------------------------------
 

@@ -220,3 +220,33 @@ def test_the_failover_tab_has_a_status_panel_with_counts(admin_client, make_flee
     acting = text(admin_client.get(FO_URL + "?duty=acting"))
     assert "Standby 1" in acting and "Spare" not in acting
     assert "Failover active" in acting
+
+
+def test_advanced_replace_on_the_failover_tab_opens_the_dialog(
+    admin_client, make_fleet, make_server
+):
+    fleet, event = active_event(make_fleet)
+    post = {"action": "replace_protected_server", "_selected_action": [fleet.failovers[0].pk]}
+    response = admin_client.post(FO_URL, post)
+    assert response.status_code == 302
+    assert response.url == f"/admin/failover/failoverevent/{event.pk}/replace/"
+
+    idle = make_server(name="Spare", role="failover")
+    refused = admin_client.post(FO_URL, {**post, "_selected_action": [idle.pk]}, follow=True)
+    assert "Select the one failover server that has taken over" in text(refused)
+
+
+def test_advanced_stop_restoration_on_the_failover_tab_confirms_first(admin_client, make_fleet):
+    from tests.integration.test_failover_engine import restoring_event
+
+    fleet, event, _ = restoring_event(make_fleet)
+    post = {"action": "stop_restoration", "_selected_action": [fleet.failovers[0].pk]}
+    confirm_page = text(admin_client.post(FO_URL, post))
+    assert "are removed and will not be restored" in confirm_page
+    event.refresh_from_db()
+    assert event.state == EventState.RESTORING  # nothing changed yet
+
+    done = text(admin_client.post(FO_URL, {**post, "confirm": "yes"}, follow=True))
+    assert f"Event #{event.pk}: stopped;" in done
+    event.refresh_from_db()
+    assert event.state == EventState.RESTORATION_STOPPED
