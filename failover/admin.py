@@ -20,9 +20,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from cms.inventory import locking
 from cms.inventory.admin import FailoverServerAdmin, RecordingServerAdmin
 from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
+from cms.nodes.errors import NodeError
 from cms.permissions import can
 
 from . import engine, replace, restoration, timeline
@@ -118,9 +120,10 @@ admin.site.unregister(RecordingServer)
 @admin.register(RecordingServer)
 class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
-    actions = ["enable_servers", "disable_servers", "manual_failover"]
-    list_display = ["name", "address", "model", "live_status", "enabled", "cms_mode", "team",
-                    "last_seen"]  # fmt: skip
+    actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
+               "manual_failover"]  # fmt: skip
+    list_display = ["name", "address", "model", "live_status", "enabled", "locked", "cms_mode",
+                    "team", "last_seen"]  # fmt: skip
     change_list_template = "admin/failover/live_change_list.html"
 
     def get_queryset(self, request: HttpRequest):
@@ -140,6 +143,29 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
     def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.set_enabled(False)
         self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
+
+    @admin.action(description="Lock selected servers", permissions=["lock"])
+    def lock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_lock(request, queryset, True)
+
+    @admin.action(description="Unlock selected servers", permissions=["lock"])
+    def unlock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_lock(request, queryset, False)
+
+    def _set_lock(self, request: HttpRequest, queryset: QuerySet, locked: bool) -> None:
+        done = []
+        for server in queryset:
+            try:
+                locking.set_lock(server, locked)
+                done.append(server.name)
+            except NodeError as exc:
+                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
+        if done:
+            verb = "Locked" if locked else "Unlocked"
+            self.message_user(request, f"{verb}: {', '.join(done)}.")
+
+    def has_lock_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "lock")
 
     @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
     def manual_failover(self, request: HttpRequest, queryset: QuerySet) -> None:

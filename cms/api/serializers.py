@@ -84,7 +84,7 @@ class ServerSerializer(serializers.ModelSerializer):
         fields = [
             "id", "team", "role", "name", "name_source", "connection_type", "host", "port",
             "use_https", "quickconnect_id", "address", "admin_username", "admin_password",
-            "enabled", "status", "model", "serial", "software_version", "cms_mode",
+            "enabled", "locked", "status", "model", "serial", "software_version", "cms_mode",
             "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
             "confirm_stop_failover",

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from cms.inventory import licenses as license_service
 from cms.inventory.batch import batch_add
 from cms.inventory.choices import Role
+from cms.inventory.locking import set_lock
 from cms.inventory.models import FailoverServer, License, RecordingServer, Server, Team
 from cms.nodes.discovery import search
 from cms.nodes.services import test_connection
@@ -75,6 +76,8 @@ class ServerViewSet(CrudViewSet):
         "test_connection": "test_connection",
         "test_new_connection": "test_connection",
         "search": "test_connection",
+        "lock": "lock",
+        "unlock": "lock",
     }
 
     def get_queryset(self):
@@ -104,6 +107,18 @@ class ServerViewSet(CrudViewSet):
         Server.objects.filter(pk=server.pk).set_enabled(False)
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
+
+    @extend_schema(request=None, responses=s.ServerSerializer,
+                   description="Security lock: the server refuses other CMS hosts and changes "
+                   "made on it.")  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def lock(self, request: Request, pk: str | None = None) -> Response:
+        return Response(self.get_serializer(set_lock(self.get_object(), True)).data)
+
+    @extend_schema(request=None, responses=s.ServerSerializer)
+    @action(detail=True, methods=["post"])
+    def unlock(self, request: Request, pk: str | None = None) -> Response:
+        return Response(self.get_serializer(set_lock(self.get_object(), False)).data)
 
     @extend_schema(request=None, responses=s.ConnectionReportSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")

@@ -79,6 +79,7 @@ def batch_add(
             continue
         server.tls_fingerprint = report.fingerprint
         server.model, server.serial = report.model, report.serial
+        server.locked = bool(report.locked)
         servers.append(server)
         candidates.append(Candidate(report.name, report.model, item.get("custom_name", "")))
     if result.errors:

@@ -123,6 +123,11 @@ class Server(models.Model):
     password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     enabled = models.BooleanField(default=True, db_index=True)
+    locked = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Security lock: the server refuses other CMS hosts and changes made on it.",
+    )
     status = models.CharField(
         max_length=24, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, db_index=True
     )
@@ -164,6 +169,7 @@ class Server(models.Model):
         permissions = [
             ("enable_server", "Can enable and disable servers"),
             ("test_connection", "Can test the connection to a server"),
+            ("lock_server", "Can lock and unlock servers"),
         ]
 
     def __str__(self) -> str:

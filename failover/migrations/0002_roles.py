@@ -12,7 +12,7 @@ def create_roles(apps, schema_editor):
         app_config.models_module = None
     from cms.permissions import sync_roles
 
-    sync_roles(apps)
+    sync_roles(apps, strict=False)  # later permissions come with post_migrate
 
 
 class Migration(migrations.Migration):

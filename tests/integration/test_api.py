@@ -220,3 +220,23 @@ def test_the_schema_and_swagger_ui_are_served_by_the_project(admin_client):
     assert "cdn" not in page.lower()
     asset = admin_client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css")
     assert asset.status_code == 200
+
+
+def test_lock_and_unlock_set_the_security_lock_on_the_node(admin_api, team, start_node):
+    from tests.fixtures.fleet import register
+
+    node = start_node(mode="recording", name="lobby")
+    server = register(node, team, "recording", "Lobby")
+    locked = admin_api.post(f"/api/v1/recording-servers/{server.pk}/lock/")
+    assert locked.status_code == 200 and locked.json()["locked"] is True
+    assert node.client().info()["locked"] is True
+    # Locked: a change that does not come from this CMS is refused by the node itself.
+    foreign = node.client(cms_host_id="another-cms")
+    with pytest.raises(Exception, match="locked"):
+        foreign.set_fault("volume")
+
+    unlocked = admin_api.post(f"/api/v1/recording-servers/{server.pk}/unlock/")
+    assert unlocked.json()["locked"] is False
+    assert node.client().info()["locked"] is False
+    server.refresh_from_db()
+    assert server.locked is False

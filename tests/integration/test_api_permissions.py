@@ -89,6 +89,7 @@ ROLE_MATRIX = [
     ("Operator", "delete", "/api/v1/recording-servers/{rs}/", None, 403),
     ("Operator", "post", "/api/v1/licenses/{lic}/install/", {"server": "{rs}"}, 403),
     ("Operator", "patch", "/api/v1/failover-settings/", {"probe_interval": 9}, 403),
+    ("Operator", "post", "/api/v1/recording-servers/{rs}/lock/", {}, 403),
     ("Administrator", "patch", "/api/v1/failover-settings/", {"probe_interval": 9}, 200),
     ("Viewer", "get", "/api/v1/failover-settings/", None, 200),
     ("Viewer", "get", "/api/v1/audit/", None, 200),

@@ -27,7 +27,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 NETWORK = r"(test-connection|search|batch-add|install|uninstall|manual-failover|fail-back|" \
-    r"replace|stop-restoration|auth/)"  # fmt: skip
+    r"replace|stop-restoration|lock|unlock|auth/)"  # fmt: skip
 
 
 def _load_schema() -> schemathesis.BaseSchema:

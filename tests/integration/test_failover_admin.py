@@ -250,3 +250,15 @@ def test_advanced_stop_restoration_on_the_failover_tab_confirms_first(admin_clie
     assert f"Event #{event.pk}: stopped;" in done
     event.refresh_from_db()
     assert event.state == EventState.RESTORATION_STOPPED
+
+
+def test_lock_and_unlock_from_the_recording_server_list(admin_client, make_fleet):
+    fleet = make_fleet(failovers=0)
+    post = {"action": "lock_servers", "_selected_action": [fleet.recording.pk]}
+    done = text(admin_client.post(RS_URL, post, follow=True))
+    assert "Locked: Lobby." in done
+    assert fleet.recording_node.client().info()["locked"] is True
+    admin_client.post(RS_URL, {**post, "action": "unlock_servers"})
+    fleet.refresh()
+    assert fleet.recording.locked is False
+    assert fleet.recording_node.client().info()["locked"] is False
