@@ -122,6 +122,16 @@ class ServerAdmin(TeamScopedAdmin):
 
         return UserBoundForm
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None):  # fmt: skip
+        from . import admin_licenses
+
+        server = self.get_object(request, object_id)
+        if server is not None:
+            extra_context = {**(extra_context or {}),
+                             "licenses": admin_licenses.panel(request, server)}  # fmt: skip
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="Address", ordering="host")
     def address(self, obj: Any) -> str:
         return obj.address
@@ -129,7 +139,7 @@ class ServerAdmin(TeamScopedAdmin):
     def get_urls(self):
         from django.urls import path
 
-        from . import admin_batch, admin_connect
+        from . import admin_batch, admin_connect, admin_licenses
 
         role = self.model(role="").role  # the proxy's own role
         name = self.model._meta.model_name
@@ -143,6 +153,10 @@ class ServerAdmin(TeamScopedAdmin):
                  {"role": role}, name=f"inventory_{name}_connect_enable"),
             path("batch/", wrap(admin_batch.batch_add_view),
                  {"role": role, "model_admin": self}, name=f"inventory_{name}_batch"),
+            path("<int:object_id>/licenses/add/", wrap(admin_licenses.add_view),
+                 {"model_admin": self}, name=f"inventory_{name}_license_add"),
+            path("<int:object_id>/licenses/remove/", wrap(admin_licenses.remove_view),
+                 {"model_admin": self}, name=f"inventory_{name}_license_remove"),
             *super().get_urls(),
         ]  # fmt: skip
 

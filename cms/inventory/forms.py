@@ -37,13 +37,14 @@ class ServerForm(forms.ModelForm):
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Spaces at either end break the name rule; say so instead of trimming silently.
-        self.fields["name"].strip = False
+        if "name" in self.fields:  # absent for a view-only user (read-only page)
+            self.fields["name"].strip = False
         if user is not None and "team" in self.fields:
             teams = Team.objects.all()
             if not user.is_superuser:
                 teams = teams.filter(memberships__user=user)
             self.fields["team"].queryset = teams
-        if not self.instance.pk:
+        if not self.instance.pk and "admin_password_input" in self.fields:
             self.fields["admin_password_input"].required = True
             self.fields[
                 "admin_password_input"

@@ -1,0 +1,96 @@
+"""Installed licenses on a server's page: add (a new key or one not installed) and remove.
+
+Both go through `cms.inventory.licenses`, so the node is changed first and every move
+lands in the license's history; a refused install leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from cms.nodes.errors import NodeError
+from cms.permissions import can
+
+from . import licenses
+from .models import License, Server
+
+
+def panel(request: HttpRequest, server: Server) -> dict[str, Any]:
+    """What the server page shows: its licenses and, for who may, the add/remove forms."""
+    return {
+        "installed": list(server.licenses.order_by("key")),
+        "available": list(
+            License.objects.for_user(request.user)
+            .filter(team_id=server.team_id, server__isnull=True)
+            .order_by("key")
+        ),
+        "can_manage": can(request.user, "manage_licenses"),
+        "add_url": reverse(_url(server, "license_add"), args=[server.pk]),
+        "remove_url": reverse(_url(server, "license_remove"), args=[server.pk]),
+    }
+
+
+def _url(server: Server, action: str) -> str:
+    return f"admin:inventory_{server.role}server_{action}"
+
+
+def _server(request: HttpRequest, model_admin: Any, object_id: int) -> Server:
+    if not can(request.user, "manage_licenses"):
+        raise PermissionDenied
+    return get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+
+
+def _back(server: Server) -> HttpResponse:
+    url = reverse(f"admin:inventory_{server.role}server_change", args=[server.pk])
+    return HttpResponseRedirect(url + "#cms-licenses")
+
+
+@require_POST
+def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResponse:
+    from failover.events import actor_name
+
+    server = _server(request, model_admin, object_id)
+    existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
+    try:
+        with transaction.atomic():
+            if existing:
+                lic = get_object_or_404(
+                    License.objects.for_user(request.user), pk=existing, team_id=server.team_id
+                )
+            else:
+                lic = License(key=key, team=server.team, cameras=request.POST.get("cameras") or 1)
+                lic.full_clean()
+                lic.save()
+            licenses.install(lic, server, actor=actor_name(request.user))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    except NodeError as exc:
+        messages.error(request, f"{server.name} refused the license: {exc}")
+    else:
+        messages.success(request, f"License {lic.key} installed on {server.name}.")
+    return _back(server)
+
+
+@require_POST
+def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResponse:
+    from failover.events import actor_name
+
+    server = _server(request, model_admin, object_id)
+    lic = get_object_or_404(server.licenses.all(), pk=request.POST.get("license"))
+    try:
+        licenses.uninstall(lic, actor=actor_name(request.user))
+    except NodeError as exc:
+        messages.error(request, f"{server.name} could not remove the license: {exc}")
+    else:
+        messages.success(
+            request, f"License {lic.key} removed from {server.name}; it can be installed again."
+        )
+    return _back(server)
