@@ -83,6 +83,9 @@ class ProtectionInline(admin.TabularInline):
     verbose_name = "failover server protecting it"
     verbose_name_plural = "Failover servers protecting it (lowest priority number is tried first)"
 
+    class Media:
+        js = ["failover/protection.js"]
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
         if db_field.name == "failover_server":
             kwargs["queryset"] = Server.objects.failover().for_user(request.user)
