@@ -434,10 +434,10 @@ class FailoverEventAdmin(admin.ModelAdmin):
     inlines = [RestorationInline, TransitionInline]
     actions = ["fail_back_now", "stop_restoration"]
     readonly_fields = ["timeline_picture", "team", "recording_server", "recording_server_name",
-                       "failover_server",
-                       "failover_server_name", "trigger", "state", "epoch", "node_tag",
-                       "detected_at", "taken_over_at", "recovered_at", "failed_back_at",
-                       "ended_at", "attempts", "last_error", "replacement"]  # fmt: skip
+                       "failover_server", "failover_server_name", "trigger", "state", "epoch",
+                       "node_tag", "detected_at", "taken_over_at", "recording_gap_seconds",
+                       "recovered_at", "failed_back_at", "ended_at", "attempts", "last_error",
+                       "replacement"]  # fmt: skip
     exclude = ["config", "snapshot", "worked_at"]
 
     def get_queryset(self, request: HttpRequest):

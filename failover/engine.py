@@ -30,6 +30,7 @@ from cms.inventory.models import Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError
 
+from . import gap
 from .choices import ACTING_STATES, OPEN_STATES, EventState, FailbackMode, Trigger
 from .events import (
     FREE_LEASE,
@@ -415,6 +416,7 @@ def fail_back(event: FailoverEvent) -> bool:
         from_states=[EventState.FAILING_BACK],
         reason="Failed back; restoring recordings" if restore else "Failed back",
         failed_back_at=timezone.now(),
+        recording_gap_seconds=gap.measure(event),
         worked_at=FREE_LEASE,  # free for the restoring worker
     )
     if moved and restore:

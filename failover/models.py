@@ -243,6 +243,11 @@ class FailoverEvent(models.Model):
     )
     detected_at = models.DateTimeField(auto_now_add=True, db_index=True)
     taken_over_at = models.DateTimeField(null=True, blank=True)
+    recording_gap_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The worst camera's time recorded nowhere, measured at failback.",
+    )
     recovered_at = models.DateTimeField(null=True, blank=True)
     failed_back_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

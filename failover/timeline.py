@@ -63,8 +63,18 @@ def picture(event: FailoverEvent) -> SafeString:
     return format_html(
         '<div role="list" aria-label="Event timeline" class="cms-timeline" '
         'style="display:flex; gap:2px; max-width:60em">{}</div>'
-        "<p>Time to take over: {}. Ending: {}.</p>",
+        "<p>Time to take over: {}. Recording gap: {}. Ending: {}.</p>",
         bars,
         _duration(event.time_to_take_over.total_seconds()) if event.time_to_take_over else "-",
+        recording_gap(event),
         ending,
     )
+
+
+def recording_gap(event: FailoverEvent) -> str:
+    """The worst camera's gap, once failback measured it."""
+    if event.recording_gap_seconds is not None:
+        return f"{_duration(event.recording_gap_seconds)} (the worst camera)"
+    if event.failed_back_at or not event.is_open:
+        return "not measured"
+    return "measured at failback"

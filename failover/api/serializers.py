@@ -88,9 +88,9 @@ class FailoverEventSerializer(serializers.ModelSerializer):
         model = FailoverEvent
         fields = ["id", "team", "recording_server", "recording_server_name", "failover_server",
                   "failover_server_name", "trigger", "state", "epoch", "detected_at",
-                  "taken_over_at", "recovered_at", "failed_back_at", "ended_at",
-                  "time_to_take_over", "attempts", "last_error", "replacement", "restoration",
-                  "timeline"]  # fmt: skip
+                  "taken_over_at", "recording_gap_seconds", "recovered_at", "failed_back_at",
+                  "ended_at", "time_to_take_over", "attempts", "last_error", "replacement",
+                  "restoration", "timeline"]  # fmt: skip
 
     def get_time_to_take_over(self, event: FailoverEvent) -> float | None:
         delta = event.time_to_take_over

@@ -121,6 +121,7 @@ def test_the_event_page_shows_the_timeline_and_the_replace_dialog(admin_client, 
     page = text(admin_client.get(f"/admin/failover/failoverevent/{event.pk}/change/"))
     assert "Timeline" in page and "taking_over" in page.replace("Taking over", "taking_over")
     assert "Replace protected server" in page
+    assert "Recording gap: measured at failback." in page
 
     url = f"/admin/failover/failoverevent/{event.pk}/replace/"
     dialog = text(admin_client.get(url))

@@ -114,6 +114,8 @@ def test_a_flapping_agent_does_not_bounce(make_fleet, failover_settings):
 
 def test_failback_and_restoration_copy_every_file_exactly(make_fleet):
     fleet = make_fleet(failovers=1)
+    own = fleet.recording_node.client()
+    wait_until(lambda: any(own.list_recordings(origin="own")), message="an own segment")
     event = fleet.fail_over("volume")
     fo_node = fleet.failover_nodes[0]
     wait_until(lambda: len(failover_files(fo_node, event.node_tag)) >= 6, message="recordings")
@@ -127,6 +129,10 @@ def test_failback_and_restoration_copy_every_file_exactly(make_fleet):
     assert recording_for(fo_node) is None  # released after the recording server recorded
     made_during_failover = {f["path"]: f for f in failover_files(fo_node, event.node_tag)}
     assert made_during_failover
+    # The faulty volume stopped the recording before detection; the takeover resumed it.
+    event.refresh_from_db()
+    assert event.recording_gap_seconds is not None
+    assert 0 < event.recording_gap_seconds < 60
 
     assert engine.advance(event.pk) == EventState.COMPLETED
     job = event.restoration
