@@ -263,3 +263,36 @@ def test_lock_and_unlock_from_the_recording_server_list(admin_client, make_fleet
     fleet.refresh()
     assert fleet.recording.locked is False
     assert fleet.recording_node.client().info()["locked"] is False
+
+
+@pytest.mark.parametrize(
+    ("role", "sees", "hidden"),
+    [
+        ("Operator", ["Disable selected servers"],
+         ["Add Batch", "Lock selected servers", "Advanced: Replace protected server"]),
+        ("Administrator",
+         ["Add Batch", "Add Server", "Lock selected servers", "Advanced: Stop Restoration"], []),
+    ],
+)  # fmt: skip
+def test_each_role_sees_only_the_server_tab_controls_it_may_use(
+    client, django_user_model, sites, role, sees, hidden
+):
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    user = django_user_model.objects.create_user(f"t-{role}", password="pw-role-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    TeamMembership.objects.create(team=sites[0].team, user=user)
+    client.force_login(user)
+    page = text(client.get(RS_URL)) + text(client.get(FO_URL))
+    for label in sees:
+        assert label in page
+    for label in hidden:
+        assert label not in page
+    batch = client.get(f"{FO_URL}batch/")
+    assert batch.status_code == (200 if "Add Batch" in sees else 403)
+    # A hidden action cannot be posted either.
+    client.post(RS_URL, {"action": "lock_servers", "_selected_action": [sites[0].recording.pk]})
+    sites[0].recording.refresh_from_db()
+    assert sites[0].recording.locked is False or role == "Administrator"
