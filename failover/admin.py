@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -315,6 +316,13 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
                              "failover_warning": _stop_consequences([server])}  # fmt: skip
         return super().delete_view(request, object_id, extra_context)
 
+    def get_actions(self, request: HttpRequest):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions["delete_selected"] = (_delete_selected_with_warning, name, description)
+        return actions
+
     def delete_model(self, request: HttpRequest, obj: Server) -> None:
         engine.stop_failover(obj, actor=actor_name(request.user), reason=f"{obj.name} was deleted")
         super().delete_model(request, obj)
@@ -336,6 +344,17 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
             engine.stop_failover(obj, actor=actor_name(request.user),
                                  reason=f"{obj.name} was edited")  # fmt: skip
         super().save_model(request, obj, form, change)
+
+
+def _delete_selected_with_warning(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    """Django's delete_selected, whose confirmation page also says which failovers stop."""
+    response = delete_selected(model_admin, request, queryset)
+    acting = [s for s in queryset if engine.acting_event(s)]
+    if acting and isinstance(response, TemplateResponse):
+        response.context_data["failover_warning"] = _stop_consequences(acting)
+    return response
 
 
 def _stop_consequences(servers: list[Server]) -> list[str]:

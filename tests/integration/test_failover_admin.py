@@ -296,3 +296,17 @@ def test_each_role_sees_only_the_server_tab_controls_it_may_use(
     client.post(RS_URL, {"action": "lock_servers", "_selected_action": [sites[0].recording.pk]})
     sites[0].recording.refresh_from_db()
     assert sites[0].recording.locked is False or role == "Administrator"
+
+
+def test_deleting_several_failover_servers_warns_for_the_acting_one(admin_client, make_fleet):
+    fleet, event = active_event(make_fleet)
+    acting = fleet.failovers[0]
+    post = {"action": "delete_selected", "_selected_action": [acting.pk]}
+    confirm_page = text(admin_client.post(FO_URL, post))
+    assert "has taken over for Lobby" in confirm_page
+    assert Server.objects.filter(pk=acting.pk).exists()  # nothing yet
+
+    admin_client.post(FO_URL, {**post, "post": "yes"})
+    assert not Server.objects.filter(pk=acting.pk).exists()
+    event.refresh_from_db()
+    assert event.state == EventState.STOPPED
