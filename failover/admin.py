@@ -532,7 +532,10 @@ class FailoverEventAdmin(admin.ModelAdmin):
             else:
                 try:
                     the_plan = replace.plan(event, chosen)
-                    if request.POST.get("confirm") == "yes":
+                    # OK replaces only with the server whose consequences were shown; a
+                    # choice changed after the preview gets its own preview first.
+                    previewed = request.POST.get("previewed") == str(chosen.pk)
+                    if request.POST.get("confirm") == "yes" and previewed:
                         replace.replace_protected_server(
                             event, chosen, actor=actor_name(request.user)
                         )

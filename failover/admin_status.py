@@ -24,12 +24,18 @@ STATUSES: dict[str, tuple[str, Q]] = {
     "taking_over": ("Taking over", Q(duty_state=EventState.TAKING_OVER)),
     "acting": ("Acting for a recording server", Q(duty_state__in=ACTING)),
     "restoring": ("Restoring recordings", Q(duty_state=EventState.RESTORING)),
+    # One status per server: a server on duty counts under its duty, not its health
+    # (its label still shows the health when that is not normal).
     "abnormal": (
         "Abnormal (disconnected, volume, service, login)",
-        Q(enabled=True) & ~Q(status__in=[HealthStatus.NORMAL, HealthStatus.UNKNOWN]),
+        Q(enabled=True, duty_state__isnull=True)
+        & ~Q(status__in=[HealthStatus.NORMAL, HealthStatus.UNKNOWN]),
     ),
-    "unknown": ("Not probed yet", Q(enabled=True, status=HealthStatus.UNKNOWN)),
-    "disabled": ("Disabled", Q(enabled=False)),
+    "unknown": (
+        "Not probed yet",
+        Q(enabled=True, duty_state__isnull=True, status=HealthStatus.UNKNOWN),
+    ),
+    "disabled": ("Disabled", Q(enabled=False, duty_state__isnull=True)),
 }
 
 
@@ -47,7 +53,10 @@ def duty_label(server: Any) -> str:
     if not server.enabled:
         return "Disabled"
     if server.duty_state:
-        return EventState(server.duty_state).label
+        label = EventState(server.duty_state).label
+        if server.status not in (HealthStatus.NORMAL, HealthStatus.UNKNOWN):
+            label += f" ({server.get_status_display()})"
+        return label
     if server.status == HealthStatus.NORMAL:
         return "Standby"
     return server.get_status_display()
@@ -72,20 +81,33 @@ class FailoverStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+# What an open event means for its recording server, by the event's state.
+_FAILOVER_PHRASE = {
+    EventState.DETECTED: "failing over",
+    EventState.NO_FAILOVER_SERVER: "no failover server available",
+    EventState.TAKING_OVER: "failing over to {}",
+    EventState.ACTIVE: "failed over to {}",
+    EventState.WAITING_FAILBACK: "failed over to {}",
+    EventState.FAILING_BACK: "failing back from {}",
+    EventState.RESTORING: "restoring recordings from {}",
+}
+
+
 def recording_label(server: Any) -> str:
-    """A recording server's health, and whom it failed over to."""
+    """A recording server's health, and where its failover stands."""
     label = "Disabled" if not server.enabled else server.get_status_display()
-    if getattr(server, "failed_over_to", None):
-        label += f" (failed over to {server.failed_over_to})"
+    phrase = _FAILOVER_PHRASE.get(getattr(server, "failover_state", None) or "")
+    if phrase:
+        label += f" ({phrase.format(server.failed_over_to or '')})".replace(" )", ")")
     return label
 
 
 def annotate_failed_over(queryset: QuerySet) -> QuerySet:
     open_event = FailoverEvent.objects.open().filter(recording_server=OuterRef("pk"))
     return queryset.annotate(
-        failed_over_to=Subquery(open_event.exclude(failover_server=None).values(
-            "failover_server_name")[:1])
-    )  # fmt: skip
+        failover_state=Subquery(open_event.values("state")[:1]),
+        failed_over_to=Subquery(open_event.values("failover_server_name")[:1]),
+    )
 
 
 def live_status(request: HttpRequest) -> JsonResponse:

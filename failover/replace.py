@@ -16,7 +16,7 @@ restoration is enabled, and otherwise stays on the failover server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -51,6 +51,9 @@ class ReplacePlan:
     licenses_overwritten: list[str]
     renamed: bool
     restore: bool
+    # Other recording servers the acting failover server protected: it no longer can.
+    losing_protection: list[str] = field(default_factory=list)
+    left_unprotected: list[str] = field(default_factory=list)
 
     def consequences(self) -> list[str]:
         lines = [f"{self.original} is removed from the recording server list."]
@@ -67,6 +70,17 @@ class ReplacePlan:
             )
             if self.restore:
                 lines.append("Recordings made during the failover are restored to it.")
+        if self.losing_protection:
+            lines.append(
+                f"{self.replacement} stops protecting "
+                + ", ".join(self.losing_protection)
+                + (
+                    "; left without any failover server: " + ", ".join(self.left_unprotected)
+                    if self.left_unprotected
+                    else ""
+                )
+                + "."
+            )
         if self.licenses_moving:
             lines.append("Licenses moving: " + ", ".join(self.licenses_moving) + ".")
         if self.licenses_overwritten:
@@ -126,6 +140,18 @@ def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
         if acting
         else list(License.objects.filter(server=replacement).values_list("key", flat=True))
     )
+    losing, unprotected = [], []
+    if acting:
+        protected = Protection.objects.filter(failover_server=replacement).exclude(
+            recording_server=original
+        )
+        for prot in protected.select_related("recording_server").order_by("recording_server__name"):
+            losing.append(prot.recording_server.name)
+            others = Protection.objects.filter(recording_server=prot.recording_server_id).exclude(
+                failover_server=replacement
+            )
+            if not others.exists():
+                unprotected.append(prot.recording_server.name)
     return ReplacePlan(
         original=original.name,
         replacement=replacement.name,
@@ -134,6 +160,8 @@ def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
         licenses_overwritten=overwritten,
         renamed=not acting,
         restore=not acting and FailoverSettings.load().restore_recordings,
+        losing_protection=losing,
+        left_unprotected=unprotected,
     )
 
 

@@ -132,7 +132,13 @@ def test_the_event_page_shows_the_timeline_and_the_replace_dialog(admin_client, 
     event.refresh_from_db()
     assert event.state == EventState.ACTIVE  # a preview changes nothing
 
-    done = admin_client.post(url, {"replacement": fleet.failovers[0].pk, "confirm": "yes"})
+    # OK with another choice than the previewed one shows that choice's preview instead.
+    unseen = {"replacement": fleet.failovers[0].pk, "confirm": "yes", "previewed": "0"}
+    assert "becomes a recording server" in text(admin_client.post(url, unseen))
+    event.refresh_from_db()
+    assert event.state == EventState.ACTIVE
+
+    done = admin_client.post(url, {**unseen, "previewed": fleet.failovers[0].pk})
     assert done.status_code == 302
     event.refresh_from_db()
     assert event.state == EventState.REPLACED
@@ -310,3 +316,17 @@ def test_deleting_several_failover_servers_warns_for_the_acting_one(admin_client
     assert not Server.objects.filter(pk=acting.pk).exists()
     event.refresh_from_db()
     assert event.state == EventState.STOPPED
+
+
+def test_replacing_with_the_acting_server_says_whom_it_stops_protecting(
+    admin_client, make_fleet, make_server
+):
+    fleet, event = active_event(make_fleet)
+    standby = fleet.failovers[0]
+    garage = make_server(name="Garage")
+    Protection.objects.create(recording_server=garage, failover_server=standby)
+    url = f"/admin/failover/failoverevent/{event.pk}/replace/"
+    preview = text(admin_client.post(url, {"replacement": standby.pk}))
+    assert "Standby 1 stops protecting Garage; left without any failover server: Garage." in (
+        preview
+    )

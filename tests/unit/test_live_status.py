@@ -58,3 +58,35 @@ def test_the_connect_helpers_check_input_and_permission(client, admin_client, dj
     viewer = django_user_model.objects.create_user("vv", password="pw-vv-12345", is_staff=True)
     client.force_login(viewer)
     assert client.post(url, {"host": "192.0.2.1"}).status_code == 403
+
+
+def test_the_recording_label_follows_the_event_from_takeover_to_restoration(admin_client, sites):
+    site = sites[0]
+    expected = {
+        "taking_over": "Not probed yet (failing over to Standby N)",
+        "active": "Not probed yet (failed over to Standby N)",
+        "failing_back": "Not probed yet (failing back from Standby N)",
+        "restoring": "Not probed yet (restoring recordings from Standby N)",
+        "completed": "Not probed yet",
+    }
+    for state, label in expected.items():
+        FailoverEvent.objects.filter(pk=site.event.pk).update(
+            state=state, failover_server=site.failover, failover_server_name="Standby N"
+        )
+        data = admin_client.get(f"{URL}?servers={site.recording.pk}").json()
+        assert data["servers"][str(site.recording.pk)] == label, state
+
+
+def test_an_acting_failover_server_counts_once_and_shows_its_health(admin_client, sites):
+    from cms.inventory.models import Server
+
+    site = sites[0]
+    FailoverEvent.objects.filter(pk=site.event.pk).update(
+        state="active", failover_server=site.failover, failover_server_name=site.failover.name
+    )
+    Server.objects.filter(pk=site.failover.pk).update(status="disconnected")
+    data = admin_client.get(f"{URL}?servers={site.failover.pk}").json()
+    assert data["servers"][str(site.failover.pk)] == "Failover active (Disconnected)"
+    page = admin_client.get("/admin/inventory/failoverserver/").content.decode()
+    assert "Acting for a recording server (1)" in page
+    assert "Abnormal (disconnected, volume, service, login) (0)" in page
