@@ -125,7 +125,7 @@ admin.site.unregister(RecordingServer)
 class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
-               "manual_failover"]  # fmt: skip
+               "manual_failover", "fail_back_now"]  # fmt: skip
     list_display = ["name", "address", "model", "live_status", "enabled", "locked", "cms_mode",
                     "team", "last_seen"]  # fmt: skip
     change_list_template = "admin/failover/live_change_list.html"
@@ -180,6 +180,24 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
                 self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{server.name}: failover event #{event.pk} started.")
+
+    @admin.action(description="Fail back now", permissions=["fail_back"])
+    def fail_back_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        events = {e.recording_server_id: e for e in FailoverEvent.objects.open().filter(
+            recording_server__in=queryset)}  # fmt: skip
+        for server in queryset:
+            event = events.get(server.pk)
+            try:
+                if event is None:
+                    raise engine.FailoverError("it has not failed over.")
+                engine.fail_back_now(event, actor=actor_name(request.user))
+            except engine.FailoverError as exc:
+                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{server.name}: failing back (event #{event.pk}).")
+
+    def has_fail_back_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "fail_back")
 
     def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "trigger_failover")

@@ -330,3 +330,24 @@ def test_replacing_with_the_acting_server_says_whom_it_stops_protecting(
     assert "Standby 1 stops protecting Garage; left without any failover server: Garage." in (
         preview
     )
+
+
+def test_fail_back_now_from_the_recording_server_list(admin_client, make_fleet, failover_settings):
+    from tests.integration.test_failover_engine import cycles
+
+    failover_settings.failback_mode = "manual"
+    failover_settings.save()
+    fleet = make_fleet(failovers=1)
+    event = fleet.fail_over("service")
+    post = {"action": "fail_back_now", "_selected_action": [fleet.recording.pk]}
+    early = text(admin_client.post(RS_URL, post, follow=True))
+    assert "Lobby: The recording server is not back to normal yet" in early
+
+    fleet.recording_node.client().set_fault("clear")
+    cycles(3)
+    assert engine.advance(event.pk) == EventState.WAITING_FAILBACK
+    done = text(admin_client.post(RS_URL, post, follow=True))
+    assert f"Lobby: failing back (event #{event.pk})." in done
+    event.refresh_from_db()
+    assert event.state == EventState.FAILING_BACK
+    assert event.transitions.filter(to_state="failing_back").get().actor == "root"
