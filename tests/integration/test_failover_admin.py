@@ -21,6 +21,19 @@ def text(response) -> str:
     return html.unescape(response.content.decode())
 
 
+def login_as(client, django_user_model, team, role: str):
+    """A staff member of `team` in the group `role`, logged in on `client`."""
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    user = django_user_model.objects.create_user(f"u-{role}", password="pw-role-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    TeamMembership.objects.create(team=team, user=user)
+    client.force_login(user)
+    return user
+
+
 def active_event(make_fleet):
     fleet = make_fleet(failovers=1)
     event = fleet.fail_over()
@@ -185,14 +198,7 @@ def test_protection_is_edited_inline_on_the_recording_server(admin_client, make_
 def test_the_admin_shows_each_role_its_actions(
     client, django_user_model, sites, role, sees, hidden
 ):
-    from django.contrib.auth.models import Group
-
-    from cms.inventory.models import TeamMembership
-
-    user = django_user_model.objects.create_user(f"u-{role}", password="pw-role-123", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    TeamMembership.objects.create(team=sites[0].team, user=user)
-    client.force_login(user)
+    login_as(client, django_user_model, sites[0].team, role)
     page = text(client.get(RS_URL))
     assert "Lobby N" in page and "Lobby S" not in page  # the team restriction
     for label in sees:
@@ -283,14 +289,7 @@ def test_lock_and_unlock_from_the_recording_server_list(admin_client, make_fleet
 def test_each_role_sees_only_the_server_tab_controls_it_may_use(
     client, django_user_model, sites, role, sees, hidden
 ):
-    from django.contrib.auth.models import Group
-
-    from cms.inventory.models import TeamMembership
-
-    user = django_user_model.objects.create_user(f"t-{role}", password="pw-role-123", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    TeamMembership.objects.create(team=sites[0].team, user=user)
-    client.force_login(user)
+    login_as(client, django_user_model, sites[0].team, role)
     page = text(client.get(RS_URL)) + text(client.get(FO_URL))
     for label in sees:
         assert label in page

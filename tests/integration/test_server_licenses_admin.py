@@ -62,15 +62,10 @@ def test_a_license_refused_by_the_node_is_not_created(admin_client, lobby):
 
 
 def test_an_operator_sees_the_licenses_but_cannot_change_them(client, lobby, django_user_model):
-    from django.contrib.auth.models import Group
-
-    from cms.inventory.models import TeamMembership
+    from tests.integration.test_failover_admin import login_as
 
     server, _ = lobby
-    user = django_user_model.objects.create_user("op", password="pw-op-12345", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operator"))
-    TeamMembership.objects.create(team=server.team, user=user)
-    client.force_login(user)
+    login_as(client, django_user_model, server.team, "Operator")
     page = client.get(f"{RS_URL}{server.pk}/change/").content.decode()
     assert "Installed licenses" in page and "Add license" not in page
     response = client.post(f"{RS_URL}{server.pk}/licenses/add/", {"key": "ABCD-1234-EFGH-5678"})
