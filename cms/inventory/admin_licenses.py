@@ -65,6 +65,17 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
                 lic = get_object_or_404(
                     License.objects.for_user(request.user), pk=existing, team_id=server.team_id
                 )
+                # Offered as installed nowhere: never take it from a server meanwhile.
+                lic = (
+                    License.objects.select_for_update(of=("self",))
+                    .select_related("server")
+                    .get(pk=lic.pk)
+                )
+                if lic.server is not None:
+                    raise ValidationError(
+                        f"License {lic.key} was installed on {lic.server.name} meanwhile; "
+                        "remove it there first."
+                    )
             else:
                 lic = License(key=key, team=server.team, cameras=request.POST.get("cameras") or 1)
                 lic.full_clean()

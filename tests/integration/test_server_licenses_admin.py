@@ -71,3 +71,22 @@ def test_an_operator_sees_the_licenses_but_cannot_change_them(client, lobby, dja
     response = client.post(f"{RS_URL}{server.pk}/licenses/add/", {"key": "ABCD-1234-EFGH-5678"})
     assert response.status_code == 403
     assert not License.objects.exists()
+
+
+def test_a_license_installed_meanwhile_is_not_taken_from_its_server(
+    admin_client, lobby, start_node, team
+):
+    from cms.inventory.licenses import install
+    from tests.fixtures.fleet import register
+
+    server, node = lobby
+    garage_node = start_node(mode="recording", name="garage")
+    garage = register(garage_node, team, "recording", "Garage")
+    lic = License.objects.create(key="ABCD-1234-EFGH-5678", team=team)
+    install(lic, garage, actor="root")  # after the page offered it as installed nowhere
+    response = admin_client.post(f"{RS_URL}{server.pk}/licenses/add/", {"license": lic.pk},
+                                 follow=True)  # fmt: skip
+    assert "was installed on Garage meanwhile" in html.unescape(response.content.decode())
+    lic.refresh_from_db()
+    assert lic.server_id == garage.pk
+    assert node_keys(garage_node) == {"ABCD-1234-EFGH-5678"} and node_keys(node) == set()
