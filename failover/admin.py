@@ -118,11 +118,38 @@ def _confirm(
     )
 
 
+class LockActions:
+    """Lock / Unlock selected servers: the security lock, on both server tabs."""
+
+    @admin.action(description="Lock selected servers", permissions=["lock"])
+    def lock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_lock(request, queryset, True)
+
+    @admin.action(description="Unlock selected servers", permissions=["lock"])
+    def unlock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_lock(request, queryset, False)
+
+    def _set_lock(self, request: HttpRequest, queryset: QuerySet, locked: bool) -> None:
+        done = []
+        for server in queryset:
+            try:
+                locking.set_lock(server, locked)
+                done.append(server.name)
+            except NodeError as exc:
+                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
+        if done:
+            verb = "Locked" if locked else "Unlocked"
+            self.message_user(request, f"{verb}: {', '.join(done)}.")
+
+    def has_lock_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, "lock")
+
+
 admin.site.unregister(RecordingServer)
 
 
 @admin.register(RecordingServer)
-class RecordingServerFailoverAdmin(RecordingServerAdmin):
+class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
                "manual_failover", "fail_back_now"]  # fmt: skip
@@ -147,29 +174,6 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
     def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.set_enabled(False)
         self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
-
-    @admin.action(description="Lock selected servers", permissions=["lock"])
-    def lock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._set_lock(request, queryset, True)
-
-    @admin.action(description="Unlock selected servers", permissions=["lock"])
-    def unlock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._set_lock(request, queryset, False)
-
-    def _set_lock(self, request: HttpRequest, queryset: QuerySet, locked: bool) -> None:
-        done = []
-        for server in queryset:
-            try:
-                locking.set_lock(server, locked)
-                done.append(server.name)
-            except NodeError as exc:
-                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
-        if done:
-            verb = "Locked" if locked else "Unlocked"
-            self.message_user(request, f"{verb}: {', '.join(done)}.")
-
-    def has_lock_permission(self, request: HttpRequest) -> bool:
-        return can(request.user, "lock")
 
     @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
     def manual_failover(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -242,12 +246,12 @@ admin.site.unregister(FailoverServer)
 
 
 @admin.register(FailoverServer)
-class FailoverServerFailoverAdmin(FailoverServerAdmin):
+class FailoverServerFailoverAdmin(LockActions, FailoverServerAdmin):
     form = FailoverServerForm
-    actions = ["enable_servers", "disable_servers", "replace_protected_server",
-               "stop_restoration"]  # fmt: skip
+    actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
+               "replace_protected_server", "stop_restoration"]  # fmt: skip
     list_display = ["name", "address", "model", "duty", "protects_list", "acting_for",
-                    "last_seen", "team"]  # fmt: skip
+                    "locked", "last_seen", "team"]  # fmt: skip
     list_filter = [FailoverStatusFilter, "connection_type", "team"]
     change_list_template = "admin/failover/failoverserver_change_list.html"
 
@@ -334,7 +338,7 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
                              "failover_warning": _stop_consequences([server])}  # fmt: skip
         return super().delete_view(request, object_id, extra_context)
 
-    def get_actions(self, request: HttpRequest):
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         if "delete_selected" in actions:
             _, name, description = actions["delete_selected"]
@@ -368,8 +372,10 @@ def _delete_selected_with_warning(
     model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
     """Django's delete_selected, whose confirmation page also says which failovers stop."""
-    response = delete_selected(model_admin, request, queryset)
+    if request.POST.get("post"):  # confirmed: delete_queryset stops their failovers
+        return delete_selected(model_admin, request, queryset)
     acting = [s for s in queryset if engine.acting_event(s)]
+    response = delete_selected(model_admin, request, queryset)
     if acting and isinstance(response, TemplateResponse):
         response.context_data["failover_warning"] = _stop_consequences(acting)
     return response

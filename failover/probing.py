@@ -42,6 +42,7 @@ HEALTH_FIELDS = [
     "serial",
     "software_version",
     "cms_mode",
+    "locked",
 ]
 
 
@@ -155,6 +156,7 @@ def apply_result(
         server.model = str(result.info.get("model", ""))[:64]
         server.serial = str(result.info.get("serial", ""))[:64]
         server.software_version = str(result.info.get("version", ""))[:32]
+        server.locked = bool(result.info.get("locked"))
     if result.health is not None:
         server.cms_mode = result.health.get("cms_mode", server.cms_mode) or server.cms_mode
         if _last_seen_due(server, now):

@@ -194,7 +194,11 @@ def _replace_with_acting(
             client.release(event.epoch)
         except EpochRefused:
             pass
-        client.enable_cms("recording")
+        # Same security lock as before, in its new mode.
+        paired = client.enable_cms(
+            "recording", refuse_other_hosts=fs.locked, refuse_local_changes=fs.locked
+        )
+        fs.locked = bool(paired.get("locked"))
         installed = {x["key"] for x in client.licenses()}
         for lic in licenses:
             if lic.key not in installed:
@@ -214,7 +218,9 @@ def _replace_with_acting(
             record_move(lic, fs, reason=f"Replace {original.name} with {fs.name}", actor=actor)
         Protection.objects.filter(failover_server=fs).delete()
         Protection.objects.filter(recording_server=original).update(recording_server=fs)
-        Server.objects.filter(pk=fs.pk).update(role=Role.RECORDING, updated_at=timezone.now())
+        Server.objects.filter(pk=fs.pk).update(
+            role=Role.RECORDING, locked=fs.locked, updated_at=timezone.now()
+        )
         original.delete()
     _snapshot_after(fs, event)
 

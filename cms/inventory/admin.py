@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from .forms import ServerForm
 from .models import FailoverServer, License, LicenseMove, RecordingServer, Team, TeamMembership
@@ -123,7 +123,7 @@ class ServerAdmin(TeamScopedAdmin):
         return UserBoundForm
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: Any = None):  # fmt: skip
+                    extra_context: Any = None) -> HttpResponse:  # fmt: skip
         from . import admin_licenses
 
         server = self.get_object(request, object_id)

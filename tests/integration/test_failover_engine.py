@@ -436,6 +436,7 @@ def node_license_keys(node) -> set[str]:
 
 
 def test_replace_with_the_acting_failover_server(make_fleet):
+    from cms.inventory.locking import set_lock
     from cms.inventory.models import License
     from failover.models import Protection
     from failover.replace import replace_protected_server
@@ -444,6 +445,7 @@ def test_replace_with_the_acting_failover_server(make_fleet):
     install_license(fleet.recording, fleet.recording_node, "AAAA-1111-BBBB-2222")
     event = fleet.fail_over()
     fs, fs_node = fleet.failovers[0], fleet.failover_nodes[0]
+    set_lock(fs, True)  # the security lock survives the change of mode
     original_pk = fleet.recording.pk
 
     plan = replace_protected_server(event, fs, actor="root")
@@ -458,6 +460,7 @@ def test_replace_with_the_acting_failover_server(make_fleet):
     assert node_license_keys(fs_node) == {"AAAA-1111-BBBB-2222"}
     health = fs_node.client().health()
     assert health["cms_mode"] == "recording"
+    assert fs.locked and fs_node.client().info()["locked"] is True
     own = {c["id"] for c in health["recording"]["cameras"] if c["origin"] == "own"}
     assert own == {c["id"] for c in event.config["cameras"]}
     assert recording_for(fs_node) is None
