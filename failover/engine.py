@@ -400,15 +400,20 @@ def fail_back(event: FailoverEvent) -> bool:
             reason="The recording server does not record yet",
         )
         return False
+    released = False
     if event.failover_server is not None:
         try:
             client_for(event.failover_server).release(event.epoch)
+            released = True
         except EpochRefused:
-            pass  # a newer command already superseded this takeover
+            released = True  # a newer command already superseded this takeover
         except NodeError as exc:
             # The failover server went away; nothing records twice and the recording
             # server is recording. Its files stay there until it can be reached.
             note(event, f"The failover server could not be told to stop: {exc}")
+    # Before restoration moves the failover server's files; skipped when it did not
+    # answer, so an unreachable server does not hold up the failback twice.
+    gap_seconds = gap.measure(event) if released else None
     restore = FailoverSettings.load().restore_recordings and event.failover_server_id is not None
     moved = transition(
         event,
@@ -416,7 +421,7 @@ def fail_back(event: FailoverEvent) -> bool:
         from_states=[EventState.FAILING_BACK],
         reason="Failed back; restoring recordings" if restore else "Failed back",
         failed_back_at=timezone.now(),
-        recording_gap_seconds=gap.measure(event),
+        recording_gap_seconds=gap_seconds,
         worked_at=FREE_LEASE,  # free for the restoring worker
     )
     if moved and restore:

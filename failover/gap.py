@@ -4,22 +4,30 @@ Per camera, from the end of the recording server's last own segment before the
 takeover to the start of the failover server's first segment on its behalf; the
 event's gap is the worst camera's. Measured at failback, when both servers answer and
 before restoration moves the failover server's files away.
+
+A figure is given only when it is sure: every camera the failover server recorded
+must have an own segment in the window, and the listing must be complete; otherwise
+the gap is "not measured" rather than a wrong number.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from cms.nodes.client import client_for
-from cms.nodes.errors import NodeError
 
-from .models import FailoverEvent
+from .models import FailoverEvent, FailoverSettings
 
-# The last own segment is looked for this long before detection: a segment in progress
-# when the server failed started at most a segment length earlier.
-LOOKBACK = dt.timedelta(minutes=15)
-PAGES = 20  # at 500 files a page: far more than the window holds
+log = logging.getLogger(__name__)
+
+PAGES = 20  # 500 files a page; the window holds far fewer unless segments are tiny
+MARGIN = dt.timedelta(seconds=60)  # a segment in progress when the server failed
+
+
+class Incomplete(Exception):
+    """More files than the pages read: the figure would be a guess."""
 
 
 def _time(value: str) -> dt.datetime:
@@ -34,30 +42,46 @@ def _files(client: Any, **filters: Any) -> list[dict[str, Any]]:
         files += page["items"]
         cursor = page.get("next")
         if not cursor:
-            break
-    return files
+            return files
+    raise Incomplete
+
+
+def window(event: FailoverEvent) -> dt.timedelta:
+    """How far before detection the last own segment can have ended."""
+    settings = FailoverSettings.load()
+    detect = settings.failures_before_failover * settings.probe_interval + settings.probe_timeout
+    return dt.timedelta(seconds=detect) + MARGIN
 
 
 def measure(event: FailoverEvent) -> float | None:
-    """The worst camera's gap in seconds, or None when it cannot be known."""
+    """The worst camera's gap in seconds, or None when it cannot be known for sure.
+
+    Never raises: a gap that cannot be measured must not hold up the failback.
+    """
     if not (event.recording_server and event.failover_server and event.taken_over_at):
         return None
     try:
-        own = _files(
-            client_for(event.recording_server),
-            origin="own",
-            since=(event.detected_at - LOOKBACK).isoformat(),
-            until=event.taken_over_at.isoformat(),
-        )
-        taken = _files(
-            client_for(event.failover_server),
-            origin="failover",
-            on_behalf_of=event.node_tag,
-            since=event.detected_at.isoformat(),
-            until=(event.taken_over_at + LOOKBACK).isoformat(),
-        )
-    except NodeError:
+        return _measure(event)
+    except Exception as exc:  # any failure means "not measured", never a stuck failback
+        log.info("event %s: recording gap not measured: %s", event.pk, exc)
         return None
+
+
+def _measure(event: FailoverEvent) -> float | None:
+    before = window(event)
+    own = _files(
+        client_for(event.recording_server),
+        origin="own",
+        since=(event.detected_at - before).isoformat(),
+        until=event.taken_over_at.isoformat(),
+    )
+    taken = _files(
+        client_for(event.failover_server),
+        origin="failover",
+        on_behalf_of=event.node_tag,
+        since=event.detected_at.isoformat(),
+        until=(event.taken_over_at + before).isoformat(),
+    )
     first: dict[str, dt.datetime] = {}
     for item in taken:  # ordered by start
         first.setdefault(item["camera"], _time(item["start"]))
@@ -65,7 +89,9 @@ def measure(event: FailoverEvent) -> float | None:
     for item in own:
         camera = item["camera"]
         if camera in first and _time(item["start"]) < first[camera]:
-            last[camera] = max(_time(item["end"]), last.get(camera, first[camera] - LOOKBACK))
+            end = _time(item["end"])
+            last[camera] = max(end, last.get(camera, end))
+    if not first or set(last) != set(first):
+        return None  # a camera without a segment on one side: no sure figure
     # Overlapping recordings (a planned failover) mean no gap, not a negative one.
-    gaps = [max((first[c] - last[c]).total_seconds(), 0.0) for c in last]
-    return round(max(gaps), 3) if gaps else None
+    return round(max(max((first[c] - last[c]).total_seconds(), 0.0) for c in first), 3)
