@@ -49,6 +49,17 @@ def test_batch_add_two_failover_servers_with_prefix_no(page, start_node, lan, te
     page.select_option("#cms-batch-team", str(team.pk))
     search_until(page, "fs-east", "fs-west")
 
+    # Keyboard: Space ticks a row and the focus stays on it while the table is redrawn.
+    east_box = page.locator("#cms-batch-results tbody tr", has_text="fs-east").locator(
+        ".cms-batch-select"
+    )
+    east_box.focus()
+    page.keyboard.press("Space")
+    assert east_box.is_checked()
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Select fs-east"
+    page.keyboard.press("Space")
+    assert not east_box.is_checked()
+
     # First row by double-click: the naming rule Prefix-No. with a custom prefix.
     edit(page, "fs-east", first.password, double_click=True)
     page.select_option("#cms-edit-rule", "prefix_no")
@@ -60,6 +71,10 @@ def test_batch_add_two_failover_servers_with_prefix_no(page, start_node, lan, te
     # Second row by its Edit button, with a wrong password first: nothing is added.
     edit(page, "fs-west", "wrong")
     page.click("#cms-edit-ok")
+    # The closed window hands the focus back to the row's Edit button (on its close event).
+    page.wait_for_function(
+        "document.activeElement?.getAttribute('aria-label') === 'Edit fs-west'", timeout=5_000
+    )
 
     planned = page.locator("#cms-batch-results tbody tr", has_text="fs-east")
     assert planned.locator(".cms-batch-name").inner_text() == "Standby-1"

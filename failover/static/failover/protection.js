@@ -12,7 +12,12 @@
   }
 
   function renumber() {
-    rows().forEach((tr, index) => {
+    // Only rows that name a failover server: a blank added row stays untouched, so
+    // the admin ignores it instead of asking for its failover server.
+    rows().filter((tr) => {
+      const select = tr.querySelector("select[name$='-failover_server']");
+      return select && select.value;
+    }).forEach((tr, index) => {
       const input = tr.querySelector("input[name$='-priority']");
       if (input) input.value = index;
     });
@@ -50,7 +55,7 @@
     // Rows added with "Add another" get the buttons too.
     document.addEventListener("formset:added", (event) => {
       const tr = event.target.closest ? event.target.closest("tr") || event.target : event.target;
-      if (tr && tr.matches && tr.matches("tr.form-row")) { decorate(tr); renumber(); }
+      if (tr && tr.matches && tr.matches("tr.form-row")) decorate(tr);
     });
   }
 

@@ -55,8 +55,9 @@
     return td;
   }
 
-  function button(text, label, onClick) {
+  function button(text, label, key, onClick) {
     const b = document.createElement("button");
+    b.dataset.focusKey = key;
     b.type = "button";
     b.className = "button";
     b.textContent = text;
@@ -66,6 +67,18 @@
   }
 
   function render() {
+    // The table is rebuilt: keep the keyboard focus on the same control.
+    const focused = document.activeElement && document.activeElement.dataset.focusKey;
+    renderRows();
+    if (focused) focusKey(focused);
+  }
+
+  function focusKey(key) {
+    const el = body.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (el) el.focus();
+  }
+
+  function renderRows() {
     const names = plannedNames();
     body.replaceChildren();
     rows.forEach((row, index) => {
@@ -78,6 +91,7 @@
       box.checked = row.checked;
       box.disabled = !usable(row);
       box.setAttribute("aria-label", `Select ${f.name}`);
+      box.dataset.focusKey = `select-${f.serial}`;
       box.addEventListener("change", () => { row.checked = box.checked; row.result = ""; render(); });
       cell(tr, box);
       cell(tr, f.name);
@@ -90,10 +104,11 @@
       result.className = "cms-batch-result " + (row.ok ? "cms-row-ok" : row.result ? "cms-row-error" : "");
       const actions = document.createElement("span");
       if (usable(row)) {
-        actions.append(button("Edit", `Edit ${f.name}`, () => openEdit(row)));
+        actions.append(button("Edit", `Edit ${f.name}`, `edit-${f.serial}`, () => openEdit(row)));
         tr.addEventListener("dblclick", () => openEdit(row));
       } else if (!f.cms_enabled) {
-        actions.append(button("Enable", `Enable the CMS service of ${f.name}`, () => openEnable(row)));
+        actions.append(button("Enable", `Enable the CMS service of ${f.name}`,
+                              `enable-${f.serial}`, () => openEnable(row)));
       }
       cell(tr, actions);
       body.append(tr);
@@ -142,6 +157,9 @@
     $("cms-edit-password").focus();
   }
 
+  // Closing a dialog returns to the row it was opened from (the table was rebuilt).
+  edit.addEventListener("close", () => editing && focusKey(`edit-${editing.found.serial}`));
+
   $("cms-edit-rule").addEventListener("change", showPrefix);
   $("cms-edit-name").addEventListener("input", () => { $("cms-naming-custom").checked = true; });
   $("cms-edit-ok").addEventListener("click", (event) => {
@@ -179,9 +197,18 @@
     $("cms-batch-enable-server").textContent = `${row.found.name} (${row.found.model}) at ` +
       `${row.found.address}:${row.found.port}, as a ${role} server.`;
     $("cms-enable-password").value = "";
+    $("cms-enable-other-hosts").checked = false; // each server's lock is chosen for it
+    $("cms-enable-local").checked = false;
     enable.showModal();
     $("cms-enable-password").focus();
   }
+
+  enable.addEventListener("close", () => {
+    if (!enabling) return;
+    const serial = enabling.found.serial;
+    focusKey(`edit-${serial}`);
+    if (!body.contains(document.activeElement)) focusKey(`enable-${serial}`);
+  });
 
   $("cms-enable-ok").addEventListener("click", () => {
     const row = enabling;
