@@ -11,10 +11,13 @@ stopped without copying finished files again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 PROGRESS_EVERY = 0.5  # seconds between progress writes
+COPIES = 2  # files copied at once
 
 
 class RestorationStopped(Exception):
@@ -116,14 +120,49 @@ def _take_inventory(job: RestorationJob, source: Any, obo_id: str) -> None:
 def _copy_all(
     event: FailoverEvent, job: RestorationJob, source: Any, target: Any, obo_id: str
 ) -> None:
+    """COPIES files in flight: one file's verify, fsync and delete overlap the next
+    one's transfer. Each file still goes copy -> verified -> deleted on the source."""
     meter = _Meter(event, job)
-    for item in job.files.exclude(state=FileState.DELETED).order_by("pk").iterator():
-        if item.state == FileState.PENDING:
-            _copy_one(item, source, target, obo_id, meter)
-            RestorationFile.objects.filter(pk=item.pk).update(state=FileState.VERIFIED)
-        source.delete_file(item.path)  # only after the target verified it
-        RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
-        meter.file_done(item.size)
+    pending = iter(list(job.files.exclude(state=FileState.DELETED).order_by("pk")))
+    take = threading.Lock()
+
+    def next_item() -> RestorationFile | None:
+        with take:
+            return None if meter.halted.is_set() else next(pending, None)
+
+    def work(source: Any, target: Any) -> None:
+        try:
+            while (item := next_item()) is not None:
+                if item.state == FileState.PENDING:
+                    _copy_one(item, source, target, obo_id, meter)
+                    RestorationFile.objects.filter(pk=item.pk).update(state=FileState.VERIFIED)
+                source.delete_file(item.path)  # only after the target verified it
+                RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
+                meter.file_done(item.size)
+        except BaseException:
+            meter.halted.set()  # the other copy stops after its current chunk
+            raise
+
+    def helper() -> None:
+        # Node sessions and the database connection are per thread: the helper's
+        # connection is closed when it is done, not left to the pool thread.
+        try:
+            work(client_for(event.failover_server), client_for(job.target_server))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=COPIES - 1) as pool:
+        helpers = [pool.submit(helper) for _ in range(COPIES - 1)]
+        errors: list[BaseException | None] = []
+        try:
+            work(source, target)
+        except BaseException as exc:  # re-raised below, once the helpers stopped
+            errors.append(exc)
+        errors += [f.exception() for f in helpers]  # waits for them
+    # A real failure wins over the halt it caused in the other copy, so that a node
+    # error is recorded and resumed, not taken for the operator's stop.
+    for error in sorted(filter(None, errors), key=lambda e: isinstance(e, RestorationStopped)):
+        raise error
     meter.flush(force=True)
 
 
@@ -153,7 +192,11 @@ def _copy_one(item: RestorationFile, source: Any, target: Any, obo_id: str, mete
 
 
 class _Meter:
-    """Progress in the database every half second: bytes, files, rate; and the stop check."""
+    """Progress in the database every half second: bytes, files, rate; and the stop check.
+
+    Shared by the copies in flight: counters under a lock, bytes of the file in
+    progress per thread.
+    """
 
     def __init__(self, event: FailoverEvent, job: RestorationJob) -> None:
         self.event = event
@@ -162,39 +205,47 @@ class _Meter:
             job.files.filter(state=FileState.DELETED).aggregate(s=Sum("size"))["s"] or 0
         )
         self.files_done = job.files.filter(state=FileState.DELETED).count()
-        self.in_file = 0
+        self.in_file: dict[int, int] = {}  # thread id -> bytes of its current file
         self.copied = 0
         self.started = time.monotonic()
         self.last = 0.0
+        self.lock = threading.Lock()
+        self.halted = threading.Event()  # a copy failed or the operator stopped it
 
     def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        self.in_file = 0
+        me = threading.get_ident()
+        with self.lock:
+            self.in_file[me] = 0
         for chunk in chunks:
-            self.in_file += len(chunk)
-            self.copied += len(chunk)
+            if self.halted.is_set():
+                raise RestorationStopped()
+            with self.lock:
+                self.in_file[me] += len(chunk)
+                self.copied += len(chunk)
             self.flush()
             yield chunk
 
     def file_done(self, size: int) -> None:
-        self.base_done += size
-        self.files_done += 1
-        self.in_file = 0
+        with self.lock:
+            self.base_done += size
+            self.files_done += 1
+            self.in_file.pop(threading.get_ident(), None)
         self.flush()
 
     def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < PROGRESS_EVERY:
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-6)
+        with self.lock:
+            now = time.monotonic()
+            if not force and now - self.last < PROGRESS_EVERY:
+                return
+            self.last = now
+            elapsed = max(now - self.started, 1e-6)
+            bytes_done = min(self.base_done + sum(self.in_file.values()), self.job.bytes_total)
+            files_done, rate = self.files_done, self.copied / elapsed
         updated = RestorationJob.objects.filter(
             pk=self.job.pk, state=RestorationState.RUNNING
-        ).update(
-            bytes_done=min(self.base_done + self.in_file, self.job.bytes_total),
-            files_done=self.files_done,
-            rate_bps=self.copied / elapsed,
-        )
+        ).update(bytes_done=bytes_done, files_done=files_done, rate_bps=rate)
         if not updated:
+            self.halted.set()
             raise RestorationStopped()
         renew_lease(self.event)
 
