@@ -242,9 +242,6 @@ def main(argv: list[str] | None = None) -> int:
             result = run(args, procs, folder, db)
         finally:
             procs.stop_all()
-            from django.db import connections
-
-            connections.close_all()
             db.drop()
     emit(result)
     return 0

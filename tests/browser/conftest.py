@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.services import need_program
 
 CHROMIUM = os.environ.get("CMS_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -15,11 +16,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` "
-            "(Playwright's own browser download does not work here), or set CMS_CHROMIUM"
-        )
+    need_program(
+        CHROMIUM,
+        "install it with `apt-get install chromium` (Playwright's own browser download "
+        "does not work here), or set CMS_CHROMIUM",
+    )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop running in this thread while it is open;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from cms.nodes.client import NodeClient, forget_tokens
 from cms.nodes.errors import EpochRefused, NodeAuthFailed, NodeRefused
 from tests.fixtures.nodes import raw_request as raw
 from tests.fixtures.nodes import token_of, wait_until
+from tests.fixtures.services import need_program
 
 pytestmark = pytest.mark.integration
 
@@ -310,8 +310,8 @@ def test_it_enables_cms_and_honours_the_security_lock(start_node):
         )
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_it_records_real_mp4_segments_with_ffmpeg(node_agent):
+    need_program("ffmpeg", "install it with `apt-get install ffmpeg`")
     client = node_agent.client()
     client.put_config({"cameras": [{"id": "pattern", "source": "testsrc"}]})
     item = wait_until(
