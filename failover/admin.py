@@ -22,7 +22,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cms.inventory import locking
-from cms.inventory.admin import FailoverServerAdmin, RecordingServerAdmin
+from cms.inventory.admin import FailoverServerAdmin, HistoryInline, RecordingServerAdmin
 from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
 from cms.nodes.errors import NodeError
@@ -427,28 +427,16 @@ def _stop_restorations(
     return None
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(HistoryInline, admin.TabularInline):
     model = EventTransition
-    extra = 0
-    can_delete = False
     fields = ["at", "from_state", "to_state", "actor", "reason"]
-    readonly_fields = fields
     verbose_name_plural = "Timeline"
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-
-class RestorationInline(admin.StackedInline):
+class RestorationInline(HistoryInline, admin.StackedInline):
     model = RestorationJob
-    extra = 0
-    can_delete = False
     fields = ["state", "progress", "files_done", "files_total", "bytes_done", "bytes_total",
               "rate", "errors", "last_error", "started_at", "finished_at"]  # fmt: skip
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Progress")
     def progress(self, job: RestorationJob) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from cms.inventory.choices import HealthStatus, Role
@@ -142,16 +143,17 @@ def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
     )
     losing, unprotected = [], []
     if acting:
-        protected = Protection.objects.filter(failover_server=replacement).exclude(
-            recording_server=original
+        protected = (
+            Protection.objects.filter(failover_server=replacement)
+            .exclude(recording_server=original)
+            .annotate(protectors=Count("recording_server__protections"))
+            .values_list("recording_server__name", "protectors")
+            .order_by("recording_server__name")
         )
-        for prot in protected.select_related("recording_server").order_by("recording_server__name"):
-            losing.append(prot.recording_server.name)
-            others = Protection.objects.filter(recording_server=prot.recording_server_id).exclude(
-                failover_server=replacement
-            )
-            if not others.exists():
-                unprotected.append(prot.recording_server.name)
+        for name, protectors in protected:
+            losing.append(name)
+            if protectors == 1:  # this failover server was its only one
+                unprotected.append(name)
     return ReplacePlan(
         original=original.name,
         replacement=replacement.name,

@@ -193,21 +193,8 @@ class CameraWorker(threading.Thread):
         else:
             src = ["-rtsp_transport", "tcp", "-i", source]
             codec = ["-c", "copy"]
-        cmd = [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            *src,
-            "-t",
-            str(seconds),
-            *codec,
-            "-movflags",
-            "+faststart",
-            str(tmp),
-        ]
+        reading = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *src]
+        cmd = [*reading, "-t", str(seconds), *codec, "-movflags", "+faststart", str(tmp)]
         if not self._run(cmd, seconds + 15):
             tmp.unlink(missing_ok=True)
             return
@@ -221,21 +208,7 @@ class CameraWorker(threading.Thread):
             )
             if self.segments % self.recorder.snapshot_every == 0:
                 jpg = tmp_dir / f"{self.name}-{round(start * 1000)}.jpg"
-                if self._run(
-                    [
-                        ffmpeg,
-                        "-hide_banner",
-                        "-loglevel",
-                        "error",
-                        "-nostdin",
-                        "-y",
-                        *src,
-                        "-frames:v",
-                        "1",
-                        str(jpg),
-                    ],
-                    15,
-                ):
+                if self._run([*reading, "-frames:v", "1", str(jpg)], 15):
                     self.recorder.storage.store_file(
                         self._meta("snapshot", end, end, "jpg", jpg.stat().st_size, _sha(jpg)),
                         jpg,

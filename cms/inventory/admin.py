@@ -171,15 +171,23 @@ class FailoverServerAdmin(ServerAdmin):
     pass
 
 
-class LicenseMoveInline(admin.TabularInline):
-    model = LicenseMove
+class HistoryInline:
+    """An append-only record shown under its object: every field read-only, no add, no
+    delete (the history is never lost)."""
+
     extra = 0
     can_delete = False
-    fields = ["at", "from_server_name", "to_server_name", "reason", "actor"]
-    readonly_fields = fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return list(self.fields)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class LicenseMoveInline(HistoryInline, admin.TabularInline):
+    model = LicenseMove
+    fields = ["at", "from_server_name", "to_server_name", "reason", "actor"]
 
 
 @admin.register(License)
