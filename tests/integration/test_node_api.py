@@ -13,17 +13,10 @@ from tests.fixtures.nodes import raw_request as raw
 from tests.fixtures.nodes import token_of, wait_until
 from tests.fixtures.services import need_program
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_tokens")]
 
 CAMS = {"cameras": [{"id": "lobby", "name": "Lobby", "source": "synthetic"}]}
 REC = {"id": "rec-1", "name": "Recorder 1"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    forget_tokens()
-    yield
-    forget_tokens()
 
 
 def test_it_answers_info_without_login_and_without_secrets(start_node):

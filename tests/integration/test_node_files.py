@@ -8,19 +8,11 @@ import socket
 
 import pytest
 
-from cms.nodes.client import forget_tokens
 from cms.nodes.errors import NodeRefused
 from tests.fixtures.nodes import raw_request as raw
 from tests.fixtures.nodes import token_of, wait_until
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    forget_tokens()
-    yield
-    forget_tokens()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_tokens")]
 
 
 def test_it_lists_recordings_with_filters_and_pages(node_agent):

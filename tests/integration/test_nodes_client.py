@@ -9,19 +9,12 @@ import threading
 import pytest
 
 from cms.nodes import client as client_module
-from cms.nodes.client import NodeClient, client_for, forget_tokens
+from cms.nodes.client import NodeClient, client_for
 from cms.nodes.errors import NodeBadResponse
 from cms.nodes.services import test_connection as run_test_connection
 from tests.fixtures.nodes import wait_until
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    forget_tokens()
-    yield
-    forget_tokens()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_tokens")]
 
 
 @pytest.fixture
