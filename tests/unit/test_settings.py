@@ -44,15 +44,14 @@ def run_with_env(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
-def test_defaults_are_sqlite_under_var_and_a_filesystem_broker(tmp_path):
+def test_defaults_are_sqlite_and_the_embedded_broker_under_var(tmp_path):
     result = run_with_env(tmp_path, PRINT_SETTINGS)
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["name"] == str(tmp_path / "cms.sqlite3")
-    assert values["broker"] == "filesystem://"
+    assert values["broker"] == f"redis+socket://{tmp_path}/run/redis.sock"
     assert values["debug"] is False
-    assert (tmp_path / "broker" / "queue").is_dir()
 
 
 def test_postgresql_through_database_url(tmp_path, postgres_url):
