@@ -19,8 +19,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_admin
-	@echo "Open http://127.0.0.1:8000/admin/  (Ctrl-C stops everything)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python manage.py run_stack
 
 # Tests keep their database, broker folder and keys apart from `make run`'s.
 test: export CMS_VAR_DIR ?= $(CURDIR)/var/test
@@ -33,4 +32,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf var/run var/broker
+	rm -rf var/run var/log var/supervisord.conf

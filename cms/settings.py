@@ -230,6 +230,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CMS_CELERY_QUEUE", "celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# On SIGQUIT (SIGTERM under the supervisor, REMAP_SIGTERM) running tasks get this long to
+# finish, then the worker stops and their unacknowledged messages go back to the queue.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(os.environ.get("CMS_WORKER_SHUTDOWN_SECONDS", "4"))
 CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_TIMEZONE = TIME_ZONE

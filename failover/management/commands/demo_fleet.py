@@ -1,8 +1,10 @@
-"""Start a small local fleet of node agents, register and protect it, and keep it running.
+"""The demo fleet: five node agents on 127.0.0.1, registered and protected in the CMS.
 
-`make run` starts this beside web, worker and beat: three recording servers with
-synthetic cameras and two failover servers, on 127.0.0.1 ports 5101-5105, their
-data under var/demo/. Ctrl-C (SIGTERM from honcho) stops the agents.
+`make run` runs each agent as a program of its own in the supervisor's `fleet`
+group (`demo_fleet --serve lobby`), apart from the CMS's processes: a crash or a
+restart of web, worker or beat never stops the "servers". A one-shot
+`demo_fleet` then registers them: three recording servers with synthetic cameras
+and two failover servers, on ports 5101-5105, their data under var/demo/.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from cms.inventory.models import License, Server, Team
@@ -48,59 +47,52 @@ FLEET = [
 ]
 
 
+def data_dir(base: Path, node: DemoNode) -> Path:
+    return base / node.name.lower().replace(" ", "")
+
+
+def by_slug(slug: str) -> DemoNode:
+    for node in FLEET:
+        if data_dir(Path(), node).name == slug:
+            return node
+    raise CommandError(f"no demo node {slug!r}; one of {[data_dir(Path(), n).name for n in FLEET]}")
+
+
 class Command(BaseCommand):
-    help = "Run the demo fleet of node agents (used by `make run`)."
+    help = (
+        "The demo fleet of `make run`: `--serve NAME` runs one node agent (the supervisor "
+        "runs one program per agent); without it, wait for the agents and register them."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--no-register", action="store_true")
+        parser.add_argument("--serve", metavar="NAME", help="run this agent in the foreground")
 
-    def handle(self, *args: Any, no_register: bool, **options: Any) -> None:
+    def handle(self, *args: Any, serve: str | None, **options: Any) -> None:
         base = settings.VAR_DIR / "demo"
         base.mkdir(parents=True, exist_ok=True)
         password = _demo_password(base)
-        cms_node = shutil.which("cms-node") or f"{sys.executable} -m node"
-        processes = [self._start(node, base, password, cms_node) for node in FLEET]
-        stopping = False
+        if serve:
+            self._exec_agent(by_slug(serve), base, password)
+        self._wait_ready(FLEET)
+        self._register(password)
+        self.stdout.write(
+            "Demo fleet: "
+            + ", ".join(f"{n.name} (:{n.port}, {n.role})" for n in FLEET)
+            + f". Data in {base}. Cause an outage with: "
+            f"cms-node fault --data-dir {base / 'lobby'} volume"
+        )
 
-        def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        try:
-            self._wait_ready(FLEET)
-            if not no_register:
-                self._register(password)
-            self.stdout.write(
-                "Demo fleet: "
-                + ", ".join(f"{n.name} (:{n.port}, {n.role})" for n in FLEET)
-                + f". Data in {base}. Cause an outage with: "
-                f"cms-node fault --data-dir {base / 'lobby'} volume"
-            )
-            # An agent the operator kills stays down until `make run` restarts: that is
-            # how the walk-through shows a failover.
-            while not stopping:
-                time.sleep(0.5)
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.terminate()
-            for process in processes:
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-    def _start(self, node: DemoNode, base: Path, password: str, cms_node: str) -> subprocess.Popen:
-        data_dir = base / node.name.lower().replace(" ", "")
-        cmd = [*cms_node.split(), "serve", "--data-dir", str(data_dir), "--port", str(node.port),
-               "--mode", node.role, "--name", node.name, "--model", node.model,
-               "--segment-seconds", "2", "--log-level", "warning"]  # fmt: skip
+    def _exec_agent(self, node: DemoNode, base: Path, password: str) -> None:
+        """Become the agent, so that the supervisor's signals reach it directly."""
+        cmd = [sys.executable, "-m", "node", "serve", "--data-dir", str(data_dir(base, node)),
+               "--port", str(node.port), "--mode", node.role, "--name", node.name,
+               "--model", node.model, "--segment-seconds", "2",
+               "--log-level", "warning"]  # fmt: skip
         if node.cameras:
             cmd += ["--cameras", str(node.cameras)]
-        env = {**os.environ, "CMS_NODE_ADMIN_PASSWORD": password}
-        return subprocess.Popen(cmd, env=env)  # noqa: S603 (our own agent, fixed arguments)
+        # The password goes by environment, never on the command line (`ps` shows that).
+        os.environ["CMS_NODE_ADMIN_PASSWORD"] = password
+        os.execv(sys.executable, cmd)  # noqa: S606 (our own agent, fixed arguments)
 
     def _wait_ready(self, nodes: list[DemoNode]) -> None:
         deadline = time.monotonic() + 60
@@ -114,8 +106,16 @@ class Command(BaseCommand):
                     pass
             time.sleep(0.3)
 
-    @transaction.atomic
     def _register(self, password: str) -> None:
+        with transaction.atomic():
+            installs = self._record(password)
+        for server, lic in installs:  # node calls never inside a transaction
+            with contextlib.suppress(NodeError):  # already installed on a second run
+                client_for(server).install_license(lic.key, lic.cameras)
+
+    def _record(self, password: str) -> list[tuple[Server, License]]:
+        """The fleet's rows; returns the licenses still to install on their nodes."""
+        installs = []
         team = Team.objects.get_or_create(name="Default")[0]
         first_run = not Server.objects.filter(name__in=[n.name for n in FLEET]).exists()
         servers = {}
@@ -140,14 +140,14 @@ class Command(BaseCommand):
             for index, node in enumerate(n for n in FLEET if n.role == "recording"):
                 lic = License.objects.create(key=f"DEMO-{index + 1:04d}-CAMS-0008", team=team,
                                              cameras=8, server=servers[node.name])  # fmt: skip
-                with contextlib.suppress(NodeError):  # already installed on a second run
-                    client_for(servers[node.name]).install_license(lic.key, lic.cameras)
+                installs.append((servers[node.name], lic))
         if first_run:  # quick reactions for the demo; the operator's edits are kept afterwards
             settings_row = FailoverSettings.load()
             settings_row.probe_interval = 2
             settings_row.probe_timeout = 1.5
             settings_row.failback_hold_down = 10
             settings_row.save()
+        return installs
 
 
 def _demo_password(base: Path) -> str:
