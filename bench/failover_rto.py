@@ -7,7 +7,7 @@
 Per trial, everything is fresh: a database (a SQLite file, or a new PostgreSQL
 database on the server --database-url names), a CMS var folder, a recording agent
 with 2 synthetic cameras and 1-second segments, a failover agent, a Celery worker
-and a Celery beat (kombu's filesystem broker in the var folder, or --broker-url on
+and a Celery beat (the embedded redis-server in the var folder, or --broker-url on
 a queue of its own). Once the recording server has been probed normal, the
 benchmark waits a random fraction of a probe interval (so the kill lands anywhere
 in the probe cycle), SIGKILLs the recording agent and measures:
@@ -48,6 +48,8 @@ from _harness import (
     wait_for_log,
     wait_until,
 )
+
+from cms import broker as embedded
 
 CAMERAS = 2
 TARGET_P95_S = 8.0
@@ -100,6 +102,8 @@ def run_trial(
             db.drop()
             if args.broker_url:
                 _purge_redis_queue(args.broker_url, args.queue)
+            else:
+                embedded.stop(folder / "var")
 
 
 def _trial(
@@ -110,8 +114,12 @@ def _trial(
     folder: Path,
     db: Database,
 ) -> dict[str, Any]:
-    broker = args.broker_url or "filesystem://"
-    env = cms_env(folder / "var", db.url, broker, args.queue)
+    if args.broker_url:
+        broker_url = args.broker_url
+    else:  # the embedded broker of `make run`, private to this trial
+        embedded.start_daemon(folder / "var")
+        broker_url = embedded.url(folder / "var")
+    env = cms_env(folder / "var", db.url, broker_url, args.queue)
     env["CMS_TAKEOVER_CONFIRM_SECONDS"] = "20"
     log(f"trial {n}: migrating a fresh {db.kind} database")
     subprocess.run(
@@ -251,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failures", type=int, default=3)
     parser.add_argument("--probe-timeout", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
-    parser.add_argument("--broker-url", help="e.g. redis://127.0.0.1:6379/0 (default: filesystem)")
+    parser.add_argument("--broker-url", help="e.g. redis://127.0.0.1:6379/0 (default: embedded)")
     parser.add_argument("--database-url", help="PostgreSQL server to create fresh dbs on")
     parser.add_argument("--timeout", type=float, default=60.0, help="per trial, after the kill")
     parser.add_argument("--seed", type=int, default=None)
@@ -284,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cameras": CAMERAS,
                 "segment_seconds": 1,
                 "worker_concurrency": args.concurrency,
-                "broker": (args.broker_url or "filesystem://").split("://")[0],
+                "broker": "redis" if args.broker_url else "embedded redis",
                 "database": "postgresql" if args.database_url else "sqlite",
             },
             "machine": machine(),

@@ -20,7 +20,7 @@ from kombu import Connection
 from cms import broker
 from cms.inventory.models import WorkerHeartbeat
 from cms.inventory.tasks import worker_heartbeat
-from failover.management.commands.run_stack import control
+from cms.supervision import control
 from tests.fixtures.celery import ROOT, SESSION_QUEUE, child_env
 from tests.fixtures.nodes import wait_until
 

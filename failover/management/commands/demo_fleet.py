@@ -38,12 +38,15 @@ class DemoNode:
     model: str
 
 
+# The first agent's port; the others follow. Another base lets a second fleet run beside
+# `make run`'s (bench/soak.py does).
+PORT_BASE = int(os.environ.get("CMS_DEMO_PORT_BASE", "5101"))
 FLEET = [
-    DemoNode("Lobby", "recording", 5101, 2, "NVR-1600"),
-    DemoNode("Garage", "recording", 5102, 2, "NVR-1600"),
-    DemoNode("Warehouse", "recording", 5103, 3, "NVR-3200"),
-    DemoNode("Standby 1", "failover", 5104, 0, "NVR-3200"),
-    DemoNode("Standby 2", "failover", 5105, 0, "NVR-3200"),
+    DemoNode("Lobby", "recording", PORT_BASE, 2, "NVR-1600"),
+    DemoNode("Garage", "recording", PORT_BASE + 1, 2, "NVR-1600"),
+    DemoNode("Warehouse", "recording", PORT_BASE + 2, 3, "NVR-3200"),
+    DemoNode("Standby 1", "failover", PORT_BASE + 3, 0, "NVR-3200"),
+    DemoNode("Standby 2", "failover", PORT_BASE + 4, 0, "NVR-3200"),
 ]
 
 

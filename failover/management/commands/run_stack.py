@@ -159,17 +159,3 @@ class Command(BaseCommand):
         self.stdout.flush()
         supervisord = str(Path(sys.executable).parent / "supervisord")
         os.execv(supervisord, [supervisord, "-c", str(path)])  # noqa: S606 (fixed arguments)
-
-
-def control(var_dir: Path) -> Any:
-    """An XML-RPC proxy to the running supervisord of `var_dir` (tests, bench/soak.py)."""
-    import configparser
-    import xmlrpc.client
-
-    from supervisor.xmlrpc import SupervisorTransport
-
-    config = configparser.RawConfigParser()
-    config.read(var_dir / "supervisord.conf")
-    ctl = config["supervisorctl"]
-    transport = SupervisorTransport(ctl["username"], ctl["password"], ctl["serverurl"])
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport).supervisor
