@@ -28,7 +28,23 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CMS_VAR_DIR", BASE_DIR / "var")).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _keep_private(var_dir: Path) -> None:
+    """var/ holds the database (sessions), the keys and the broker: the owner's alone.
+
+    Files this process creates are private from the start (umask), and what an older
+    version or another tool left readable is closed on every start.
+    """
+    os.umask(0o077)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.chmod(0o700)
+    for entry in var_dir.iterdir():
+        if entry.is_file() and not entry.is_symlink() and entry.stat().st_mode & 0o077:
+            entry.chmod(0o600)
+
+
+_keep_private(VAR_DIR)
 
 
 def _persistent_dev_value(filename: str, make: "callable[[], str]") -> str:

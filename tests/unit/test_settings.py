@@ -103,3 +103,18 @@ def test_check_deploy_flags_the_development_defaults(tmp_path):
     output = result.stdout + result.stderr
     assert "security.W018" in output  # DEBUG on
     assert "cms.W001" in output  # secrets under the development key
+
+
+def test_var_is_private_to_its_owner_on_every_start(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    leaked = var / "cms.sqlite3"
+    leaked.write_text("")
+    leaked.chmod(0o644)  # as an older version left it
+    result = run_with_env(tmp_path, PRINT_SETTINGS, CMS_VAR_DIR=str(var))
+    assert result.returncode == 0, result.stderr
+
+    assert var.stat().st_mode & 0o777 == 0o700
+    assert leaked.stat().st_mode & 0o777 == 0o600
+    for made in var.iterdir():  # the keys and whatever else the start created
+        assert made.stat().st_mode & 0o077 == 0, made
