@@ -10,6 +10,8 @@
   const table = $("cms-batch-results");
   const body = table.querySelector("tbody");
   const okButton = $("cms-batch-ok");
+  // The page's buttons act through the API; the form itself is never submitted.
+  $("cms-batch").addEventListener("submit", (event) => event.preventDefault());
   const naming = { rule: "default", prefix: "" };
   const RULES = { default: "Default server name", model_no: "Model-No.", prefix_no: "Prefix-No." };
   let rows = []; // {found, checked, password, customName, result, ok}
