@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
+from . import admin_audit  # noqa: F401 (replaces the audit log's unscoped admin)
 from .forms import ServerForm
 from .models import FailoverServer, License, LicenseMove, RecordingServer, Team, TeamMembership
 

@@ -61,3 +61,32 @@ def test_the_api_lists_the_trail_filtered_and_per_team(admin_user, sites, api_us
     rows = client.get("/api/v1/audit/?action=1").json()["results"]  # updates only
     assert {row["object_repr"] for row in rows} >= {"Lobby N", "Lobby S"}
     assert all(row["action"] == "update" for row in rows)
+
+
+def test_the_admin_log_shows_a_viewer_only_their_teams_entries(client, sites, django_user_model):
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import License, TeamMembership
+
+    north, south = sites
+    for site in sites:  # a change in each team
+        server = Server.objects.get(pk=site.recording.pk)
+        server.port = 6000
+        server.save()
+    License.objects.create(key="SOUTH-SECRET-KEY-0001", team=south.team, cameras=4)
+    viewer = django_user_model.objects.create_user("north-viewer", password="pw-long-enough",
+                                                   is_staff=True)  # fmt: skip
+    viewer.groups.add(Group.objects.get(name="Viewer"))
+    TeamMembership.objects.create(team=north.team, user=viewer)
+    client.force_login(viewer)
+
+    page = client.get("/admin/auditlog/logentry/?all=")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Lobby N" in html
+    assert "Lobby S" not in html and "SOUTH-SECRET-KEY" not in html
+    south_entry = LogEntry.objects.get_for_object(Server.objects.get(pk=south.recording.pk))[0]
+    assert client.get(f"/admin/auditlog/logentry/{south_entry.pk}/change/").status_code in (
+        302,
+        404,
+    )
