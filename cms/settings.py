@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "knox",
     "auditlog",
     "csp",
+    "axes",
     "cms.inventory",
     "cms.nodes",
     "failover",
@@ -102,7 +103,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: turns a lockout into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Failed logins are counted by django-axes (cms/logins.py) before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+CMS_TRUSTED_PROXIES = int(os.environ.get("CMS_TRUSTED_PROXIES", "0"))
+CMS_LOGIN_COOLOFF_MINUTES = int(os.environ.get("CMS_LOGIN_COOLOFF_MINUTES", "15"))
+AXES_FAILURE_LIMIT = int(os.environ.get("CMS_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = dt.timedelta(minutes=CMS_LOGIN_COOLOFF_MINUTES)
+# Per account and, separately, per client address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "cms.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "cms.logins.lockout_response"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "cms.urls"
 WSGI_APPLICATION = "cms.wsgi.application"
