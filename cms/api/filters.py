@@ -35,6 +35,17 @@ class CmsFilterSet(FilterSet):
         models.DateTimeField: {"filter_class": BoundedIsoDateTimeFilter},
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `?team=7` must not tell whether team 7 exists: the choices of every filter on a
+        # related object are the objects this user may see, so another team's id gets the
+        # same "not one of the available choices" as an id that exists nowhere.
+        user = getattr(self.request, "user", None)
+        for name, one in self.filters.items():
+            choices = getattr(one, "queryset", None)
+            if isinstance(choices, models.QuerySet) and hasattr(choices, "for_user"):
+                self.filters[name].queryset = choices.for_user(user)
+
 
 class FilterBackend(DjangoFilterBackend):
     filterset_base = CmsFilterSet

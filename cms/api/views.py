@@ -45,10 +45,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
     search_fields = ["name"]
 
     def get_queryset(self):
-        teams = Team.objects.all()
-        if not self.request.user.is_superuser:
-            teams = teams.filter(memberships__user=self.request.user)
-        return teams
+        return Team.objects.for_user(self.request.user)
 
 
 SERVER_FILTERS = {

@@ -21,6 +21,17 @@ from .fields import EncryptedSecretField
 from .validators import validate_server_name
 
 
+class TeamQuerySet(models.QuerySet):
+    def for_user(self, user: Any) -> TeamQuerySet:
+        """The teams a user belongs to (superusers: all); another team is as if it did
+        not exist."""
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(memberships__user=user)
+
+
 class Team(models.Model):
     """A site or group that owns servers; users see and act on their teams' objects."""
 
@@ -30,6 +41,8 @@ class Team(models.Model):
         settings.AUTH_USER_MODEL, through="TeamMembership", related_name="cms_teams", blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -118,3 +118,21 @@ def test_another_teams_server_cannot_be_acted_on(sites, api_user):
     client = api_user("Operator")
     response = client.post(f"/api/v1/recording-servers/{sites[1].recording.pk}/enable/")
     assert response.status_code == 404
+
+
+def test_another_teams_id_in_a_filter_answers_as_if_it_did_not_exist(sites, api_user):
+    from cms.inventory.models import Team
+
+    viewer = api_user("Viewer")
+    south = sites[1].team
+    missing = Team.objects.order_by("-pk").first().pk + 100
+    for path in ("recording-servers", "failover-servers", "licenses"):
+        other = viewer.get(f"/api/v1/{path}/?team={south.pk}")
+        nowhere = viewer.get(f"/api/v1/{path}/?team={missing}")
+        assert other.status_code == nowhere.status_code == 400, path
+        message = other.json()["error"]["fields"]["team"][0]
+        assert message == nowhere.json()["error"]["fields"]["team"][0].replace(
+            str(missing), str(south.pk)
+        )
+    own = viewer.get(f"/api/v1/recording-servers/?team={sites[0].team.pk}")
+    assert own.status_code == 200 and own.json()["count"] == 1
