@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views import defaults
@@ -13,15 +14,22 @@ urlpatterns = [
 
 def _api_aware(handler, status: int, code: str, message: str):
     """Under /api/ errors are JSON in the API's one shape; elsewhere Django's pages."""
+    from django.core.exceptions import RequestDataTooBig
     from django.http import JsonResponse
 
     def view(request, *args, **kwargs):
         if request.path.startswith("/api/"):
-            return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+            error = {"code": code, "message": message}
+            if isinstance(kwargs.get("exception"), RequestDataTooBig):
+                error = {"code": "request_too_large", "message": "The request body is larger "
+                         f"than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."}  # fmt: skip
+            return JsonResponse({"error": error}, status=status)
         return handler(request, *args, **kwargs)
 
     return view
 
 
+handler400 = _api_aware(defaults.bad_request, 400, "bad_request", "Bad request.")
+handler403 = _api_aware(defaults.permission_denied, 403, "permission_denied", "Forbidden.")
 handler404 = _api_aware(defaults.page_not_found, 404, "not_found", "Not found.")
 handler500 = _api_aware(defaults.server_error, 500, "server_error", "Internal error.")

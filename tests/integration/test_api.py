@@ -240,3 +240,20 @@ def test_lock_and_unlock_set_the_security_lock_on_the_node(admin_api, team, star
     assert node.client().info()["locked"] is False
     server.refresh_from_db()
     assert server.locked is False
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=99999999999999999999999", "offset=99999999999999999999999", "limit=1e20"]
+)
+def test_a_page_out_of_any_range_is_refused_or_bounded(admin_api, query):
+    answer = admin_api.get(f"/api/v1/recording-servers/?{query}")
+    assert answer.status_code in (200, 400)
+    body = answer.json()
+    assert "error" in body or len(body["results"]) <= 1000
+
+
+def test_a_body_over_the_size_limit_gets_the_error_shape(admin_api, settings):
+    big = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)
+    answer = admin_api.post("/api/v1/licenses/", {"key": big}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "request_too_large"
