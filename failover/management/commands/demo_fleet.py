@@ -71,7 +71,11 @@ class Command(BaseCommand):
         try:
             self._wait_ready(FLEET)
             if not no_register:
-                self._register(password)
+                installs = self._register(password)
+                # On the nodes after the commit: no transaction waits for a node.
+                for server, lic in installs:
+                    with contextlib.suppress(NodeError):  # already installed on a second run
+                        client_for(server).install_license(lic.key, lic.cameras)
             self.stdout.write(
                 "Demo fleet: "
                 + ", ".join(f"{n.name} (:{n.port}, {n.role})" for n in FLEET)
@@ -115,7 +119,8 @@ class Command(BaseCommand):
             time.sleep(0.3)
 
     @transaction.atomic
-    def _register(self, password: str) -> None:
+    def _register(self, password: str) -> list[tuple[Server, License]]:
+        """The fleet in the database; returns the licenses to install on the nodes."""
         team = Team.objects.get_or_create(name="Default")[0]
         first_run = not Server.objects.filter(name__in=[n.name for n in FLEET]).exists()
         servers = {}
@@ -136,18 +141,19 @@ class Command(BaseCommand):
                     recording_server=servers[node.name], failover_server=standby,
                     defaults={"priority": priority},
                 )  # fmt: skip
+        installs = []
         if not License.objects.exists():
             for index, node in enumerate(n for n in FLEET if n.role == "recording"):
                 lic = License.objects.create(key=f"DEMO-{index + 1:04d}-CAMS-0008", team=team,
                                              cameras=8, server=servers[node.name])  # fmt: skip
-                with contextlib.suppress(NodeError):  # already installed on a second run
-                    client_for(servers[node.name]).install_license(lic.key, lic.cameras)
+                installs.append((servers[node.name], lic))
         if first_run:  # quick reactions for the demo; the operator's edits are kept afterwards
             settings_row = FailoverSettings.load()
             settings_row.probe_interval = 2
             settings_row.probe_timeout = 1.5
             settings_row.failback_hold_down = 10
             settings_row.save()
+        return installs
 
 
 def _demo_password(base: Path) -> str:
