@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.fleet",
     "tests.fixtures.api",
     "tests.fixtures.node_io",
+    "tests.fixtures.proxy",
 ]
 
 
