@@ -1,16 +1,22 @@
 """The allowed range of each numeric failover setting, in one table.
 
-Validators on the model use it, so the admin form and the API refuse an absurd value
-with a message naming the field and its range.
+The table serves twice: as validators on the model (so the admin form and the API
+refuse an absurd value with a message naming the field and its range), and as a clamp
+where the settings are loaded (so the probe loop never runs on a value written around
+the validation: an old row, raw SQL, a restored backup).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
+
+log = logging.getLogger(__name__)
 
 WEEK = 7 * 24 * 3600
 
@@ -59,6 +65,51 @@ class InRange:
 
     def __hash__(self) -> int:
         return hash(self.field)
+
+
+def clamp(settings: Any) -> list[str]:
+    """Bring every numeric setting of `settings` (in memory) into its range; returns
+    what was corrected, for the log. A value that is no number at all takes the
+    field's default."""
+    corrections = []
+    for name, limits in RANGES.items():
+        value = getattr(settings, name)
+        field = type(settings)._meta.get_field(name)
+        if not isinstance(value, int | float) or math.isnan(value):
+            fixed: float = field.get_default()
+        else:
+            fixed = min(max(value, limits.low), limits.high)
+        if fixed != value:
+            setattr(settings, name, fixed)
+            corrections.append(f"{name} {value!r} -> {fixed!r}")
+    if settings.probe_timeout > settings.probe_interval:
+        corrections.append(
+            f"probe_timeout {settings.probe_timeout!r} -> {settings.probe_interval!r} "
+            "(not longer than the interval)"
+        )
+        settings.probe_timeout = float(settings.probe_interval)
+    mode = type(settings)._meta.get_field("failback_mode")
+    if settings.failback_mode not in dict(mode.choices):
+        corrections.append(f"failback_mode {settings.failback_mode!r} -> {mode.get_default()!r}")
+        settings.failback_mode = mode.get_default()
+    return corrections
+
+
+_last_logged: tuple[str, ...] = ()
+
+
+def log_corrections(corrections: list[str]) -> None:
+    """One warning per process for the same corrections: the probe loop loads the
+    settings every second and must not fill the log with the same line."""
+    global _last_logged
+    key = tuple(corrections)
+    if key and key != _last_logged:
+        log.warning(
+            "failover settings out of range in the database; using %s. Save the Failover "
+            "Settings page to store valid values.",
+            "; ".join(corrections),
+        )
+    _last_logged = key
 
 
 def _number(value: float) -> str:

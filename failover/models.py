@@ -24,7 +24,7 @@ from .choices import (
     RestorationState,
     Trigger,
 )
-from .limits import RANGES, InRange
+from .limits import RANGES, InRange, clamp, log_corrections
 
 
 class FailoverSettings(models.Model):
@@ -105,7 +105,10 @@ class FailoverSettings(models.Model):
 
     @classmethod
     def load(cls) -> FailoverSettings:
+        """The one row, with every value within its range whatever the database holds
+        (see failover/limits.py); what had to be corrected is logged."""
         obj, _ = cls.objects.get_or_create(pk=1)
+        log_corrections(clamp(obj))
         return obj
 
     def triggers(self) -> set[str]:

@@ -1,10 +1,12 @@
-"""Failover settings stay within their ranges: an absurd value is refused at the doors."""
+"""Failover settings stay within their ranges: refused at the doors, clamped on load."""
 
 from __future__ import annotations
 
 import html
+import logging
 
 import pytest
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from failover.models import FailoverSettings
@@ -110,3 +112,56 @@ def test_the_admin_form_names_the_field_and_its_range_and_saves_nothing(admin_cl
     page = html.unescape(response.content.decode())
     assert "The probe interval must be between 1 and 3600 seconds (got 0)." in page
     assert stored() == before
+
+
+def test_absurd_values_written_around_the_validation_are_clamped_on_load(db, caplog):
+    FailoverSettings.load()
+    with connection.cursor() as cursor:  # an old row, a restore, a hand-written UPDATE
+        cursor.execute(
+            "UPDATE failover_failoversettings SET probe_interval = 0, probe_timeout = 900, "
+            "failures_before_failover = 0, successes_before_recovery = 100000, "
+            "failback_hold_down = 99999999, failback_mode = 'sometimes' WHERE id = 1"
+        )
+    with caplog.at_level(logging.WARNING, logger="failover.limits"):
+        settings = FailoverSettings.load()
+        FailoverSettings.load()  # the loop loads every second: one line, not one a second
+    assert (settings.probe_interval, settings.probe_timeout) == (1, 1.0)
+    assert settings.failures_before_failover == 1
+    assert settings.successes_before_recovery == 100
+    assert settings.failback_hold_down == 604800
+    assert settings.failback_mode == "automatic"
+    settings.full_clean()  # what the loop sees would pass the validation
+    [record] = caplog.records
+    assert "probe_interval 0 -> 1" in record.getMessage()
+    assert "failback_hold_down 99999999 -> 604800" in record.getMessage()
+    assert stored()["probe_interval"] == 0  # loading does not write behind the operator
+
+
+@pytest.mark.django_db(transaction=True)  # the cycle runs in a thread: it must see the rows
+def test_the_probe_loop_runs_on_the_clamped_values(make_server):
+    """A 15-minute probe timeout written into the row would hold every cycle that long
+    for a node that accepts connections and never answers; clamped to the interval, the
+    cycle ends and says so."""
+    import socket
+    import threading
+
+    from cms.inventory.choices import HealthStatus
+    from failover import probing
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        server = make_server(host="127.0.0.1", port=silent.getsockname()[1])
+        FailoverSettings.load()
+        FailoverSettings.objects.filter(pk=1).update(probe_interval=1, probe_timeout=900)
+
+        def one_cycle() -> None:
+            try:
+                probing.run_cycle(force=True)
+            finally:
+                connections.close_all()
+
+        cycle = threading.Thread(target=one_cycle, daemon=True)
+        cycle.start()
+        cycle.join(60)
+        assert not cycle.is_alive(), "the cycle waited for the timeout stored in the row"
+    server.refresh_from_db()
+    assert server.status == HealthStatus.DISCONNECTED
