@@ -50,9 +50,10 @@ def record_move(
     for "installed nowhere") the move happens only if the license is still there;
     otherwise LicenseMovedMeanwhile is raised and nothing changes.
     """
+    creating = license.pk is None
     try:
         with transaction.atomic():
-            if license.pk is None:
+            if creating:
                 license.server = None
                 license.save()
             locked = (
@@ -78,8 +79,9 @@ def record_move(
                 actor=actor,
             )
     except IntegrityError:
-        if license.pk is not None and not License.objects.filter(pk=license.pk).exists():
-            license.pk = None  # the insert was rolled back
+        if not creating:
+            raise
+        license.pk = None  # the insert was rolled back with the rest
         if License.objects.filter(key=license.key).exists():
             raise LicenseMovedMeanwhile(
                 f"License {license.key} was added meanwhile; nothing was changed."

@@ -152,6 +152,33 @@ def test_a_license_taken_meanwhile_is_not_overwritten(slow_lobby, start_node, te
     assert lic.moves.count() == 1
 
 
+def test_a_key_added_meanwhile_is_not_added_twice(
+    slow_lobby, admin_user, admin_client, fresh_tokens
+):
+    """A new key typed on the server page is saved only once its node took it; if the
+    same key was added meanwhile, the page says so and the node is put back."""
+    server, node, proxy = slow_lobby
+    proxy.hold()
+    url = f"/admin/inventory/recordingserver/{server.pk}/licenses/add/"
+    client = Client()
+    client.force_login(admin_user)
+    typing = InThread(lambda: html.unescape(
+        client.post(url, {"key": KEY, "cameras": "4"}, follow=True).content.decode()
+    ))  # fmt: skip
+    proxy.wait_held()
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    added = api.post("/api/v1/licenses/", {"key": KEY, "team": server.team_id}, format="json")
+    assert added.status_code == 201, added.content
+    proxy.release()
+
+    assert f"License {KEY} was added meanwhile; nothing was changed." in typing.join()
+    lic = License.objects.get()
+    assert (lic.pk, lic.server_id, lic.cameras) == (added.json()["id"], None, 1)
+    assert node.client().licenses() == []
+    assert not lic.moves.exists()
+
+
 def test_the_same_on_postgresql(postgres_url, tmp_path):
     """The tests above, run again by a pytest of their own on PostgreSQL (row locks
     instead of SQLite's database lock)."""
@@ -166,4 +193,4 @@ def test_the_same_on_postgresql(postgres_url, tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
-    assert "3 passed" in run.stdout and "database: postgresql" in run.stdout, run.stdout[-2000:]
+    assert "4 passed" in run.stdout and "database: postgresql" in run.stdout, run.stdout[-2000:]
