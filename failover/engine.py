@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -453,22 +454,44 @@ def wait_until_records(server: Server | None) -> None:
         time.sleep(0.25)
 
 
+def after_commit(node_work: Callable[[], None]) -> None:
+    """Run `node_work` (calls to nodes) once the caller's transaction has committed, or at
+    once when none is open.
+
+    A node may take the client's whole timeout to answer, and a transaction held open
+    meanwhile blocks every other writer (SQLite) or the rows it locked (PostgreSQL). The
+    admin's change and delete views run save_model/delete_model inside one, so the state
+    change is recorded there and the node is told afterwards; a save that rolls back
+    tells no node anything. Robust: the change is committed by then, so a failure of the
+    node work is logged (node errors are noted on the event by `node_work` itself) and
+    does not turn the committed change into an error page.
+    """
+    transaction.on_commit(node_work, robust=True)
+
+
 def end_for_removed_recording_server(event: FailoverEvent, *, actor: str = SYSTEM) -> None:
     """The recording server was deleted: nothing is left to protect. The failover server
     stops recording for it; what it recorded stays there (nothing is deleted)."""
-    if event.failover_server is not None and event.state in ACTING_STATES:
-        try:
-            client_for(event.failover_server).release(event.epoch)
-        except NodeError as exc:
-            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
-    transition(
+    event.refresh_from_db()
+    acting = event.failover_server if event.state in ACTING_STATES else None
+    if not transition(
         event,
         EventState.STOPPED,
         from_states=OPEN_STATES - {EventState.RESTORING},
         actor=actor,
         reason="The recording server was deleted; recordings made during the failover "
         "stay on the failover server.",
-    )
+    ):
+        return  # another request or worker ended it, and told the node
+
+    def release() -> None:
+        try:
+            client_for(acting).release(event.epoch)
+        except NodeError as exc:
+            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+
+    if acting is not None:
+        after_commit(release)
 
 
 def before_deleting_recording_server(server: Server, *, actor: str) -> None:
@@ -492,11 +515,18 @@ def acting_event(failover_server: Server) -> FailoverEvent | None:
 
 def stop_failover(failover_server: Server, *, actor: str, reason: str) -> FailoverEvent | None:
     """Stop what a failover server does for a recording server; its recordings from that
-    failover are removed, as the product says. Callers ask for confirmation first."""
+    failover are removed, as the product says. Callers ask for confirmation first.
+
+    The stop is recorded first (a compare-and-set: whoever loses does nothing); the node
+    is told after the caller's transaction commits (see `after_commit`).
+    """
     event = acting_event(failover_server)
     if event is None:
         return None
     obo = on_behalf_of(event)
+    # The node that acts is the one the database knows now: an edit being saved may
+    # already have changed `failover_server`'s address or password in memory.
+    stored = Server.objects.get(pk=failover_server.pk)
     with transaction.atomic():
         if not transition(
             event,
@@ -512,11 +542,15 @@ def stop_failover(failover_server: Server, *, actor: str, reason: str) -> Failov
             type(event.restoration).objects.filter(pk=event.restoration.pk).exclude(
                 state=RestorationState.COMPLETED
             ).update(state=RestorationState.STOPPED, finished_at=timezone.now())
-    try:
-        client = client_for(failover_server)
-        client.release(event.epoch)
-        deleted = client.purge_failover(obo["id"])
-        note(event, f"Removed {deleted} file(s) recorded during the failover.", actor=actor)
-    except NodeError as exc:
-        note(event, f"The failover server could not be cleaned up: {exc}", actor=actor)
+
+    def clean_up() -> None:
+        try:
+            client = client_for(stored)
+            client.release(event.epoch)
+            deleted = client.purge_failover(obo["id"])
+            note(event, f"Removed {deleted} file(s) recorded during the failover.", actor=actor)
+        except NodeError as exc:
+            note(event, f"The failover server could not be cleaned up: {exc}", actor=actor)
+
+    after_commit(clean_up)
     return event

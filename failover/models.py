@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 
@@ -25,6 +24,7 @@ from .choices import (
     RestorationState,
     Trigger,
 )
+from .limits import RANGES, InRange, clamp, log_corrections
 
 
 class FailoverSettings(models.Model):
@@ -37,22 +37,29 @@ class FailoverSettings(models.Model):
         "fail over when the surveillance service is abnormal", default=True
     )
     probe_interval = models.PositiveIntegerField(
-        "probe interval (seconds)", default=5, validators=[MinValueValidator(1)]
+        "probe interval (seconds)",
+        default=5,
+        validators=[InRange("probe_interval")],
+        help_text=f"How often every server is probed; {RANGES['probe_interval'].describe()}.",
     )
     probe_timeout = models.FloatField(
         "probe timeout (seconds)",
         default=3.0,
-        validators=[MinValueValidator(0.2), MaxValueValidator(60)],
+        validators=[InRange("probe_timeout")],
+        help_text=f"How long a probe may take; {RANGES['probe_timeout'].describe()}, "
+        "and not longer than the probe interval.",
     )
     failures_before_failover = models.PositiveIntegerField(
         default=3,
-        validators=[MinValueValidator(1), MaxValueValidator(100)],
-        help_text="Consecutive failed probes before a recording server fails over.",
+        validators=[InRange("failures_before_failover")],
+        help_text="Consecutive failed probes before a recording server fails over; "
+        f"{RANGES['failures_before_failover'].describe()}.",
     )
     successes_before_recovery = models.PositiveIntegerField(
         default=3,
-        validators=[MinValueValidator(1), MaxValueValidator(100)],
-        help_text="Consecutive good probes before a server counts as recovered.",
+        validators=[InRange("successes_before_recovery")],
+        help_text="Consecutive good probes before a server counts as recovered; "
+        f"{RANGES['successes_before_recovery'].describe()}.",
     )
     failback_mode = models.CharField(
         max_length=16, choices=FailbackMode.choices, default=FailbackMode.AUTOMATIC
@@ -60,7 +67,9 @@ class FailoverSettings(models.Model):
     failback_hold_down = models.PositiveIntegerField(
         "failback hold-down (seconds)",
         default=60,
-        help_text="How long a recovered server must stay healthy before automatic failback.",
+        validators=[InRange("failback_hold_down")],
+        help_text="How long a recovered server must stay healthy before automatic failback; "
+        f"{RANGES['failback_hold_down'].describe()}.",
     )
     failback_window_start = models.TimeField(default=dt.time(2, 0))
     failback_window_end = models.TimeField(default=dt.time(5, 0))
@@ -82,14 +91,24 @@ class FailoverSettings(models.Model):
             and self.failback_window_start == self.failback_window_end
         ):
             raise ValidationError({"failback_window_end": "The failback window must not be empty."})
-        if self.probe_timeout >= self.probe_interval + 0.001 and self.probe_interval:
+        if (
+            self.probe_timeout is not None
+            and self.probe_interval
+            and self.probe_timeout >= self.probe_interval + 0.001
+        ):
             raise ValidationError(
-                {"probe_timeout": "The probe timeout must be shorter than the probe interval."}
+                {
+                    "probe_timeout": "The probe timeout must be shorter than the probe interval "
+                    f"({self.probe_interval} seconds)."
+                }
             )
 
     @classmethod
     def load(cls) -> FailoverSettings:
+        """The one row, with every value within its range whatever the database holds
+        (see failover/limits.py); what had to be corrected is logged."""
         obj, _ = cls.objects.get_or_create(pk=1)
+        log_corrections(clamp(obj))
         return obj
 
     def triggers(self) -> set[str]:

@@ -23,7 +23,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from cms.inventory.choices import HealthStatus, Role
-from cms.inventory.licenses import record_move
+from cms.inventory.licenses import LicenseMovedMeanwhile, record_move
 from cms.inventory.models import License, Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
@@ -216,8 +216,8 @@ def _replace_with_acting(
             replacement=fs,
         ):  # fmt: skip
             raise FailoverError("The event changed meanwhile; nothing was replaced.")
-        for lic in licenses:
-            record_move(lic, fs, reason=f"Replace {original.name} with {fs.name}", actor=actor)
+        _move_licenses(event, licenses, original, fs, f"Replace {original.name} with {fs.name}",
+                       actor)  # fmt: skip
         Protection.objects.filter(failover_server=fs).delete()
         Protection.objects.filter(recording_server=original).update(recording_server=fs)
         Server.objects.filter(pk=fs.pk).update(
@@ -261,10 +261,8 @@ def _replace_with_other(
         ):
             raise FailoverError("The event changed meanwhile; nothing was replaced.")
         reason = f"Replace {original.name} with {new.name}"
-        for lic in overwritten:
-            record_move(lic, None, reason=f"{reason}: overwritten", actor=actor)
-        for lic in licenses:
-            record_move(lic, new, reason=reason, actor=actor)
+        _move_licenses(event, overwritten, new, None, f"{reason}: overwritten", actor)
+        _move_licenses(event, licenses, original, new, reason, actor)
         Protection.objects.filter(recording_server=new).delete()
         Protection.objects.filter(recording_server=original).update(recording_server=new)
         name, name_source = original.name, original.name_source
@@ -275,6 +273,23 @@ def _replace_with_other(
     _snapshot_after(new, event)
     if restore:
         enqueue_advance(event.pk)
+
+
+def _move_licenses(
+    event: FailoverEvent,
+    licenses: list[License],
+    from_server: Server,
+    to_server: Server | None,
+    reason: str,
+    actor: str,
+) -> None:
+    """Record the moves of licenses read before the nodes were changed; one moved
+    meanwhile by someone else stays where it is now (it is not taken back)."""
+    for lic in licenses:
+        try:
+            record_move(lic, to_server, reason=reason, actor=actor, expected_from=from_server.pk)
+        except LicenseMovedMeanwhile as exc:
+            note(event, f"{exc} It was left where it is.", actor=actor)
 
 
 def _snapshot_after(server: Server, event: FailoverEvent) -> None:

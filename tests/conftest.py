@@ -11,6 +11,8 @@ pytest_plugins = [
     "tests.fixtures.nodes",
     "tests.fixtures.fleet",
     "tests.fixtures.api",
+    "tests.fixtures.node_io",
+    "tests.fixtures.proxy",
 ]
 
 

@@ -253,8 +253,11 @@ class LicenseViewSet(CrudViewSet):
         lic = self.get_object()
         params = s.LicenseInstallSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
-        license_service.install(lic, params.validated_data["server"],
-                                actor=actor_name(request.user))  # fmt: skip
+        try:
+            license_service.install(lic, params.validated_data["server"],
+                                    actor=actor_name(request.user))  # fmt: skip
+        except license_service.LicenseMovedMeanwhile as exc:
+            raise Conflict(str(exc), code="license_moved") from None
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)
 
@@ -262,6 +265,9 @@ class LicenseViewSet(CrudViewSet):
     @action(detail=True, methods=["post"])
     def uninstall(self, request: Request, pk: str | None = None) -> Response:
         lic = self.get_object()
-        license_service.uninstall(lic, actor=actor_name(request.user))
+        try:
+            license_service.uninstall(lic, actor=actor_name(request.user))
+        except license_service.LicenseMovedMeanwhile as exc:
+            raise Conflict(str(exc), code="license_moved") from None
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)

@@ -1,7 +1,8 @@
 """Installed licenses on a server's page: add (a new key or one not installed) and remove.
 
-Both go through `cms.inventory.licenses`, so the node is changed first and every move
-lands in the license's history; a refused install leaves nothing behind.
+Both go through `cms.inventory.licenses`, so the node is changed first, with no
+transaction open, and every move lands in the license's history; a refused install
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -60,29 +60,27 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
     server = _server(request, model_admin, object_id)
     existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
     try:
-        with transaction.atomic():
-            if existing:
-                lic = get_object_or_404(
-                    License.objects.for_user(request.user), pk=existing, team_id=server.team_id
+        if existing:
+            lic = get_object_or_404(
+                License.objects.for_user(request.user).select_related("server"),
+                pk=existing,
+                team_id=server.team_id,
+            )
+            # Offered as installed nowhere: never take it from a server meanwhile (checked
+            # again when the move is recorded, after the node answered).
+            if lic.server is not None:
+                raise ValidationError(
+                    f"License {lic.key} was installed on {lic.server.name} meanwhile; "
+                    "remove it there first."
                 )
-                # Offered as installed nowhere: never take it from a server meanwhile.
-                lic = (
-                    License.objects.select_for_update(of=("self",))
-                    .select_related("server")
-                    .get(pk=lic.pk)
-                )
-                if lic.server is not None:
-                    raise ValidationError(
-                        f"License {lic.key} was installed on {lic.server.name} meanwhile; "
-                        "remove it there first."
-                    )
-            else:
-                lic = License(key=key, team=server.team, cameras=request.POST.get("cameras") or 1)
-                lic.full_clean()
-                lic.save()
-            licenses.install(lic, server, actor=actor_name(request.user))
+        else:
+            lic = License(key=key, team=server.team, cameras=request.POST.get("cameras") or 1)
+            lic.full_clean()  # saved only once the node has taken it
+        licenses.install(lic, server, actor=actor_name(request.user))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except licenses.LicenseMovedMeanwhile as exc:
+        messages.error(request, str(exc))
     except NodeError as exc:
         messages.error(request, f"{server.name} refused the license: {exc}")
     else:
@@ -98,6 +96,8 @@ def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpR
     lic = get_object_or_404(server.licenses.all(), pk=request.POST.get("license"))
     try:
         licenses.uninstall(lic, actor=actor_name(request.user))
+    except licenses.LicenseMovedMeanwhile as exc:
+        messages.error(request, str(exc))
     except NodeError as exc:
         messages.error(request, f"{server.name} could not remove the license: {exc}")
     else:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
@@ -91,6 +91,7 @@ def batch_add(
     except ValidationError as exc:
         result.rule_errors = exc.messages
         return result
+    # The nodes were reached above, with no transaction open; this one only writes.
     with transaction.atomic():
         for index, (server, name, cand) in enumerate(zip(servers, names, candidates, strict=True)):
             custom = naming_rule == NamingRule.CUSTOM or cand.custom_name
@@ -103,7 +104,17 @@ def batch_add(
         if result.errors:
             transaction.set_rollback(True)
             return result
-        for server in servers:
-            server.save()
-            result.created.append(server)
+        try:
+            with transaction.atomic():
+                for server in servers:
+                    server.save()
+        except IntegrityError:
+            # A server of the same name was added meanwhile (the check above raced it).
+            transaction.set_rollback(True)
+            result.rule_errors = [
+                "A server with one of these names was added meanwhile; nothing was added. "
+                "Try again."
+            ]
+            return result
+        result.created.extend(servers)
     return result

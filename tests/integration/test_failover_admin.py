@@ -117,6 +117,46 @@ def test_editing_an_acting_failover_server_needs_the_confirmation(admin_client, 
     assert event.state == EventState.STOPPED
 
 
+def test_editing_an_acting_failover_servers_address_cleans_up_the_node_that_acted(
+    admin_client, make_fleet
+):
+    """The node told to stop is the one that took over, not the one at the new address."""
+    from tests.fixtures.nodes import wait_until
+    from tests.integration.test_failover_engine import failover_files, recording_for
+
+    fleet, event = active_event(make_fleet)
+    fs, fo_node = fleet.failovers[0], fleet.failover_nodes[0]
+    wait_until(lambda: failover_files(fo_node, event.node_tag), message="recordings")
+    saved = admin_client.post(f"{FO_URL}{fs.pk}/change/", {
+        "team": fs.team_id, "name": fs.name, "connection_type": "address",
+        "host": "192.0.2.99", "port": fs.port, "quickconnect_id": "",
+        "admin_username": "admin", "admin_password_input": "", "enabled": "on",
+        "confirm_stop_failover": "yes",
+    })  # fmt: skip
+    assert saved.status_code == 302
+    event.refresh_from_db()
+    fs.refresh_from_db()
+    assert (event.state, fs.host) == (EventState.STOPPED, "192.0.2.99")
+    assert recording_for(fo_node) is None
+    assert failover_files(fo_node, event.node_tag) == []
+    assert event.transitions.filter(reason__startswith="Removed").exists()
+
+
+def test_deleting_a_failed_over_recording_server_releases_its_failover_server(
+    admin_client, make_fleet
+):
+    from tests.integration.test_failover_engine import failover_files, recording_for
+
+    fleet, event = active_event(make_fleet)
+    rs = fleet.recording
+    assert admin_client.post(f"{RS_URL}{rs.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Server.objects.filter(pk=rs.pk).exists()
+    event.refresh_from_db()
+    assert event.state == EventState.STOPPED
+    assert recording_for(fleet.failover_nodes[0]) is None
+    assert failover_files(fleet.failover_nodes[0], event.node_tag)  # recordings are kept
+
+
 def test_deleting_an_acting_failover_server_warns_then_stops_it(admin_client, make_fleet):
     fleet, event = active_event(make_fleet)
     fs = fleet.failovers[0]
