@@ -29,6 +29,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from cms import broker
+
 from .demo_fleet import FLEET, data_dir
 
 Section = dict[str, object]
@@ -94,14 +96,18 @@ def build_config(
         )  # fmt: skip
         groups["fleet"] = (10, [*names, "register"])
     if embedded_broker:
+        # The binary itself, not a Python wrapper: a broker killed is back in milliseconds.
+        config = broker.write_config(var_dir)
         sections["program:redis"] = program(
-            "broker", [python, "-m", "cms.broker", "serve", str(var_dir)], **supervised
+            "broker", [str(broker.server_binary()), str(config)], **supervised
         )
         groups["broker"] = (20, ["redis"])
     sections["program:web"] = program(
         "web", [str(bin_dir / "gunicorn"), "cms.wsgi:application", "--bind", bind,
                 "--workers", "2", "--threads", "4", "--graceful-timeout", "5",
-                "--access-logfile", "-"], **supervised,
+                # A web killed with SIGKILL leaves its workers holding the port for a
+                # moment: the new one binds beside them instead of failing to start.
+                "--reuse-port", "--access-logfile", "-"], **supervised,
     )  # fmt: skip
     # SIGTERM becomes Celery's soft shutdown: running tasks get a few seconds, then the
     # worker stops and their messages go back to the queue (every task is idempotent
