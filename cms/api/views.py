@@ -258,6 +258,8 @@ class LicenseViewSet(CrudViewSet):
                                     actor=actor_name(request.user))  # fmt: skip
         except license_service.LicenseMovedMeanwhile as exc:
             raise Conflict(str(exc), code="license_moved") from None
+        except license_service.LicenseOfAnotherTeam as exc:
+            raise serializers.ValidationError({"server": [str(exc)]}) from None
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)
 

@@ -61,10 +61,11 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
     existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
     try:
         if existing:
+            # Any license the user may see: one of another team is refused by
+            # licenses.install with a message, not taken for a missing one.
             lic = get_object_or_404(
-                License.objects.for_user(request.user).select_related("server"),
+                License.objects.for_user(request.user).select_related("server", "team"),
                 pk=existing,
-                team_id=server.team_id,
             )
             # Offered as installed nowhere: never take it from a server meanwhile (checked
             # again when the move is recorded, after the node answered).
@@ -79,7 +80,7 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
         licenses.install(lic, server, actor=actor_name(request.user))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    except licenses.LicenseMovedMeanwhile as exc:
+    except (licenses.LicenseMovedMeanwhile, licenses.LicenseOfAnotherTeam) as exc:
         messages.error(request, str(exc))
     except NodeError as exc:
         messages.error(request, f"{server.name} refused the license: {exc}")
