@@ -1,4 +1,5 @@
-"""A license stays in its team, even for a user who administers two teams."""
+"""A license stays in its team, even for a user who administers two teams; a license id
+that is not a number is a 404, not a server error."""
 
 from __future__ import annotations
 
@@ -67,3 +68,17 @@ def test_the_server_page_refuses_a_license_of_another_team(
     lic.refresh_from_db()
     assert lic.server is None and not LicenseMove.objects.exists()
     assert node_keys(node) == set()
+
+
+def test_a_license_id_that_is_not_a_number_is_a_404(admin_client, make_server):
+    server = make_server(name="Lobby")  # refused before any node would be asked
+    lic = License.objects.create(key="ABCD-0000-EFGH-3333", team=server.team, server=server)
+    for bad in ("abc", "1.5", "-1", f" {lic.pk}", "\uff11", "9" * 30, ""):
+        for action in ("add", "remove"):
+            response = admin_client.post(f"{RS_URL}{server.pk}/licenses/{action}/",
+                                         {"license": bad})  # fmt: skip
+            if action == "add" and bad == "":
+                continue  # no license chosen: a new key is read instead (and refused)
+            assert response.status_code == 404, (action, bad, response.status_code)
+    lic.refresh_from_db()
+    assert lic.server_id == server.pk  # nothing was removed
