@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from cms.nodes import enrollment
 from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
 from cms.nodes.services import test_connection
@@ -116,5 +117,11 @@ def batch_add(
                 "Try again."
             ]
             return result
+        for server in servers:
+            # The row's node answered at its QuickConnect address, so the ID is bound;
+            # a secret is issued only if it is bound to another serial than this node's.
+            secret = enrollment.issue_for_server(server)
+            if secret:  # for the API's answer only (quickconnect_enrollment_secret)
+                server.quickconnect_enrollment_secret = secret
         result.created.extend(servers)
     return result
