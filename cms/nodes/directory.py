@@ -83,17 +83,21 @@ def _parse(body: dict[str, Any], remote_addr: str) -> tuple[str, str, str, str |
     return qc_id, serial, token, enrollment, host, port
 
 
-def register(body: dict[str, Any], remote_addr: str) -> QuickConnectEntry:
+def register(
+    body: dict[str, Any], remote_addr: str, *, may_enroll: bool = True
+) -> QuickConnectEntry:
     """Bind an ID (with its enrollment secret) or refresh a bound node's address.
 
-    Raise RegistrationError to refuse; a refusal changes nothing.
+    Raise RegistrationError to refuse; a refusal changes nothing. With
+    ``may_enroll=False`` (the address is over the rate limit) only the bound node's
+    refresh is accepted: an enrollment secret is not even compared.
     """
     qc_id, serial, token, enrollment, host, port = _parse(body, remote_addr)
     with transaction.atomic():
         entry = QuickConnectEntry.objects.select_for_update().filter(qc_id=qc_id).first()
         if entry is None:
             raise RegistrationError(403, "registration_refused", REFUSED)
-        if enrollment and _matches(entry.enrollment_hash, enrollment):
+        if may_enroll and enrollment and _matches(entry.enrollment_hash, enrollment):
             # The secret is spent here: the node that enrolls is bound, whoever held the
             # ID before (an admin issued the secret to replace it).
             entry.serial, entry.token_hash = serial, secret_hash(token)

@@ -49,3 +49,19 @@ class QuickConnectEntry(models.Model):
     @property
     def awaits_enrollment(self) -> bool:
         return bool(self.enrollment_hash)
+
+
+class RegistrationRefusal(models.Model):
+    """One refused ``/qc/register`` request, kept for the rate limit's window.
+
+    In the database so that every web process and every CMS host counts together.
+    """
+
+    address = models.CharField(max_length=64)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.address} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,37 +1,63 @@
-"""HTTP endpoints of the QuickConnect directory (mounted at ``/qc/``)."""
+"""HTTP endpoints of the QuickConnect directory (mounted at ``/qc/``).
+
+``register`` is for nodes: anonymous, proven by the enrollment secret or the node's
+serial and token, and rate limited per client address.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from cms.nodes import directory
+from cms.logins import client_address
+from cms.nodes import directory, throttle
 from cms.nodes.errors import NodeUnreachable
 
 MAX_BODY = 4096
 
 
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-@csrf_exempt  # a machine-to-machine JSON API authenticated by the node's token, no cookies
-@require_POST
-def register(request: HttpRequest) -> JsonResponse:
+def _body(request: HttpRequest) -> dict[str, Any]:
     if len(request.body) > MAX_BODY:
-        return _error(413, "too_large", f"body over {MAX_BODY} bytes")
+        raise directory.RegistrationError(413, "too_large", f"body over {MAX_BODY} bytes")
     try:
         body = json.loads(request.body)
     except ValueError:
-        return _error(400, "malformed_json", "body is not valid JSON")
+        raise directory.RegistrationError(400, "malformed_json", "body is not valid JSON") from None
     if not isinstance(body, dict):
-        return _error(400, "malformed_json", "body must be a JSON object")
+        raise directory.RegistrationError(400, "malformed_json", "body must be a JSON object")
+    return body
+
+
+def _throttled(seconds: int) -> JsonResponse:
+    response = _error(
+        429,
+        "throttled",
+        f"Too many refused registrations from this address; try again in {seconds} s.",
+        retry_after=seconds,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+@csrf_exempt  # a machine-to-machine JSON API authenticated by the node's secrets, no cookies
+@require_POST
+def register(request: HttpRequest) -> JsonResponse:
+    address = (client_address(request) or "")[:64]
+    wait = throttle.retry_after(address)
     try:
-        entry = directory.register(body, request.META.get("REMOTE_ADDR", ""))
+        entry = directory.register(_body(request), address, may_enroll=wait is None)
     except directory.RegistrationError as exc:
+        if wait is not None:
+            return _throttled(wait)
+        throttle.record_refusal(address)
         return _error(exc.status, exc.code, exc.message)
     return JsonResponse({"id": entry.qc_id, "host": entry.host, "port": entry.port})
 

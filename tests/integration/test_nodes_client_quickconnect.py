@@ -1,5 +1,5 @@
 """QuickConnect: IDs are bound with a CMS-issued enrollment secret, then by serial and
-token. Written as the attacks."""
+token; registration is rate limited. Written as the attacks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import requests
+from django.db.models import F
 from rest_framework.test import APIClient
 
 from cms.inventory.choices import HealthStatus
@@ -23,8 +25,8 @@ from tests.fixtures.nodes import wait_until
 
 pytestmark = pytest.mark.integration
 
-# The enrollment is imported in the tests, after their first assertion: each test
-# shows its attack succeed on code without it.
+# The enrollment and the rate limit are imported in the tests, after their first
+# assertion: each test shows its attack succeed on code without them.
 
 
 def post(client, body, **extra):
@@ -253,3 +255,34 @@ def test_batch_add_of_an_enrolled_node_issues_no_spare_secret(
     assert added.status_code == 201, added.content
     assert "quickconnect_enrollment_secret" not in added.json()[0]
     assert not QuickConnectEntry.objects.get(qc_id="qc-batch-1").awaits_enrollment
+
+
+def test_refused_registrations_from_one_address_are_cut_off(db, client):
+    attacker = {"REMOTE_ADDR": "203.0.113.5"}
+    squat = {"serial": "EVIL01", "token": "e" * 32, "port": 1}
+    answers = [post(client, {**squat, "id": f"squat-{n}"}, **attacker) for n in range(30)]
+    # At most 20 refusals per address in 10 minutes, then 429 with Retry-After.
+    assert [a.status_code for a in answers] == [403] * 20 + [429] * 10
+    cut_off = answers[-1]
+    assert cut_off.json()["error"]["code"] == "throttled"
+    assert 0 < int(cut_off["Retry-After"]) <= 600
+
+    from cms.nodes import enrollment
+    from cms.nodes.models import RegistrationRefusal
+
+    # Another address is not concerned.
+    assert post(client, {**squat, "id": "squat-0"}, REMOTE_ADDR="198.51.100.1").status_code == 403
+    # The bound node's refresh is never limited, even from the same (NAT) address...
+    node = {"id": "shop-9", "serial": "AAA111", "token": "t" * 32, "port": 5000,
+            "host": "10.0.0.9"}  # fmt: skip
+    assert post(client, {**node, "enrollment": enrollment.issue("shop-9")}).status_code == 200
+    assert post(client, node, **attacker).status_code == 200
+    # ...but no enrollment is tried from it, not even with the right secret.
+    newcomer = {**node, "id": "shop-10", "serial": "BBB222",
+                "enrollment": enrollment.issue("shop-10")}  # fmt: skip
+    assert post(client, newcomer, **attacker).status_code == 429
+    assert not QuickConnectEntry.objects.get(qc_id="shop-10").is_bound
+
+    # Once the window has passed, the address is heard again.
+    RegistrationRefusal.objects.update(at=F("at") - timedelta(minutes=10, seconds=1))
+    assert post(client, newcomer, **attacker).status_code == 200
