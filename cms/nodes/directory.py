@@ -132,3 +132,16 @@ def resolve(qc_id: str) -> tuple[str, int]:
     if entry is None or not entry.host or entry.port is None:
         raise _unknown(qc_id)
     return entry.host, entry.port
+
+
+def resolve_for(user: Any, qc_id: str) -> tuple[str, int]:
+    """`resolve`, for a user: an ID of no server they may see is unknown to them."""
+    from cms.inventory.choices import ConnectionType
+    from cms.inventory.models import Server
+
+    visible = Server.objects.for_user(user).filter(
+        connection_type=ConnectionType.QUICKCONNECT, quickconnect_id=qc_id
+    )
+    if not visible.exists():
+        raise _unknown(qc_id)
+    return resolve(qc_id)

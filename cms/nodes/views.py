@@ -1,7 +1,9 @@
 """HTTP endpoints of the QuickConnect directory (mounted at ``/qc/``).
 
 ``register`` is for nodes: anonymous, proven by the enrollment secret or the node's
-serial and token, and rate limited per client address.
+serial and token, and rate limited per client address. ``resolve`` is for people and
+scripts: it needs a login (session or API token) and answers only for the IDs of
+servers the user may see.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from cms.logins import client_address
 from cms.nodes import directory, throttle
@@ -62,10 +69,18 @@ def register(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": entry.qc_id, "host": entry.host, "port": entry.port})
 
 
-@require_GET
-def resolve(request: HttpRequest, qc_id: str) -> JsonResponse:
-    try:
-        host, port = directory.resolve(qc_id)
-    except NodeUnreachable as exc:
-        return _error(404, exc.code, exc.message)
-    return JsonResponse({"id": qc_id, "host": host, "port": port})
+class ResolveView(APIView):
+    """Where a QuickConnect ID's node is: for a logged-in user who may see its server."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(exclude=True)  # the directory, not the inventory API
+    def get(self, request: Request, qc_id: str) -> Response:
+        try:
+            host, port = directory.resolve_for(request.user, qc_id)
+        except NodeUnreachable as exc:
+            return Response({"error": {"code": exc.code, "message": exc.message}}, status=404)
+        return Response({"id": qc_id, "host": host, "port": port})
+
+
+resolve = ResolveView.as_view()

@@ -1,5 +1,5 @@
 """QuickConnect: IDs are bound with a CMS-issued enrollment secret, then by serial and
-token; registration is rate limited. Written as the attacks."""
+token; registration is rate limited; resolving needs a login. Written as the attacks."""
 
 from __future__ import annotations
 
@@ -286,3 +286,38 @@ def test_refused_registrations_from_one_address_are_cut_off(db, client):
     # Once the window has passed, the address is heard again.
     RegistrationRefusal.objects.update(at=F("at") - timedelta(minutes=10, seconds=1))
     assert post(client, newcomer, **attacker).status_code == 200
+
+
+def test_resolve_needs_a_login_and_answers_only_for_visible_servers(
+    db, client, django_user_model, team, other_team, make_server
+):
+    from django.contrib.auth.models import Group
+    from knox.models import AuthToken
+
+    from cms.inventory.models import TeamMembership
+
+    for qc_id, owner, port in (("ours-1", team, 5001), ("theirs-1", other_team, 5002)):
+        make_server(team=owner, connection_type="quickconnect", host="", quickconnect_id=qc_id)
+        QuickConnectEntry.objects.create(qc_id=qc_id, serial=f"S{port}", token_hash="0" * 64,
+                                         host="10.0.0.7", port=port)  # a bound node  # fmt: skip
+
+    anonymous = client.get("/qc/resolve/ours-1")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
+    viewer.groups.add(Group.objects.get(name="Viewer"))
+    TeamMembership.objects.create(team=team, user=viewer)
+    client.force_login(viewer)  # a session
+    assert client.get("/qc/resolve/ours-1").json() == {"id": "ours-1", "host": "10.0.0.7",
+                                                        "port": 5001}  # fmt: skip
+    theirs, nobody = client.get("/qc/resolve/theirs-1"), client.get("/qc/resolve/nobody-1")
+    assert theirs.status_code == nobody.status_code == 404
+    assert theirs.json() == json.loads(json.dumps(nobody.json()).replace("nobody-1", "theirs-1"))
+
+    client.logout()
+    token = AuthToken.objects.create(viewer)[1]
+    by_token = client.get("/qc/resolve/ours-1", HTTP_AUTHORIZATION=f"Token {token}")
+    assert by_token.status_code == 200 and by_token.json()["port"] == 5001
+    assert client.get("/qc/resolve/theirs-1", HTTP_AUTHORIZATION=f"Token {token}").status_code \
+        == 404  # fmt: skip
