@@ -18,9 +18,9 @@ from cms.inventory.batch import batch_add
 from cms.inventory.choices import Role
 from cms.inventory.locking import set_lock
 from cms.inventory.models import FailoverServer, License, RecordingServer, Server, Team
-from cms.nodes import enrollment
+from cms.nodes import directory, enrollment
 from cms.nodes.discovery import search
-from cms.nodes.services import test_connection
+from cms.nodes.services import ConnectionReport, test_connection
 from failover import engine
 from failover.events import actor_name
 
@@ -130,7 +130,13 @@ class ServerViewSet(CrudViewSet):
     def test_new_connection(self, request: Request) -> Response:
         params = s.ConnectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = test_connection(Server(role=self.role, **params.validated_data))
+        server = Server(role=self.role, **params.validated_data)
+        qc_id = enrollment.quickconnect_id_of(server.connection_type, server.quickconnect_id)
+        if qc_id and not directory.may_reach(request.user, qc_id):
+            hidden = directory.unknown_id(qc_id)  # as if it were not bound
+            report = ConnectionReport(ok=False, error_code=hidden.code, message=hidden.message)
+        else:
+            report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(

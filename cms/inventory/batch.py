@@ -13,7 +13,7 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
 from cms.nodes.services import test_connection
 
-from .choices import NameSource
+from .choices import ConnectionType, NameSource
 from .models import Server, Team
 from .naming import Candidate, NamingRule, generate_names
 from .validators import validate_server_name
@@ -58,6 +58,12 @@ def batch_add(
             except ValidationError as exc:
                 result.errors[index] = exc.messages
                 continue
+        if server.connection_type == ConnectionType.QUICKCONNECT and server.quickconnect_id_taken():
+            # Before reaching the node: another team's node must not be asked anything.
+            result.errors[index] = [
+                f"A server with QuickConnect ID {server.quickconnect_id!r} already exists."
+            ]
+            continue
         if item.get("enable_cms"):
             try:
                 client_for(server, pin=False).enable_cms(

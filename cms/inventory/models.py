@@ -245,7 +245,7 @@ class Server(models.Model):
             problems = quickconnect_id_errors(self.quickconnect_id)
             if problems:
                 errors["quickconnect_id"] = problems
-            elif self._quickconnect_id_taken():
+            elif self.quickconnect_id_taken():
                 # One ID is one node: a second server with it would let its team issue
                 # an enrollment secret that moves the first server's node elsewhere.
                 errors["quickconnect_id"] = [
@@ -273,9 +273,9 @@ class Server(models.Model):
     def _name_changed(self) -> bool:
         return getattr(self, "_loaded_name", None) != self.name
 
-    def _quickconnect_id_taken(self) -> bool:
-        # Checked only when the endpoint changes, so that an old duplicate does not make
-        # every other edit of its servers fail.
+    def quickconnect_id_taken(self) -> bool:
+        """Does another server use this QuickConnect ID? Asked only when the connection
+        changes, so that an old duplicate does not make every other edit fail."""
         if getattr(self, "_loaded_endpoint", None) == self._endpoint():
             return False
         return (

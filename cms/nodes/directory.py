@@ -112,7 +112,7 @@ def register(
     raise RegistrationError(403, "registration_refused", REFUSED)
 
 
-def _unknown(qc_id: str) -> NodeUnreachable:
+def unknown_id(qc_id: str) -> NodeUnreachable:
     return NodeUnreachable(
         f"QuickConnect ID {qc_id!r} is not registered with this CMS; start the node with "
         "--quickconnect-id, --directory pointing at this CMS's /qc/ and the enrollment "
@@ -130,7 +130,7 @@ def resolve(qc_id: str) -> tuple[str, int]:
         .first()
     )
     if entry is None or not entry.host or entry.port is None:
-        raise _unknown(qc_id)
+        raise unknown_id(qc_id)
     return entry.host, entry.port
 
 
@@ -143,5 +143,18 @@ def resolve_for(user: Any, qc_id: str) -> tuple[str, int]:
         connection_type=ConnectionType.QUICKCONNECT, quickconnect_id=qc_id
     )
     if not visible.exists():
-        raise _unknown(qc_id)
+        raise unknown_id(qc_id)
     return resolve(qc_id)
+
+
+def may_reach(user: Any, qc_id: str) -> bool:
+    """May `user` reach the node of `qc_id` before adding a server with it (Test
+    Connection)? Not when it is the ID of a server they may not see: that team's node
+    would tell its identity and take their password guesses."""
+    from cms.inventory.choices import ConnectionType
+    from cms.inventory.models import Server
+
+    using = Server.objects.filter(
+        connection_type=ConnectionType.QUICKCONNECT, quickconnect_id=qc_id
+    )
+    return not using.exclude(pk__in=Server.objects.for_user(user).values("pk")).exists()

@@ -321,3 +321,34 @@ def test_resolve_needs_a_login_and_answers_only_for_visible_servers(
     assert by_token.status_code == 200 and by_token.json()["port"] == 5001
     assert client.get("/qc/resolve/theirs-1", HTTP_AUTHORIZATION=f"Token {token}").status_code \
         == 404  # fmt: skip
+
+
+def test_test_connection_never_reaches_another_teams_quickconnect_node(
+    db, team, other_team, django_user_model, listener, make_server
+):
+    """Test Connection and batch add resolve an ID before any server has it: not to the
+    node of a team the user cannot see (it would tell who it is, and take guesses)."""
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    make_server(team=other_team, connection_type="quickconnect", host="",
+                quickconnect_id="theirs-2")  # fmt: skip
+    QuickConnectEntry.objects.create(qc_id="theirs-2", serial="S1", token_hash="0" * 64,
+                                     host="127.0.0.1", port=listener.port)  # fmt: skip
+    row = {"connection_type": "quickconnect", "quickconnect_id": "theirs-2",
+           "admin_password": "a-guess"}  # fmt: skip
+    for role in ("Operator", "Administrator"):
+        user = django_user_model.objects.create_user(role, password="pw-long-enough")
+        user.groups.add(Group.objects.get(name=role))
+        TeamMembership.objects.create(team=team, user=user)
+        api = APIClient()
+        api.force_authenticate(user)
+        tested = api.post("/api/v1/failover-servers/test-connection/", row, format="json")
+        assert tested.json()["error_code"] == "quickconnect_unknown", tested.json()
+    batch = api.post("/api/v1/failover-servers/batch-add/", {
+        "team": team.pk, "naming_rule": "prefix_no", "prefix": "Standby", "servers": [row],
+    }, format="json")  # fmt: skip
+    assert batch.status_code == 409
+    assert "already exists" in batch.json()["error"]["rows"]["0"][0]
+    assert listener.received == []
