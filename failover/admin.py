@@ -152,7 +152,7 @@ admin.site.unregister(RecordingServer)
 class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
-               "manual_failover", "fail_back_now"]  # fmt: skip
+               "manual_failover", "fail_back_now", "issue_enrollment_secret"]  # fmt: skip
     list_display = ["name", "address", "model", "live_status", "enabled", "locked", "cms_mode",
                     "team", "last_seen"]  # fmt: skip
     change_list_template = "admin/failover/live_change_list.html"
@@ -249,7 +249,8 @@ admin.site.unregister(FailoverServer)
 class FailoverServerFailoverAdmin(LockActions, FailoverServerAdmin):
     form = FailoverServerForm
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
-               "replace_protected_server", "stop_restoration"]  # fmt: skip
+               "replace_protected_server", "stop_restoration",
+               "issue_enrollment_secret"]  # fmt: skip
     list_display = ["name", "address", "model", "duty", "protects_list", "acting_for",
                     "locked", "last_seen", "team"]  # fmt: skip
     list_filter = [FailoverStatusFilter, "connection_type", "team"]

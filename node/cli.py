@@ -41,6 +41,7 @@ from node.tls import cert_paths, ensure_certificate, fingerprint
 log = logging.getLogger("node")
 
 PASSWORD_ENV = "CMS_NODE_ADMIN_PASSWORD"  # noqa: S105 (a variable name) keeps the password out of `ps` output
+ENROLLMENT_ENV = "CMS_NODE_QUICKCONNECT_ENROLLMENT"  # the same, for the enrollment secret
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--quickconnect-id")
     s.add_argument("--directory", help="QuickConnect directory URL, e.g. http://cms:8000/qc")
+    s.add_argument(
+        "--quickconnect-enrollment",
+        metavar="SECRET",
+        help="the enrollment secret the CMS issued for the ID, needed until the node's first "
+        f"registration binds it (or set ${ENROLLMENT_ENV})",
+    )
     s.add_argument("--discovery-port", type=int, default=DEFAULT_PORT, help="0 disables")
     s.add_argument("--token-ttl", type=float, default=3600.0, help=argparse.SUPPRESS)
     s.add_argument("--log-level", default="info")
@@ -176,6 +183,9 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.quickconnect_enrollment and not args.quickconnect_id:
+        print("cms-node: --quickconnect-enrollment needs --quickconnect-id", file=sys.stderr)
+        return 2
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -264,7 +274,12 @@ def serve(args: argparse.Namespace) -> int:
             }
             return body | ({"host": advertised} if advertised else {})
 
-        registrar = QuickConnectRegistrar(args.directory, qc_payload, runtime.quickconnect_status)
+        # Held in memory only (not inherited by ffmpeg), dropped once the ID is bound.
+        enrollment = os.environ.pop(ENROLLMENT_ENV, None)
+        enrollment = args.quickconnect_enrollment or enrollment or None
+        registrar = QuickConnectRegistrar(
+            args.directory, qc_payload, runtime.quickconnect_status, enrollment=enrollment
+        )
         registrar.start()
         helpers.append(registrar)
 

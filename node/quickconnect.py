@@ -1,10 +1,12 @@
 """QuickConnect registration: tell the CMS host's directory where this node is now.
 
-The node registers ``{id, serial, token, port[, host]}`` at ``<directory>/register``
-on start and then every ``INTERVAL`` seconds. The directory binds the ID to the
-serial and the token on first registration and refuses anyone else later, so
-another node cannot hijack the ID. The token is a random secret kept in the
-node's state; it never appears in logs or in ``/info``.
+The node registers ``{id, serial, token, port[, host][, enrollment]}`` at
+``<directory>/register`` on start and then every ``INTERVAL`` seconds. The directory
+binds the ID only to a node that presents the enrollment secret the CMS issued for it
+(``--quickconnect-enrollment``); from then on it knows the node by its serial and
+token, and refuses anyone else, so another node cannot hijack the ID. The token is a
+random secret kept in the node's state; the enrollment secret is kept in memory only
+until the directory accepts it. Neither appears in logs or in ``/info``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class QuickConnectRegistrar(threading.Thread):
         payload: Callable[[], dict[str, Any]],
         status: dict[str, Any],
         interval: float = INTERVAL,
+        enrollment: str | None = None,
     ) -> None:
         super().__init__(name="quickconnect", daemon=True)
         if not directory.startswith(("http://", "https://")):
@@ -37,16 +40,25 @@ class QuickConnectRegistrar(threading.Thread):
         self.payload = payload
         self.status = status
         self.interval = interval
+        self._enrollment = enrollment
         self._stop = threading.Event()
 
     def register_once(self) -> None:
-        body = json.dumps(self.payload()).encode()
+        body = self.payload()
+        if self._enrollment:
+            body = {**body, "enrollment": self._enrollment}
         req = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
-            self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+            self.url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
                 resp.read(4096)
+            # Accepted: the ID is bound to this node's serial and token, and the secret
+            # is spent on the CMS side. Forget it.
+            self._enrollment = None
             self.status.update(registered=True, error=None)
         except urllib.error.HTTPError as exc:
             try:

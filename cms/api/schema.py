@@ -25,9 +25,20 @@ ERROR_STATUSES = {
 }
 
 
+# Read-only fields that only some answers carry (a secret shown once): drf-spectacular
+# marks every read-only field required, which these are not.
+WRITE_ONCE = {"quickconnect_enrollment_secret"}
+
+
 def add_error_responses(result: dict, generator: object, request: object, public: bool) -> dict:
-    """drf-spectacular postprocessing hook: every operation documents the error shape."""
+    """drf-spectacular postprocessing hook: every operation documents the error shape (and
+    the write-once fields are optional)."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for component in schemas.values():
+        properties = component.get("properties", {})
+        optional = {n for n in WRITE_ONCE if properties.get(n, {}).get("readOnly")}
+        if optional and "required" in component:
+            component["required"] = [n for n in component["required"] if n not in optional]
     schemas["Error"] = {
         "type": "object",
         "required": ["error"],

@@ -71,6 +71,17 @@ class ServerSerializer(serializers.ModelSerializer):
         max_length=64, trim_whitespace=False, help_text="The product's name rule applies."
     )
     address = serializers.CharField(read_only=True)
+    # Not a model field: the plaintext the request's save issued (see
+    # cms.nodes.enrollment), absent from every other answer.
+    quickconnect_enrollment_secret = serializers.CharField(
+        read_only=True,
+        help_text="Write-once: present only in the answer to the create or update that added "
+        "the server with a QuickConnect ID or changed its ID, and to "
+        "`quickconnect-enrollment/`. The node presents it once (`cms-node serve "
+        "--quickconnect-enrollment`, or the environment variable "
+        "CMS_NODE_QUICKCONNECT_ENROLLMENT) to bind the ID; the CMS keeps only its hash and "
+        "never shows it again.",
+    )
     confirm_stop_failover = serializers.BooleanField(
         write_only=True,
         required=False,
@@ -83,7 +94,8 @@ class ServerSerializer(serializers.ModelSerializer):
         model = Server
         fields = [
             "id", "team", "role", "name", "name_source", "connection_type", "host", "port",
-            "use_https", "quickconnect_id", "address", "admin_username", "admin_password",
+            "use_https", "quickconnect_id", "quickconnect_enrollment_secret", "address",
+            "admin_username", "admin_password",
             "enabled", "locked", "status", "model", "serial", "software_version", "cms_mode",
             "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
@@ -110,6 +122,14 @@ class ServerSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data: dict[str, Any]) -> Server:
         return Server.objects.create(role=self.context["role"], **validated_data)
+
+
+class EnrollmentSecretSerializer(serializers.Serializer):
+    quickconnect_id = serializers.CharField()
+    quickconnect_enrollment_secret = serializers.CharField(
+        help_text="Shown only in this answer; any earlier unspent secret of the ID stops "
+        "working. The node that presents it binds the ID, replacing the one bound now."
+    )
 
 
 class ConnectionSerializer(serializers.Serializer):

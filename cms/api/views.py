@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -17,8 +18,9 @@ from cms.inventory.batch import batch_add
 from cms.inventory.choices import Role
 from cms.inventory.locking import set_lock
 from cms.inventory.models import FailoverServer, License, RecordingServer, Server, Team
+from cms.nodes import directory, enrollment
 from cms.nodes.discovery import search
-from cms.nodes.services import test_connection
+from cms.nodes.services import ConnectionReport, test_connection
 from failover import engine
 from failover.events import actor_name
 
@@ -128,7 +130,13 @@ class ServerViewSet(CrudViewSet):
     def test_new_connection(self, request: Request) -> Response:
         params = s.ConnectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = test_connection(Server(role=self.role, **params.validated_data))
+        server = Server(role=self.role, **params.validated_data)
+        qc_id = enrollment.quickconnect_id_of(server.connection_type, server.quickconnect_id)
+        if qc_id and not directory.may_reach(request.user, qc_id):
+            hidden = directory.unknown_id(qc_id)  # as if it were not bound
+            report = ConnectionReport(ok=False, error_code=hidden.code, message=hidden.message)
+        else:
+            report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(
@@ -169,9 +177,38 @@ class ServerViewSet(CrudViewSet):
                            code="batch_refused", rows=rows, naming=result.rule_errors)  # fmt: skip
         return Response(s.ServerSerializer(result.created, many=True).data, status=201)
 
+    def perform_create(self, serializer: s.ServerSerializer) -> None:
+        with transaction.atomic():  # no secret for a server that was not added
+            server = serializer.save()
+            secret = enrollment.issue_for_server(server)
+        if secret:  # for this answer only (quickconnect_enrollment_secret)
+            server.quickconnect_enrollment_secret = secret
+
     def perform_update(self, serializer: s.ServerSerializer) -> None:
         _confirm_stopping(serializer.instance, self.request, "edited")
-        serializer.save()
+        before = serializer.instance  # validation left it as stored
+        previous = enrollment.quickconnect_id_of(before.connection_type, before.quickconnect_id)
+        with transaction.atomic():
+            server = serializer.save()
+            secret = enrollment.issue_for_server(server, previous)
+        if secret:
+            server.quickconnect_enrollment_secret = secret
+
+    @extend_schema(request=None, responses=s.EnrollmentSecretSerializer,
+                   description="Issue a new QuickConnect enrollment secret for the server's "
+                   "ID, when its node was replaced. The node bound now stays reached until "
+                   "a node presents the new secret.")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="quickconnect-enrollment")
+    def quickconnect_enrollment(self, request: Request, pk: str | None = None) -> Response:
+        if not request.user.has_perm(f"inventory.change_{self.perms_model._meta.model_name}"):
+            raise PermissionDenied()
+        server = self.get_object()
+        qc_id = enrollment.quickconnect_id_of(server.connection_type, server.quickconnect_id)
+        if qc_id is None:
+            raise Conflict(f"{server.name} is reached by an IP address or FQDN: it has no "
+                           "QuickConnect ID to enroll.", code="not_quickconnect")  # fmt: skip
+        secret = enrollment.issue(qc_id)
+        return Response({"quickconnect_id": qc_id, "quickconnect_enrollment_secret": secret})
 
     @extend_schema(parameters=[OpenApiParameter("confirm", bool, description=
         "Deleting a failover server that has taken over stops the failover and removes "
@@ -258,6 +295,8 @@ class LicenseViewSet(CrudViewSet):
                                     actor=actor_name(request.user))  # fmt: skip
         except license_service.LicenseMovedMeanwhile as exc:
             raise Conflict(str(exc), code="license_moved") from None
+        except license_service.LicenseOfAnotherTeam as exc:
+            raise serializers.ValidationError({"server": [str(exc)]}) from None
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)
 

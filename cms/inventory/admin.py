@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from . import admin_audit  # noqa: F401 (replaces the audit log's unscoped admin)
+from .admin_enrollment import EnrollmentAdminMixin
 from .forms import ServerForm
 from .models import FailoverServer, License, LicenseMove, RecordingServer, Team, TeamMembership
 
@@ -38,8 +39,9 @@ class TeamAdmin(admin.ModelAdmin):
         return qs.filter(memberships__user=request.user)
 
 
-class ServerAdmin(TeamScopedAdmin):
+class ServerAdmin(EnrollmentAdminMixin, TeamScopedAdmin):
     form = ServerForm
+    actions = ["issue_enrollment_secret"]
     change_form_template = "admin/inventory/server_change_form.html"
     list_display = [
         "name",

@@ -7,11 +7,12 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -48,6 +49,18 @@ def _server(request: HttpRequest, model_admin: Any, object_id: int) -> Server:
     return get_object_or_404(model_admin.get_queryset(request), pk=object_id)
 
 
+# ASCII digits only: the database lookup raises on "abc" (a 500), and int() would take
+# " 7", "+7" or a full-width "\uff17" as license 7.
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def _license_id(value: str | None) -> int:
+    """A license id from the form, or 404 as for one that does not exist."""
+    if value is None or not _ID.fullmatch(value):
+        raise Http404("No such license.")
+    return int(value)
+
+
 def _back(server: Server) -> HttpResponse:
     url = reverse(f"admin:inventory_{server.role}server_change", args=[server.pk])
     return HttpResponseRedirect(url + "#cms-licenses")
@@ -61,10 +74,11 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
     existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
     try:
         if existing:
+            # Any license the user may see: one of another team is refused by
+            # licenses.install with a message, not taken for a missing one.
             lic = get_object_or_404(
-                License.objects.for_user(request.user).select_related("server"),
-                pk=existing,
-                team_id=server.team_id,
+                License.objects.for_user(request.user).select_related("server", "team"),
+                pk=_license_id(existing),
             )
             # Offered as installed nowhere: never take it from a server meanwhile (checked
             # again when the move is recorded, after the node answered).
@@ -79,7 +93,7 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
         licenses.install(lic, server, actor=actor_name(request.user))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    except licenses.LicenseMovedMeanwhile as exc:
+    except (licenses.LicenseMovedMeanwhile, licenses.LicenseOfAnotherTeam) as exc:
         messages.error(request, str(exc))
     except NodeError as exc:
         messages.error(request, f"{server.name} refused the license: {exc}")
@@ -93,7 +107,7 @@ def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpR
     from failover.events import actor_name
 
     server = _server(request, model_admin, object_id)
-    lic = get_object_or_404(server.licenses.all(), pk=request.POST.get("license"))
+    lic = get_object_or_404(server.licenses.all(), pk=_license_id(request.POST.get("license")))
     try:
         licenses.uninstall(lic, actor=actor_name(request.user))
     except licenses.LicenseMovedMeanwhile as exc:

@@ -8,11 +8,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from cms.nodes import enrollment
 from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
 from cms.nodes.services import test_connection
 
-from .choices import NameSource
+from .choices import ConnectionType, NameSource
 from .models import Server, Team
 from .naming import Candidate, NamingRule, generate_names
 from .validators import validate_server_name
@@ -57,6 +58,12 @@ def batch_add(
             except ValidationError as exc:
                 result.errors[index] = exc.messages
                 continue
+        if server.connection_type == ConnectionType.QUICKCONNECT and server.quickconnect_id_taken():
+            # Before reaching the node: another team's node must not be asked anything.
+            result.errors[index] = [
+                f"A server with QuickConnect ID {server.quickconnect_id!r} already exists."
+            ]
+            continue
         if item.get("enable_cms"):
             try:
                 client_for(server, pin=False).enable_cms(
@@ -116,5 +123,11 @@ def batch_add(
                 "Try again."
             ]
             return result
+        for server in servers:
+            # The row's node answered at its QuickConnect address, so the ID is bound;
+            # a secret is issued only if it is bound to another serial than this node's.
+            secret = enrollment.issue_for_server(server)
+            if secret:  # for the API's answer only (quickconnect_enrollment_secret)
+                server.quickconnect_enrollment_secret = secret
         result.created.extend(servers)
     return result

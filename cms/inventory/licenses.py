@@ -25,6 +25,19 @@ class LicenseMovedMeanwhile(Exception):
     """The license was installed, moved or created elsewhere while a node was changed."""
 
 
+class LicenseOfAnotherTeam(Exception):
+    """A team's license goes only on that team's servers, whoever may manage both."""
+
+
+def check_same_team(license: License, server: Server) -> None:
+    if license.team_id != server.team_id:
+        raise LicenseOfAnotherTeam(
+            f"License {license.key} belongs to team {license.team}: it can be installed only "
+            f"on a server of that team, and {server.name} belongs to {server.team}. Nothing "
+            "was changed."
+        )
+
+
 def license_key_errors(key: str) -> list[str]:
     if not key:
         return ["Enter the license key."]
@@ -95,12 +108,15 @@ def install(license: License, server: Server, *, actor: str) -> LicenseMove:
     """Install on `server`'s node, record the move, then uninstall from the previous one.
 
     `license` may be new (not saved): it is created with the move, so a refused install
-    leaves nothing behind. The move is recorded only if the license is still where it
-    was read (LicenseMovedMeanwhile otherwise, and the install is undone).
+    leaves nothing behind. A license of another team than the server's is refused
+    (LicenseOfAnotherTeam) before the node is touched. The move is recorded only if the
+    license is still where it was read (LicenseMovedMeanwhile otherwise, and the install
+    is undone).
     """
     from cms.nodes.client import client_for
     from cms.nodes.errors import NodeError, NodeRefused
 
+    check_same_team(license, server)  # before the node is asked anything
     expected = license.server_id if license.pk else None
     previous = license.server if expected else None
     client_for(server).install_license(license.key, license.cameras)

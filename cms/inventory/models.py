@@ -245,6 +245,12 @@ class Server(models.Model):
             problems = quickconnect_id_errors(self.quickconnect_id)
             if problems:
                 errors["quickconnect_id"] = problems
+            elif self.quickconnect_id_taken():
+                # One ID is one node: a second server with it would let its team issue
+                # an enrollment secret that moves the first server's node elsewhere.
+                errors["quickconnect_id"] = [
+                    f"A server with QuickConnect ID {self.quickconnect_id!r} already exists."
+                ]
             if self.use_https:
                 errors["use_https"] = [
                     "HTTPS is available only for the IP address/FQDN connection type."
@@ -266,6 +272,19 @@ class Server(models.Model):
 
     def _name_changed(self) -> bool:
         return getattr(self, "_loaded_name", None) != self.name
+
+    def quickconnect_id_taken(self) -> bool:
+        """Does another server use this QuickConnect ID? Asked only when the connection
+        changes, so that an old duplicate does not make every other edit fail."""
+        if getattr(self, "_loaded_endpoint", None) == self._endpoint():
+            return False
+        return (
+            Server.objects.filter(
+                connection_type=ConnectionType.QUICKCONNECT, quickconnect_id=self.quickconnect_id
+            )
+            .exclude(pk=self.pk)
+            .exists()
+        )
 
 
 _ENDPOINT_FIELDS = ("connection_type", "host", "port", "use_https", "quickconnect_id")
