@@ -1,4 +1,4 @@
-"""The protocol package: bounded parsing and readable refusals."""
+"""The protocol package: bounded parsing, readable refusals, and both sides agreeing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from protocol.messages import (
     Config,
     ErrorAnswer,
     Health,
+    Info,
+    Licenses,
     LoginAnswer,
     RecordingsPage,
+    TakeoverAnswer,
 )
 
 HEALTH = {
@@ -107,3 +110,33 @@ def test_unknown_fields_are_ignored_and_known_ones_kept():
     assert error.error.model_extra == {"newest_epoch": 9}
     config = parse(Config, b'{"version": 2, "cameras": [{"id": "c1", "added_later": true}]}')
     assert config.to_json() == {"version": 2, "cameras": [{"id": "c1", "added_later": True}]}
+
+
+def test_the_agent_answers_with_the_models(tmp_path):
+    from node.core import NodeRuntime, Options
+    from node.state import StateStore, new_state
+
+    store = StateStore(tmp_path)
+    store.create(new_state("UNIT-1", "TEST", "failover", "pw"))
+    runtime = NodeRuntime(tmp_path, store, Options(segment_seconds=60))
+    runtime.start()
+    try:
+        runtime.install_license({"key": "ABCD-1234", "cameras": 4})
+        taken = runtime.takeover({"epoch": 3, "on_behalf_of": {"id": "rs1", "name": "Lobby"},
+                                  "config": {"cameras": [{"id": "cam1"}]}})  # fmt: skip
+        login = runtime.login("admin", "pw", "127.0.0.1", None)
+        for model, answer in [
+            (Info, runtime.info()),
+            (Health, runtime.health()),
+            (LoginAnswer, login),
+            (Licenses, runtime.licenses()),
+            (TakeoverAnswer, taken),
+            (Config, runtime.get_config()),
+        ]:
+            assert model.model_validate(answer).to_json() == answer, model.__name__
+        health = Health.model_validate(runtime.health())
+        assert health.recording.on_behalf_of.id == "rs1"
+        assert [c.id for c in health.recording.cameras] == ["cam1"]
+        assert login["expires_in"] == 3600 and isinstance(login["expires_in"], int)
+    finally:
+        runtime.stop()
