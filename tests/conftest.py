@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.nodes",
     "tests.fixtures.fleet",
     "tests.fixtures.api",
+    "tests.fixtures.hostile",
 ]
 
 
