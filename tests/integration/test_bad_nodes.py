@@ -2,15 +2,25 @@
 
 Every kind of bad answer comes from a fake node on loopback (tests/fixtures/hostile.py),
 answering the login like a node and then something hostile. For each: the client call
-ends within its deadline with a clear error.
+ends within its deadline with a clear error; in one probe cycle the bad server gets its
+own status and message while a real healthy node gets its status and a failing real
+recording server still fails over.
 """
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from cms.inventory.models import Server
 from cms.nodes.client import NodeClient
 from cms.nodes.errors import NodeBadAnswer, NodeError, NodeUnreachable
+from cms.nodes.prober import HealthProber, Target
+from failover import engine, probing
+from failover.choices import EventState
+from failover.models import ConfigSnapshot, FailoverEvent, Protection
+from protocol.messages import Health
 from tests.fixtures import hostile as h
 from tests.fixtures.hostile import elapsed
 
@@ -126,3 +136,132 @@ def test_a_listing_with_too_many_items_or_pages_is_refused(hostile_node, behavio
     with pytest.raises(NodeBadAnswer) as exc:
         list(client_of(node).list_recordings(max_pages=5))
     assert message in exc.value.message
+
+
+# -- the prober ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def health_prober():
+    one = HealthProber(concurrency=64)
+    yield one
+    one.close()
+
+
+def test_one_probe_round_isolates_every_bad_node(hostile_node, start_node, health_prober):
+    good = start_node(mode="recording", cameras=1)
+    bad = {kind: hostile_node({path: make()}) for kind, (path, make, *_) in KINDS.items()}
+    targets = [Target(key=0, host="127.0.0.1", port=good.port, https=False, username="admin",
+                      password=good.password)]  # fmt: skip
+    names = list(bad)
+    targets += [
+        Target(key=i + 1, host="127.0.0.1", port=bad[kind].port, https=False, username="admin",
+               password=h.PASSWORD, want_info=True)
+        for i, kind in enumerate(names)
+    ]  # fmt: skip
+    started = time.monotonic()
+    results = health_prober.probe_all(targets, timeout=DEADLINE)
+    assert time.monotonic() - started < DEADLINE + MARGIN
+
+    assert isinstance(results[0].answer, Health) and results[0].error == ""
+    assert results[0].answer.service.state == "running"
+    for kind, result in zip(names, results[1:], strict=True):
+        expected_error = {"bad_answer": "bad_answer", "disconnected": "unreachable"}[KINDS[kind][4]]
+        assert (result.error, result.answer) == (expected_error, None), (kind, result)
+        assert KINDS[kind][5] in result.message, (kind, result.message)
+        assert result.latency_ms < (DEADLINE + MARGIN) * 1000
+
+
+# -- the probe cycle, failover and snapshots -------------------------------------------------
+
+
+def register_fake(node: h.HostileNode, team, role: str, name: str) -> Server:
+    server = Server(team=team, role=role, name=name, host="127.0.0.1", port=node.port,
+                    admin_password=h.PASSWORD)  # fmt: skip
+    server.full_clean()
+    server.save()
+    return server
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_nodes_of_any_team_never_stop_a_failover(make_fleet, other_team, hostile_node,
+                                                     failover_settings):  # fmt: skip
+    fleet = make_fleet(failovers=1)
+    # A failover server that answers wrongly, first in the protection order: never chosen.
+    liar = register_fake(hostile_node({"/health": h.volume_as_string()}), fleet.recording.team,
+                         "failover", "Liar")  # fmt: skip
+    Protection.objects.filter(recording_server=fleet.recording).update(priority=1)
+    Protection.objects.create(recording_server=fleet.recording, failover_server=liar, priority=0)
+    bad = {
+        kind: register_fake(hostile_node({path: make()}), other_team, "recording", f"Bad {i}")
+        for i, (kind, (path, make, *_)) in enumerate(KINDS.items())
+    }
+
+    fleet.recording_node.client().set_fault("volume")
+    for _ in range(failover_settings.failures_before_failover):
+        started = time.monotonic()
+        probing.run_cycle(force=True)
+        assert time.monotonic() - started < failover_settings.probe_timeout + MARGIN
+
+    fleet.refresh()
+    assert fleet.recording.status == "volume_abnormal"
+    assert fleet.failovers[0].status == "normal"
+    liar.refresh_from_db()
+    assert liar.status == "bad_answer"
+    assert "bad answer to /health: volume must be an object" in liar.last_error
+    for kind, server in bad.items():
+        server.refresh_from_db()
+        assert server.status == KINDS[kind][4], (kind, server.last_error)
+        assert KINDS[kind][5] in server.last_error, kind
+    assert not FailoverEvent.objects.exclude(recording_server=fleet.recording).exists()
+
+    event = FailoverEvent.objects.get(recording_server=fleet.recording)
+    assert event.trigger == "volume_abnormal"
+    assert engine.advance(event.pk) == EventState.ACTIVE
+    event.refresh_from_db()
+    assert event.failover_server == fleet.failovers[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_bad_configuration_does_not_stop_the_other_snapshots(make_fleet, hostile_node):
+    fleet = make_fleet(failovers=1)
+    liar_node = hostile_node({"/config": h.as_json({"version": 1, "cameras": "all of them"})})
+    liar = register_fake(liar_node, fleet.recording.team, "recording", "Liar")
+    Protection.objects.create(recording_server=liar, failover_server=fleet.failovers[0])
+    client = fleet.recording_node.client()
+    config = client.get_config()
+    config["cameras"][0]["name"] = "Entrance (renamed)"
+    client.put_config(config, etag=config["etag"])
+
+    probing.run_cycle(force=True)
+
+    latest = ConfigSnapshot.objects.filter(server=fleet.recording).order_by("-taken_at").first()
+    assert latest.config["cameras"][0]["name"] == "Entrance (renamed)"
+    assert liar_node.seen("/config") == 1  # asked, refused, and nothing stored for it
+    assert not ConfigSnapshot.objects.filter(server=liar).exists()
+    liar.refresh_from_db()
+    assert liar.status == "normal"  # its health answer is fine; only its /config is not
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_password_no_key_decrypts_stays_with_its_server(make_fleet, other_team):
+    from cryptography.fernet import Fernet
+
+    from cms.inventory.secrets import Secret
+
+    fleet = make_fleet(failovers=1)
+    stranger = Server.objects.create(team=other_team, role="recording", name="Old keys",
+                                     host="127.0.0.1", port=9, admin_password="x")  # fmt: skip
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"secret").decode()
+    Server.objects.filter(pk=stranger.pk).update(admin_password=Secret.from_token(foreign))
+    fleet.recording_node.client().set_fault("service")
+
+    probing.run_cycle(force=True)
+    probing.run_cycle(force=True)
+
+    stranger.refresh_from_db()
+    assert stranger.status == "auth_failed"
+    assert "cannot be read" in stranger.last_error
+    fleet.refresh()
+    assert fleet.recording.status == "service_abnormal"
+    assert FailoverEvent.objects.get(recording_server=fleet.recording).trigger == "service_abnormal"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ from protocol.messages import (
     RecordingsPage,
     TakeoverAnswer,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HEALTH = {
     "state": "normal",
@@ -140,3 +144,22 @@ def test_the_agent_answers_with_the_models(tmp_path):
         assert login["expires_in"] == 3600 and isinstance(login["expires_in"], int)
     finally:
         runtime.stop()
+
+
+def _imports(package: str) -> set[str]:
+    """Top-level names of every module imported anywhere in ``package``."""
+    names = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_agent_and_the_cms_share_only_the_protocol():
+    assert not _imports("node") & {"cms", "failover"}
+    assert not _imports("protocol") & {"cms", "failover", "node", "django"}
+    assert "node" not in _imports("cms") | _imports("failover")
+    assert "protocol" in _imports("node") and "protocol" in _imports("cms")
