@@ -19,6 +19,7 @@ from cms.inventory.locking import set_lock
 from cms.inventory.models import FailoverServer, License, RecordingServer, Server, Team
 from cms.nodes.discovery import search
 from cms.nodes.services import test_connection
+from cms.nodes.webcalls import address_of, web_node_call
 from failover import engine
 from failover.events import actor_name
 
@@ -113,17 +114,23 @@ class ServerViewSet(CrudViewSet):
                    "made on it.")  # fmt: skip
     @action(detail=True, methods=["post"])
     def lock(self, request: Request, pk: str | None = None) -> Response:
-        return Response(self.get_serializer(set_lock(self.get_object(), True)).data)
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            return Response(self.get_serializer(set_lock(server, True)).data)
 
     @extend_schema(request=None, responses=s.ServerSerializer)
     @action(detail=True, methods=["post"])
     def unlock(self, request: Request, pk: str | None = None) -> Response:
-        return Response(self.get_serializer(set_lock(self.get_object(), False)).data)
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            return Response(self.get_serializer(set_lock(server, False)).data)
 
     @extend_schema(request=None, responses=s.ConnectionReportSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")
     def test_connection(self, request: Request, pk: str | None = None) -> Response:
-        report = test_connection(self.get_object())
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(request=s.ConnectionSerializer, responses=s.ConnectionReportSerializer)
@@ -131,7 +138,9 @@ class ServerViewSet(CrudViewSet):
     def test_new_connection(self, request: Request) -> Response:
         params = s.ConnectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = test_connection(Server(role=self.role, **params.validated_data))
+        server = Server(role=self.role, **params.validated_data)
+        with web_node_call(address_of(server)):
+            report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(
@@ -149,11 +158,13 @@ class ServerViewSet(CrudViewSet):
         """Search the LAN for node agents (the magnifier button)."""
         params = s.SearchSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        found = search(
-            timeout=params.validated_data["timeout"],
-            port=settings.CMS_DISCOVERY_PORT,
-            address=params.validated_data.get("address") or settings.CMS_DISCOVERY_ADDRESS,
-        )
+        address = params.validated_data.get("address") or settings.CMS_DISCOVERY_ADDRESS
+        with web_node_call(f"search:{address}"):
+            found = search(
+                timeout=params.validated_data["timeout"],
+                port=settings.CMS_DISCOVERY_PORT,
+                address=address,
+            )
         return Response(s.SearchResultSerializer(found, many=True).data)
 
     @extend_schema(request=s.BatchAddSerializer, responses={201: s.ServerSerializer(many=True)})
@@ -256,8 +267,10 @@ class LicenseViewSet(CrudViewSet):
         lic = self.get_object()
         params = s.LicenseInstallSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
-        license_service.install(lic, params.validated_data["server"],
-                                actor=actor_name(request.user))  # fmt: skip
+        target = params.validated_data["server"]
+        nodes = [address_of(x) for x in (target, lic.server) if x is not None]
+        with web_node_call(*nodes):
+            license_service.install(lic, target, actor=actor_name(request.user))
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)
 
@@ -265,6 +278,7 @@ class LicenseViewSet(CrudViewSet):
     @action(detail=True, methods=["post"])
     def uninstall(self, request: Request, pk: str | None = None) -> Response:
         lic = self.get_object()
-        license_service.uninstall(lic, actor=actor_name(request.user))
+        with web_node_call(*([address_of(lic.server)] if lic.server else [])):
+            license_service.uninstall(lic, actor=actor_name(request.user))
         lic.refresh_from_db()
         return Response(self.get_serializer(lic).data)

@@ -16,7 +16,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cms.nodes.errors import NodeError
+from cms.nodes.errors import NodeBusy, NodeError
+from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import can
 
 from . import licenses
@@ -60,7 +61,7 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
     server = _server(request, model_admin, object_id)
     existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
     try:
-        with transaction.atomic():
+        with web_node_call(address_of(server)), transaction.atomic():
             if existing:
                 lic = get_object_or_404(
                     License.objects.for_user(request.user), pk=existing, team_id=server.team_id
@@ -83,6 +84,8 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
             licenses.install(lic, server, actor=actor_name(request.user))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+    except NodeBusy as exc:
+        messages.error(request, f"{server.name}: {exc}")
     except NodeError as exc:
         messages.error(request, f"{server.name} refused the license: {exc}")
     else:
@@ -97,7 +100,10 @@ def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpR
     server = _server(request, model_admin, object_id)
     lic = get_object_or_404(server.licenses.all(), pk=request.POST.get("license"))
     try:
-        licenses.uninstall(lic, actor=actor_name(request.user))
+        with web_node_call(address_of(server)):
+            licenses.uninstall(lic, actor=actor_name(request.user))
+    except NodeBusy as exc:
+        messages.error(request, f"{server.name}: {exc}")
     except NodeError as exc:
         messages.error(request, f"{server.name} could not remove the license: {exc}")
     else:

@@ -70,6 +70,13 @@ class NodeBadAnswer(NodeBadResponse):
     code = "bad_answer"
 
 
+class NodeBusy(NodeError):
+    """This CMS process is already waiting for that node on behalf of another web
+    request; refused at once instead of tying up one more web thread."""
+
+    code = "busy"
+
+
 class EpochRefused(NodeError):
     """A takeover or release was fenced off: the node has seen a newer epoch."""
 
