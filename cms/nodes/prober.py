@@ -8,10 +8,11 @@ per request. The loop runs in a
 background thread of the worker process, so the (synchronous) Celery task calls
 `probe_all()` and gets plain results back.
 
-Every node is untrusted and isolated: each probe (login, request, /info) runs under
-one overall deadline, bodies are capped and depth-checked before parsing and then
-validated against ``protocol.messages``, and one probe's exception is turned into
-that node's result, never into the cycle's.
+Every node is untrusted and isolated: each request of a probe (login, the request,
+/info) ends within the probe timeout, body included, and a probe makes at most five;
+bodies are capped and depth-checked before parsing and then validated against
+``protocol.messages``; and one probe's exception is turned into that node's result,
+never into the cycle's.
 """
 
 from __future__ import annotations
@@ -168,10 +169,7 @@ class HealthProber:
         progress = _Progress()
         limit = aiohttp.ClientTimeout(total=timeout)
         try:
-            # One deadline for the whole probe (login, request, /info): aiohttp's
-            # timeouts count per request and per read, and a dripping node beats both.
-            async with asyncio.timeout(timeout):
-                await self._exchange(target, path, result, limit, progress)
+            await self._exchange(target, path, result, limit, progress)
         except _Refused as exc:
             result.answer, result.error, result.message = None, exc.error, exc.message
         except TimeoutError:
@@ -228,7 +226,8 @@ class HealthProber:
         self, target: Target, method: str, path: str, result: HealthResult,
         limit: aiohttp.ClientTimeout, progress: _Progress, **kwargs: Any,
     ) -> tuple[int, bytes]:  # fmt: skip
-        """One request; the body (bounded) only when the status is 200."""
+        """One request, ended by ``limit.total`` whatever the node does; the body
+        (bounded) only when the status is 200."""
         assert self._session is not None
         progress.path, progress.answering = path, False
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
@@ -240,10 +239,15 @@ class HealthProber:
                 if target.fingerprint
                 else False  # first contact: take the certificate, pin what was seen
             )
-        async with self._session.request(
-            method, target.base_url + path, ssl=ssl_arg, timeout=limit, headers=headers,
-            **kwargs,
-        ) as response:  # fmt: skip
+        # The deadline covers the body too, read here: a node that drips its body must
+        # not hold the probe past it, whatever aiohttp's own timers count.
+        async with (
+            asyncio.timeout(limit.total),
+            self._session.request(
+                method, target.base_url + path, ssl=ssl_arg, timeout=limit, headers=headers,
+                **kwargs,
+            ) as response,
+        ):  # fmt: skip
             progress.answering = True
             if target.https and not target.fingerprint and response.connection is not None:
                 ssl_object = response.connection.transport.get_extra_info("ssl_object")
