@@ -334,6 +334,8 @@ def asyncio_loop(servers: list[Any], timeout: float, cycles: int, emulator: Emul
     import asyncio
 
     from failover import probing
+    from protocol import parse
+    from protocol.messages import Health
 
     targets = [(s.pk, s.host, s.port, s.admin_password.reveal()) for s in servers]
     conns: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
@@ -376,7 +378,7 @@ def asyncio_loop(servers: list[Any], timeout: float, cycles: int, emulator: Emul
                     )
             except (OSError, TimeoutError, ValueError, KeyError):
                 return "disconnected"
-            return probing.classify(json.loads(answer)) if status == 200 else "error"
+            return probing.classify(parse(Health, answer)) if status == 200 else "error"
 
     async def cycle() -> list[str]:
         sem = asyncio.Semaphore(limit)

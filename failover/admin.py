@@ -26,6 +26,8 @@ from cms.inventory.admin import FailoverServerAdmin, HistoryInline, RecordingSer
 from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
 from cms.nodes.errors import NodeError
+from cms.nodes.transport import deadline
+from cms.nodes.webcalls import address_of, web_deadline, web_node_call
 from cms.permissions import can
 
 from . import engine, replace, restoration, timeline
@@ -131,12 +133,15 @@ class LockActions:
 
     def _set_lock(self, request: HttpRequest, queryset: QuerySet, locked: bool) -> None:
         done = []
-        for server in queryset:
-            try:
-                locking.set_lock(server, locked)
-                done.append(server.name)
-            except NodeError as exc:
-                self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
+        # One deadline for the whole request; each node is claimed while it is called.
+        with deadline(web_deadline()):
+            for server in queryset:
+                try:
+                    with web_node_call(address_of(server)):
+                        locking.set_lock(server, locked)
+                    done.append(server.name)
+                except NodeError as exc:  # NodeBusy included: that server is skipped
+                    self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
         if done:
             verb = "Locked" if locked else "Unlocked"
             self.message_user(request, f"{verb}: {', '.join(done)}.")

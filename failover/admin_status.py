@@ -27,7 +27,7 @@ STATUSES: dict[str, tuple[str, Q]] = {
     # One status per server: a server on duty counts under its duty, not its health
     # (its label still shows the health when that is not normal).
     "abnormal": (
-        "Abnormal (disconnected, volume, service, login)",
+        "Abnormal (disconnected, volume, service, login, bad answer)",
         Q(enabled=True, duty_state__isnull=True)
         & ~Q(status__in=[HealthStatus.NORMAL, HealthStatus.UNKNOWN]),
     ),

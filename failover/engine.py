@@ -47,6 +47,8 @@ from .models import ConfigSnapshot, Counter, FailoverEvent, FailoverSettings, Pr
 
 log = logging.getLogger(__name__)
 
+# Not triggers: auth_failed, certificate_changed and bad_answer. The node answers, so
+# its cameras are likely recording; what needs fixing is a password, a pin or the node.
 TRIGGER_FOR_STATUS = {
     HealthStatus.DISCONNECTED: Trigger.DISCONNECTED,
     HealthStatus.VOLUME_ABNORMAL: Trigger.VOLUME_ABNORMAL,

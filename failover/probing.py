@@ -3,6 +3,11 @@
 The database is written when something changes, not on every probe: counters
 saturate at the thresholds (a server that has been fine for a week does not
 count its millionth success), and last-seen is refreshed at a coarse grain.
+
+One server never stops the others: a node that answers against the protocol gets
+the bad-answer status with the reason, and an unexpected fault while handling one
+server (its target, its result, its decisions, its snapshot) is logged and confined
+to that server; the rest of the cycle goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
@@ -22,6 +26,7 @@ from cms.inventory.models import Server
 from cms.nodes.directory import resolve
 from cms.nodes.errors import NodeError
 from cms.nodes.prober import HealthResult, Target, prober
+from protocol.messages import Config, Health, Info
 
 from . import engine
 from .choices import EventState
@@ -52,8 +57,8 @@ class ProbeResult:
     status: str
     latency_ms: float | None = None
     error: str = ""
-    health: dict[str, Any] | None = None
-    info: dict[str, Any] | None = None  # what the node says it is, read once
+    health: Health | None = None
+    info: Info | None = None  # what the node says it is, read once
 
 
 @dataclass
@@ -65,11 +70,11 @@ class CycleReport:
     seconds: float = 0.0
 
 
-def classify(health: dict[str, Any]) -> str:
-    """A node's own health report, as one status."""
-    if (health.get("volume") or {}).get("state") == "crashed":
+def classify(health: Health) -> str:
+    """A node's own (validated) health report, as one status."""
+    if health.volume.state == "crashed":
         return HealthStatus.VOLUME_ABNORMAL
-    if (health.get("service") or {}).get("state") != "running":
+    if health.service.state != "running":
         return HealthStatus.SERVICE_ABNORMAL
     return HealthStatus.NORMAL
 
@@ -94,25 +99,44 @@ def target_for(server: Server) -> Target | None:
 _STATUS_FOR_ERROR = {
     "certificate_changed": HealthStatus.CERTIFICATE_CHANGED,
     "auth_failed": HealthStatus.AUTH_FAILED,
+    "bad_answer": HealthStatus.BAD_ANSWER,
 }
 
 
-def to_probe_result(result: HealthResult) -> ProbeResult:
-    if result.health is None:
+def to_probe_result(result: HealthResult) -> ProbeResult | None:
+    """The prober's result as a status; None when the prober itself failed (the server
+    keeps its status: a fault of the CMS says nothing about the node)."""
+    if result.error == "internal":
+        return None
+    if result.answer is None:
         status = _STATUS_FOR_ERROR.get(result.error, HealthStatus.DISCONNECTED)
         return ProbeResult(result.key, status, error=result.message)
-    status = classify(result.health)
-    error = "" if status == HealthStatus.NORMAL else _describe(result.health)
-    return ProbeResult(result.key, status, result.latency_ms, error, result.health, result.info)
+    status = classify(result.answer)
+    error = "" if status == HealthStatus.NORMAL else _describe(result.answer)
+    return ProbeResult(result.key, status, result.latency_ms, error, result.answer, result.info)
 
 
-def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult]:
-    """Probe all at once through the process's long-lived prober."""
-    targets = {s.pk: target_for(s) for s in servers}
+def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult | None]:
+    """Probe all at once through the process's long-lived prober; None for a server that
+    could not be probed because of a fault on this side (logged)."""
+    targets: dict[int, Target | None] = {}
+    unreadable: dict[int, ProbeResult] = {}
+    for server in servers:
+        try:
+            targets[server.pk] = target_for(server)
+        except Exception:  # e.g. a password no configured key decrypts
+            log.exception("server %s (%s): cannot build its probe", server.pk, server.name)
+            unreadable[server.pk] = ProbeResult(
+                server.pk, HealthStatus.AUTH_FAILED,
+                error="the stored credentials cannot be read (see the CMS log)",
+            )  # fmt: skip
     reachable = [t for t in targets.values() if t is not None]
     by_key = {r.key: r for r in prober().probe_all(reachable, timeout)} if reachable else {}
-    results = []
+    results: list[ProbeResult | None] = []
     for server in servers:
+        if server.pk in unreadable:
+            results.append(unreadable[server.pk])
+            continue
         if targets[server.pk] is None:
             results.append(ProbeResult(server.pk, HealthStatus.DISCONNECTED,
                                        error="QuickConnect ID not registered"))  # fmt: skip
@@ -127,10 +151,8 @@ def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult]:
     return results
 
 
-def _describe(health: dict[str, Any]) -> str:
-    volume = (health.get("volume") or {}).get("state")
-    service = (health.get("service") or {}).get("state")
-    return f"volume {volume}, surveillance service {service}"
+def _describe(health: Health) -> str:
+    return f"volume {health.volume.state}, surveillance service {health.service.state}"
 
 
 def apply_result(
@@ -153,12 +175,12 @@ def apply_result(
     server.status = result.status
     server.last_error = result.error[:1000]
     if result.info:
-        server.model = str(result.info.get("model", ""))[:64]
-        server.serial = str(result.info.get("serial", ""))[:64]
-        server.software_version = str(result.info.get("version", ""))[:32]
-        server.locked = bool(result.info.get("locked"))
+        server.model = result.info.model[:64]
+        server.serial = result.info.serial[:64]
+        server.software_version = result.info.version[:32]
+        server.locked = bool(result.info.locked)
     if result.health is not None:
-        server.cms_mode = result.health.get("cms_mode", server.cms_mode) or server.cms_mode
+        server.cms_mode = result.health.cms_mode or server.cms_mode
         if _last_seen_due(server, now):
             server.last_seen = now
     changed = tuple(getattr(server, f) for f in HEALTH_FIELDS) != before
@@ -215,13 +237,22 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     report = CycleReport(ran=True, probed=len(servers))
     results = probe_servers(servers, settings.probe_timeout) if servers else []
     dirty = []
+    by_id: dict[int, tuple[Server, ProbeResult]] = {}
     for server, result in zip(servers, results, strict=True):
-        if apply_result(server, result, settings, now):
-            dirty.append(server)
+        if result is None:
+            continue
+        try:
+            if apply_result(server, result, settings, now):
+                dirty.append(server)
+        except Exception:
+            log.exception("server %s (%s): its probe result was not applied", server.pk,
+                          server.name)  # fmt: skip
+            server.refresh_from_db()  # nothing half-applied is written or decided on
+            continue
+        by_id[server.pk] = (server, result)
     write_health(dirty)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
-    by_id = {s.pk: (s, r) for s, r in zip(servers, results, strict=True)}
     evaluate(by_id, settings)
     report.seconds = time.monotonic() - started
     return report
@@ -246,43 +277,61 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
     for server_id, (server, result) in by_id.items():
         if server.role != Role.RECORDING:
             continue
-        event = open_events.get(server_id)
-        trigger = engine.TRIGGER_FOR_STATUS.get(server.status)
-        if event is None:
-            if (
-                trigger
-                and settings.auto_failover
-                and trigger in settings.triggers()
-                and server_id in protected
-                and server.consecutive_failures >= settings.failures_before_failover
-            ):
-                engine.open_failover(
-                    server,
-                    trigger,
-                    reason=f"{server.last_error or trigger} "
-                    f"({server.consecutive_failures} probes in a row)",
-                )
-            elif server_id in protected and result.status == HealthStatus.NORMAL:
-                reported = (result.health or {}).get("config_version")
-                if reported is None or str(reported) != latest_versions.get(server_id):
-                    stale_snapshots.append(server)
-            continue
-        if (
-            server.status == HealthStatus.NORMAL
-            and server.consecutive_successes >= settings.successes_before_recovery
-        ):
-            engine.mark_recovered(event)
-            event.refresh_from_db()
-        if event.state in (
-            EventState.NO_FAILOVER_SERVER,
-            EventState.WAITING_FAILBACK,
-        ) or (event.state in _RESUMABLE and _lease_expired(event)):
-            engine.enqueue_advance(event.pk)
+        try:
+            if _decide(server, result, open_events.get(server_id), settings,
+                       protected=server_id in protected,
+                       latest_version=latest_versions.get(server_id)):  # fmt: skip
+                stale_snapshots.append(server)
+        except Exception:
+            log.exception("server %s (%s): failover decision failed", server_id, server.name)
     refresh_snapshots(stale_snapshots)
     # Events whose recording server is no longer probed (disabled) still need driving.
     for event in open_events.values():
         if event.recording_server_id not in by_id and _lease_expired(event):
             engine.enqueue_advance(event.pk)
+
+
+def _decide(
+    server: Server,
+    result: ProbeResult,
+    event: FailoverEvent | None,
+    settings: FailoverSettings,
+    *,
+    protected: bool,
+    latest_version: str | None,
+) -> bool:
+    """One recording server's decisions; True when its configuration snapshot is stale."""
+    trigger = engine.TRIGGER_FOR_STATUS.get(server.status)
+    if event is None:
+        if (
+            trigger
+            and settings.auto_failover
+            and trigger in settings.triggers()
+            and protected
+            and server.consecutive_failures >= settings.failures_before_failover
+        ):
+            engine.open_failover(
+                server,
+                trigger,
+                reason=f"{server.last_error or trigger} "
+                f"({server.consecutive_failures} probes in a row)",
+            )
+        elif protected and result.status == HealthStatus.NORMAL and result.health is not None:
+            reported = result.health.config_version
+            return reported is None or str(reported) != latest_version
+        return False
+    if (
+        server.status == HealthStatus.NORMAL
+        and server.consecutive_successes >= settings.successes_before_recovery
+    ):
+        engine.mark_recovered(event)
+        event.refresh_from_db()
+    if event.state in (
+        EventState.NO_FAILOVER_SERVER,
+        EventState.WAITING_FAILBACK,
+    ) or (event.state in _RESUMABLE and _lease_expired(event)):
+        engine.enqueue_advance(event.pk)
+    return False
 
 
 _RESUMABLE = {
@@ -302,17 +351,42 @@ def refresh_snapshots(servers: list[Server]) -> None:
     and tokens (a cold start reads them all), and store the new versions."""
     if not servers:
         return
-    targets = [t for t in (target_for(s) for s in servers) if t is not None]
+    targets = []
+    for server in servers:
+        try:
+            target = target_for(server)
+        except Exception:
+            log.exception("server %s (%s): cannot build its probe", server.pk, server.name)
+            continue
+        if target is not None:
+            targets.append(target)
     settings = FailoverSettings.load()
     by_pk = {s.pk: s for s in servers}
     snapshots = []
     for result in prober().probe_all(targets, settings.probe_timeout * 2, path="/config"):
-        if result.health is None:
+        if not isinstance(result.answer, Config):
             log.warning("could not read the configuration of %s: %s",
                         by_pk[result.key].name, result.message)  # fmt: skip
             continue
-        version = str(result.health.get("version", ""))
-        cameras = result.health.get("cameras", [])
-        config = {"version": version, "cameras": cameras}
-        snapshots.append(ConfigSnapshot(server_id=result.key, version=version, config=config))
-    ConfigSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True, batch_size=500)
+        config = result.answer.to_json()
+        version = str(config["version"])
+        snapshot = {"version": version, "cameras": config["cameras"]}
+        snapshots.append(ConfigSnapshot(server_id=result.key, version=version, config=snapshot))
+    _store_snapshots(snapshots, by_pk)
+
+
+def _store_snapshots(snapshots: list[ConfigSnapshot], by_pk: dict[int, Server]) -> None:
+    """All at once; if that fails, one by one, so one bad row does not lose the others."""
+    try:
+        with transaction.atomic():
+            ConfigSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True, batch_size=500)
+        return
+    except Exception:
+        log.exception("storing %s configuration snapshots at once failed", len(snapshots))
+    for snapshot in snapshots:
+        try:
+            with transaction.atomic():
+                ConfigSnapshot.objects.bulk_create([snapshot], ignore_conflicts=True)
+        except Exception:
+            log.exception("the configuration snapshot of %s was not stored",
+                          by_pk[snapshot.server_id].name)  # fmt: skip

@@ -21,6 +21,20 @@ from node.recorder import Recorder
 from node.state import FaultWatcher, StateStore, check_password, write_fault
 from node.storage import Storage
 from node.timeutil import iso
+from protocol.messages import (
+    Faults,
+    FaultsAnswer,
+    Health,
+    Info,
+    Licenses,
+    LoginAnswer,
+    OnBehalfOf,
+    PurgeAnswer,
+    RecordingStatus,
+    Service,
+    TakeoverAnswer,
+    Volume,
+)
 
 LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
 CMS_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
@@ -111,26 +125,26 @@ class NodeRuntime:
             self.throttle.failed(client)
             raise ApiError(401, "auth_failed", "wrong username or password")
         self.throttle.succeeded(client)
-        return {"token": self.tokens.issue(username), "expires_in": int(self.tokens.ttl)}
+        return LoginAnswer(token=self.tokens.issue(username), expires_in=self.tokens.ttl).to_json()
 
     # -- read-only views -----------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         st = self.store.read()
         cms = st["cms"]
-        return {
-            "name": st["name"],
-            "model": st["model"],
-            "serial": st["serial"],
-            "version": __version__,
-            "api_version": API_VERSION,
-            "cms_mode": cms["mode"],
-            "cms_enabled": cms["enabled"],
-            "paired": cms["host"] is not None,
-            "locked": bool(cms["refuse_other_hosts"] or cms["refuse_local_changes"]),
-            "https": self.options.https,
-            "quickconnect_id": st["quickconnect"]["id"],
-        }
+        return Info(
+            name=st["name"],
+            model=st["model"],
+            serial=st["serial"],
+            version=__version__,
+            api_version=API_VERSION,
+            cms_mode=cms["mode"],
+            cms_enabled=cms["enabled"],
+            paired=cms["host"] is not None,
+            locked=bool(cms["refuse_other_hosts"] or cms["refuse_local_changes"]),
+            https=self.options.https,
+            quickconnect_id=st["quickconnect"]["id"],
+        ).to_json()
 
     def health(self) -> dict[str, Any]:
         st = self.store.read()
@@ -159,22 +173,25 @@ class NodeRuntime:
         else:
             overall = "normal"
         takeover = st.get("takeover")
-        return {
-            "state": overall,
-            "volume": {"state": volume, "free_bytes": free, "total_bytes": total},
-            "service": {"state": service},
-            "faults": faults,
-            "recording": {
-                "cameras": cameras,
-                "on_behalf_of": takeover["on_behalf_of"] if takeover else None,
-                "takeover_epoch": takeover["epoch"] if takeover else None,
-            },
-            "epoch": st["epoch"],
-            "cms_mode": st["cms"]["mode"],
+        # Built from the protocol's model: what the CMS validates is what is sent.
+        return Health(
+            state=overall,
+            volume=Volume(state=volume, free_bytes=free, total_bytes=total),
+            service=Service(state=service),
+            faults=Faults(**faults),
+            recording=RecordingStatus.model_validate(
+                {
+                    "cameras": cameras,
+                    "on_behalf_of": takeover["on_behalf_of"] if takeover else None,
+                    "takeover_epoch": takeover["epoch"] if takeover else None,
+                }
+            ),
+            epoch=st["epoch"],
+            cms_mode=st["cms"]["mode"],
             # lets the CMS refresh its configuration snapshot only when it changed
-            "config_version": st["config"]["version"],
-            "time": iso(time.time()),
-        }
+            config_version=st["config"]["version"],
+            time=iso(time.time()),
+        ).to_json()
 
     def get_config(self) -> dict[str, Any]:
         return self.store.read()["config"]
@@ -276,13 +293,15 @@ class NodeRuntime:
         takeover = self.store.read().get("takeover")
         if takeover and takeover["on_behalf_of"]["id"] == obo_id:
             raise conflict("busy", "still recording on behalf of this server; release first")
-        return {"deleted": self.storage.purge_failover(obo_id)}
+        return PurgeAnswer(deleted=self.storage.purge_failover(obo_id)).to_json()
 
     # -- licenses ------------------------------------------------------------
 
     def licenses(self) -> dict[str, Any]:
         lic = self.store.read()["licenses"]
-        return {"licenses": lic, "total_cameras": sum(x["cameras"] for x in lic)}
+        return Licenses.model_validate(
+            {"licenses": lic, "total_cameras": sum(x["cameras"] for x in lic)}
+        ).to_json()
 
     def install_license(self, body: dict[str, Any]) -> dict[str, Any]:
         lic = _license(body)
@@ -372,7 +391,7 @@ class NodeRuntime:
             faults = write_fault(self.data_dir, kind if isinstance(kind, str) else "")
         except ValueError as exc:
             raise bad_request(str(exc)) from None
-        return {"faults": faults}
+        return FaultsAnswer(faults=Faults(**faults)).to_json()
 
 
 def config_etag(version: int) -> str:
@@ -396,12 +415,12 @@ def _stale(epoch: int, newest: int, message: str | None = None) -> ApiError:
 
 def _takeover_view(st: dict[str, Any]) -> dict[str, Any]:
     t = st.get("takeover")
-    return {
-        "epoch": st["epoch"],
-        "active": t is not None,
-        "on_behalf_of": t["on_behalf_of"] if t else None,
-        "cameras": [c["id"] for c in t["cameras"]] if t else [],
-    }
+    return TakeoverAnswer(
+        epoch=st["epoch"],
+        active=t is not None,
+        on_behalf_of=OnBehalfOf(**t["on_behalf_of"]) if t else None,
+        cameras=[c["id"] for c in t["cameras"]] if t else [],
+    ).to_json()
 
 
 def _license(body: dict[str, Any]) -> dict[str, Any]:

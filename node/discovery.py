@@ -27,6 +27,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
+from protocol.messages import DiscoveryAnswer, DiscoverySearch
+
 log = logging.getLogger("node.discovery")
 
 DEFAULT_PORT = 19997
@@ -55,18 +59,16 @@ class DiscoveryResponder(threading.Thread):
             except OSError:
                 return
             try:
-                msg = json.loads(data)
-            except ValueError:
+                search = DiscoverySearch.model_validate_json(data)
+            except ValidationError:
                 continue  # not ours: ignore silently, never answer garbage
-            if not isinstance(msg, dict) or msg.get("type") != "cms-node-search":
+            try:
+                answer = DiscoveryAnswer(
+                    type="cms-node-here", v=1, nonce=search.nonce, **self.describe()
+                ).to_json()
+            except ValidationError as exc:  # our own identity does not fit the protocol
+                log.warning("discovery answer not sent: %s", exc.errors()[0]["msg"])
                 continue
-            nonce = msg.get("nonce")
-            answer = {
-                "type": "cms-node-here",
-                "v": 1,
-                "nonce": nonce if isinstance(nonce, str) else None,
-                **self.describe(),
-            }
             try:
                 self.sock.sendto(json.dumps(answer).encode()[:MAX_DATAGRAM], peer)
             except OSError as exc:

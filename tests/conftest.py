@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.node_io",
     "tests.fixtures.proxy",
+    "tests.fixtures.hostile",
 ]
 
 

@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from cms.nodes.errors import NodeError
+from cms.nodes.errors import NodeBusy, NodeError
 
 CODES = {
     400: "validation_error",
@@ -55,6 +55,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, NodeBusy):  # this CMS is waiting for that node already: retry soon
+        response = error_response(503, "node_busy", str(exc))
+        response["Retry-After"] = "5"
+        return response
     if isinstance(exc, NodeError):
         return error_response(502, f"node_{exc.code}", str(exc))
     response = drf_exception_handler(exc, context)

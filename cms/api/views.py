@@ -21,6 +21,7 @@ from cms.inventory.models import FailoverServer, License, RecordingServer, Serve
 from cms.nodes import directory, enrollment
 from cms.nodes.discovery import search
 from cms.nodes.services import ConnectionReport, test_connection
+from cms.nodes.webcalls import address_of, web_node_call
 from failover import engine
 from failover.events import actor_name
 
@@ -112,17 +113,23 @@ class ServerViewSet(CrudViewSet):
                    "made on it.")  # fmt: skip
     @action(detail=True, methods=["post"])
     def lock(self, request: Request, pk: str | None = None) -> Response:
-        return Response(self.get_serializer(set_lock(self.get_object(), True)).data)
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            return Response(self.get_serializer(set_lock(server, True)).data)
 
     @extend_schema(request=None, responses=s.ServerSerializer)
     @action(detail=True, methods=["post"])
     def unlock(self, request: Request, pk: str | None = None) -> Response:
-        return Response(self.get_serializer(set_lock(self.get_object(), False)).data)
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            return Response(self.get_serializer(set_lock(server, False)).data)
 
     @extend_schema(request=None, responses=s.ConnectionReportSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")
     def test_connection(self, request: Request, pk: str | None = None) -> Response:
-        report = test_connection(self.get_object())
+        server = self.get_object()
+        with web_node_call(address_of(server)):
+            report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(request=s.ConnectionSerializer, responses=s.ConnectionReportSerializer)
@@ -136,7 +143,8 @@ class ServerViewSet(CrudViewSet):
             hidden = directory.unknown_id(qc_id)  # as if it were not bound
             report = ConnectionReport(ok=False, error_code=hidden.code, message=hidden.message)
         else:
-            report = test_connection(server)
+            with web_node_call(address_of(server)):
+                report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(
@@ -154,11 +162,13 @@ class ServerViewSet(CrudViewSet):
         """Search the LAN for node agents (the magnifier button)."""
         params = s.SearchSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        found = search(
-            timeout=params.validated_data["timeout"],
-            port=settings.CMS_DISCOVERY_PORT,
-            address=params.validated_data.get("address") or settings.CMS_DISCOVERY_ADDRESS,
-        )
+        address = params.validated_data.get("address") or settings.CMS_DISCOVERY_ADDRESS
+        with web_node_call(f"search:{address}"):
+            found = search(
+                timeout=params.validated_data["timeout"],
+                port=settings.CMS_DISCOVERY_PORT,
+                address=address,
+            )
         return Response(s.SearchResultSerializer(found, many=True).data)
 
     @extend_schema(request=s.BatchAddSerializer, responses={201: s.ServerSerializer(many=True)})
@@ -290,9 +300,11 @@ class LicenseViewSet(CrudViewSet):
         lic = self.get_object()
         params = s.LicenseInstallSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
+        target = params.validated_data["server"]
+        nodes = [address_of(x) for x in (target, lic.server) if x is not None]
         try:
-            license_service.install(lic, params.validated_data["server"],
-                                    actor=actor_name(request.user))  # fmt: skip
+            with web_node_call(*nodes):
+                license_service.install(lic, target, actor=actor_name(request.user))
         except license_service.LicenseMovedMeanwhile as exc:
             raise Conflict(str(exc), code="license_moved") from None
         except license_service.LicenseOfAnotherTeam as exc:
@@ -305,7 +317,8 @@ class LicenseViewSet(CrudViewSet):
     def uninstall(self, request: Request, pk: str | None = None) -> Response:
         lic = self.get_object()
         try:
-            license_service.uninstall(lic, actor=actor_name(request.user))
+            with web_node_call(*([address_of(lic.server)] if lic.server else [])):
+                license_service.uninstall(lic, actor=actor_name(request.user))
         except license_service.LicenseMovedMeanwhile as exc:
             raise Conflict(str(exc), code="license_moved") from None
         lic.refresh_from_db()

@@ -2,6 +2,8 @@
 
 Small JSON views under each server tab's admin URLs, used by the page's script
 without leaving it. They check the same permission as the API (`test_connection`).
+Their node calls run inside `web_node_call`: at most 10 s, and one request per node
+at a time per process (a second gets a "busy" answer at once).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from django.views.decorators.http import require_POST
 
 from cms.nodes.client import client_for
 from cms.nodes.discovery import search
-from cms.nodes.errors import NodeError
+from cms.nodes.errors import NodeBusy, NodeError
 from cms.nodes.services import test_connection
+from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import can
 
 from .addresses import host_errors, quickconnect_id_errors
@@ -69,7 +72,11 @@ def test_connection_view(request: HttpRequest, role: str) -> JsonResponse:
     server, errors = _server_from(request, role)
     if server is None:
         return JsonResponse({"ok": False, "errors": errors}, status=400)
-    return JsonResponse(asdict(test_connection(server)))
+    try:
+        with web_node_call(address_of(server)):
+            return JsonResponse(asdict(test_connection(server)))
+    except NodeBusy as exc:
+        return _busy(exc)
 
 
 @require_POST
@@ -81,7 +88,11 @@ def search_view(request: HttpRequest, role: str) -> JsonResponse:
     except ValueError:
         message = "Not an IPv4 broadcast address."
         return JsonResponse({"results": [], "message": message}, status=400)
-    found = search(timeout=2.0, port=settings.CMS_DISCOVERY_PORT, address=address)
+    try:
+        with web_node_call(f"search:{address}"):
+            found = search(timeout=2.0, port=settings.CMS_DISCOVERY_PORT, address=address)
+    except NodeBusy as exc:
+        return JsonResponse({"results": [], "message": exc.message}, status=503)
     return JsonResponse({"results": found})
 
 
@@ -93,12 +104,19 @@ def enable_view(request: HttpRequest, role: str) -> JsonResponse:
     if server is None:
         return JsonResponse({"ok": False, "errors": errors}, status=400)
     try:
-        info: Any = client_for(server, pin=False).enable_cms(
-            role,
-            refuse_other_hosts=request.POST.get("refuse_other_hosts") == "on",
-            refuse_local_changes=request.POST.get("refuse_local_changes") == "on",
-        )
+        with web_node_call(address_of(server)):
+            info: Any = client_for(server, pin=False).enable_cms(
+                role,
+                refuse_other_hosts=request.POST.get("refuse_other_hosts") == "on",
+                refuse_local_changes=request.POST.get("refuse_local_changes") == "on",
+            )
+    except NodeBusy as exc:
+        return _busy(exc)
     except NodeError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "message": str(exc)})
     message = f"The CMS service of {info.get('name')} is enabled."
     return JsonResponse({"ok": True, "cms_mode": info.get("cms_mode"), "message": message})
+
+
+def _busy(exc: NodeBusy) -> JsonResponse:
+    return JsonResponse({"ok": False, "error_code": exc.code, "message": exc.message}, status=503)

@@ -17,7 +17,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cms.nodes.errors import NodeError
+from cms.nodes.errors import NodeBusy, NodeError
+from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import can
 
 from . import licenses
@@ -90,11 +91,14 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
         else:
             lic = License(key=key, team=server.team, cameras=request.POST.get("cameras") or 1)
             lic.full_clean()  # saved only once the node has taken it
-        licenses.install(lic, server, actor=actor_name(request.user))
+        with web_node_call(address_of(server)):
+            licenses.install(lic, server, actor=actor_name(request.user))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     except (licenses.LicenseMovedMeanwhile, licenses.LicenseOfAnotherTeam) as exc:
         messages.error(request, str(exc))
+    except NodeBusy as exc:
+        messages.error(request, f"{server.name}: {exc}")
     except NodeError as exc:
         messages.error(request, f"{server.name} refused the license: {exc}")
     else:
@@ -109,9 +113,12 @@ def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpR
     server = _server(request, model_admin, object_id)
     lic = get_object_or_404(server.licenses.all(), pk=_license_id(request.POST.get("license")))
     try:
-        licenses.uninstall(lic, actor=actor_name(request.user))
+        with web_node_call(address_of(server)):
+            licenses.uninstall(lic, actor=actor_name(request.user))
     except licenses.LicenseMovedMeanwhile as exc:
         messages.error(request, str(exc))
+    except NodeBusy as exc:
+        messages.error(request, f"{server.name}: {exc}")
     except NodeError as exc:
         messages.error(request, f"{server.name} could not remove the license: {exc}")
     else:

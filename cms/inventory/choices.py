@@ -23,6 +23,9 @@ class HealthStatus(models.TextChoices):
     SERVICE_ABNORMAL = "service_abnormal", "Surveillance service abnormal"
     AUTH_FAILED = "auth_failed", "Authentication failed"
     CERTIFICATE_CHANGED = "certificate_changed", "Certificate changed"
+    # Answers, but not as the protocol says (wrong types, too large, too deep, too
+    # slow): a fault to fix on the node, not a reason to fail over.
+    BAD_ANSWER = "bad_answer", "Bad answer"
 
 
 class CmsMode(models.TextChoices):

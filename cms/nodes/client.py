@@ -5,7 +5,12 @@ Plain ``requests`` underneath, with:
 * kept-alive connections: one ``Session`` per (thread, node address, pin), reused by
   every client built for that node in that thread, so probing thousands of nodes
   does not pay a TCP (and TLS) handshake each time;
-* ``(connect, read)`` timeouts on every request;
+* ``(connect, read)`` timeouts on every request, and an overall deadline per call
+  (``deadline``, default 20 s; see ``transport.py`` for how a dripping node is cut off);
+* bounded answers: JSON bodies over 1 MiB or nested over 32 levels are refused before
+  parsing, and every answer is validated against its model in ``protocol.messages``
+  (:class:`NodeBadAnswer` says which field is wrong); listings are capped per page
+  and in pages;
 * automatic retries only where repeating is harmless: any request whose connection
   failed before it was sent, and idempotent ``GET``/``HEAD`` (also on 502/503/504);
 * HTTPS pinned by certificate fingerprint (trust on first use): the first contact
@@ -23,30 +28,62 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+import urllib3.exceptions
 
 from cms.nodes.errors import (
     CertificateChanged,
     EpochRefused,
     NodeAuthFailed,
+    NodeBadAnswer,
     NodeBadResponse,
     NodeError,
     NodeRefused,
     NodeUnreachable,
 )
+from cms.nodes.transport import (
+    Call,
+    DeadlinePassed,
+    Watchdog,
+    allowed,
+    deadline,
+    read_body,
+    session_for,
+    shutdown,
+    time_left,
+)
+from protocol import BadAnswer, loads_bounded, validate
+from protocol.limits import MAX_LISTING_PAGES, MAX_PAGE_ITEMS
+from protocol.messages import (
+    Answer,
+    Config,
+    ErrorAnswer,
+    FaultsAnswer,
+    Health,
+    Info,
+    License,
+    Licenses,
+    LoginAnswer,
+    PurgeAnswer,
+    RecordingsPage,
+    TakeoverAnswer,
+    UploadStatus,
+)
+
+A = TypeVar("A", bound=Answer)
 
 API = "/api/v1"
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 15.0)
+DEFAULT_DEADLINE = 20.0  # seconds for one call, login and retries included
 UPLOAD_CHUNK = 1024 * 1024
 TOKEN_MARGIN = 30.0  # renew a cached token this long before the node expires it
 
@@ -59,83 +96,53 @@ def normalize_fingerprint(value: str) -> str:
 
 
 def fetch_fingerprint(host: str, port: int, timeout: float = 5.0) -> str:
-    """SHA-256 of the certificate a node presents now (the trust-on-first-use read)."""
-    try:
-        pem = ssl.get_server_certificate((host, port), timeout=timeout)
-    except ssl.SSLError as exc:
-        raise NodeBadResponse(
-            f"{host}:{port} does not answer TLS ({exc.reason or exc}); is HTTPS enabled on "
-            "the node?",
-            code="tls_error",
-        ) from None
-    except (OSError, TimeoutError) as exc:
-        raise NodeUnreachable(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    """SHA-256 of the certificate a node presents now (the trust-on-first-use read).
 
-
-class _PinnedAdapter(HTTPAdapter):
-    """Verifies the peer by its pinned fingerprint instead of a CA chain.
-
-    Self-signed node certificates have no CA to check, so ``cert_reqs`` is off and
-    urllib3's ``assert_fingerprint`` does the verification on every new connection.
+    Bounded like every call: a peer that drips its handshake is cut off when
+    ``timeout`` (or an enclosing deadline) passes.
     """
+    with deadline(timeout):
+        left = time_left() or 0.0
+        if left <= 0:
+            raise NodeUnreachable(f"no time left to reach {host}:{port}")
+        end = time.monotonic() + left
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # reading the certificate is the point
+        expired = threading.Event()
+        watchdog = None
+        try:
+            with socket.create_connection((host, port), timeout=left) as raw:
 
-    def __init__(self, fingerprint: str, **kwargs: Any) -> None:
-        self._fingerprint = fingerprint
-        super().__init__(**kwargs)
+                def cut_off() -> None:
+                    expired.set()
+                    shutdown(raw)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self._fingerprint
-        kwargs["assert_hostname"] = False
-        super().init_poolmanager(*args, **kwargs)
+                watchdog = Watchdog(end, cut_off)
+                with context.wrap_socket(raw, server_hostname=host) as tls:
+                    der = tls.getpeercert(binary_form=True)
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                raise NodeUnreachable(
+                    f"{host}:{port} did not finish the TLS handshake within {left:g} s"
+                ) from None
+            if isinstance(exc, ssl.SSLError):
+                raise NodeBadResponse(
+                    f"{host}:{port} does not answer TLS ({exc.reason or exc}); is HTTPS "
+                    "enabled on the node?",
+                    code="tls_error",
+                ) from None
+            raise NodeUnreachable(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+    if not der:
+        raise NodeBadResponse(f"{host}:{port} presented no certificate", code="tls_error")
+    return hashlib.sha256(der).hexdigest()
 
 
-def _retry(retries: int) -> Retry:
-    return Retry(
-        total=retries,
-        connect=retries,  # never sent: safe for every method
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"GET", "HEAD"}),  # read/status retries only for these
-        status_forcelist=(502, 503, 504),
-        backoff_factor=0.2,
-        raise_on_status=False,
-        respect_retry_after_header=False,
-    )
-
-
-_local = threading.local()
 _tokens: dict[tuple[str, str, int, str, str], tuple[str, float]] = {}
 _tokens_lock = threading.Lock()
-
-
-def _session_for(
-    scheme: str, host: str, port: int, fingerprint: str | None, retries: int
-) -> requests.Session:
-    """A kept-alive session per thread and node (sessions are not shared across threads)."""
-    sessions: dict = getattr(_local, "sessions", None) or {}
-    _local.sessions = sessions
-    key = (scheme, host, port, fingerprint, retries)
-    session = sessions.get(key)
-    if session is None:
-        if len(sessions) > 256:  # bound per-thread memory on a very large fleet
-            for old in list(sessions)[:128]:
-                sessions.pop(old).close()
-        session = requests.Session()
-        session.trust_env = False  # a node is on the LAN: never through an HTTP proxy
-        adapter: HTTPAdapter
-        if scheme == "https":
-            assert fingerprint
-            adapter = _PinnedAdapter(
-                fingerprint, max_retries=_retry(retries), pool_connections=1, pool_maxsize=4
-            )
-            session.verify = False  # the pin replaces CA verification (see _PinnedAdapter)
-        else:
-            adapter = HTTPAdapter(max_retries=_retry(retries), pool_connections=1, pool_maxsize=4)
-        session.mount(f"{scheme}://", adapter)
-        sessions[key] = session
-    return session
 
 
 def forget_tokens() -> None:
@@ -163,16 +170,18 @@ class Download:
         self.offset = requested_offset if self.partial else 0
         self.etag = response.headers.get("ETag", "")
         self.sha256 = self.etag.strip('"')
-        length = int(response.headers.get("Content-Length", "0"))
+        length = _header_int("Content-Length", response.headers.get("Content-Length", "0"))
         content_range = response.headers.get("Content-Range", "")
         self.size = (
-            int(content_range.rsplit("/", 1)[1])
+            _header_int("Content-Range", content_range.rsplit("/", 1)[1])
             if self.partial and "/" in content_range
             else length
         )
         self.length = length
 
     def chunks(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        # Files are not size-capped (recordings are large) and each read is bounded by
+        # the read timeout; the restoration verifies size and sha256 at the end.
         try:
             yield from self.response.iter_content(chunk_size)
         except requests.RequestException as exc:
@@ -204,6 +213,7 @@ class NodeClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 1,
         cms_host_id: str | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -216,6 +226,7 @@ class NodeClient:
         self.timeout = timeout
         self.retries = retries
         self.cms_host_id = cms_host_id
+        self.deadline = deadline
         self.scheme = "https" if https else "http"
         netloc = f"[{host}]" if ":" in host else host
         self.base_url = f"{self.scheme}://{netloc}:{self.port}{API}"
@@ -241,7 +252,7 @@ class NodeClient:
 
     def _session(self) -> requests.Session:
         self.pin()
-        return _session_for(self.scheme, self.host, self.port, self.fingerprint, self.retries)
+        return session_for(self.scheme, self.host, self.port, self.fingerprint, self.retries)
 
     def _send(
         self,
@@ -250,28 +261,73 @@ class NodeClient:
         *,
         headers: dict[str, str] | None = None,
         timeout: tuple[float, float] | None = None,
+        stream: bool = False,
         **kwargs: Any,
     ) -> requests.Response:
-        hdrs = {"Accept": "application/json"}
+        """One HTTP exchange within the current deadline; the body is read (bounded)
+        unless ``stream``, in which case only the status and headers are waited for."""
+        hdrs = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self.cms_host_id:
             hdrs["X-CMS-Host"] = self.cms_host_id
         hdrs.update(headers or {})
+        session = self._session()  # pins first: the pin has its own bounded TLS read
+        connect, read = timeout or self.timeout
         try:
-            return self._session().request(
-                method,
-                self.base_url + path,
-                headers=hdrs,
-                timeout=timeout or self.timeout,
-                allow_redirects=False,
-                **kwargs,
+            with Call() as call:
+                try:
+                    resp = session.request(
+                        method,
+                        self.base_url + path,
+                        headers=hdrs,
+                        timeout=call.timeouts(connect, read),
+                        allow_redirects=False,
+                        stream=True,
+                        **kwargs,
+                    )
+                except requests.RequestException as exc:
+                    if call.expired:
+                        raise DeadlinePassed from None
+                    raise self._transport_error(exc) from None
+                if stream and resp.status_code < 300:
+                    return resp  # a file: its chunks are read by the caller
+                return self._read(resp, path, call)
+        except DeadlinePassed:
+            raise NodeUnreachable(
+                f"{self.host}:{self.port} did not answer {path} within {_seconds(allowed())}"
+            ) from None
+
+    def _read(self, resp: requests.Response, path: str, call: Call) -> requests.Response:
+        """Read the body under the size cap; a body still coming at the deadline is cut."""
+        try:
+            body = read_body(resp)
+        except BadAnswer as exc:
+            resp.close()  # never put a half-read connection back in the pool
+            raise NodeBadAnswer(f"bad answer to {path}: {exc}") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            resp.close()
+            if not call.expired:
+                raise NodeUnreachable(
+                    f"the answer of {self.host}:{self.port} to {path} broke off: {_reason(exc)}"
+                ) from None
+            body = b""
+        if call.expired:
+            resp.close()
+            raise NodeBadAnswer(
+                f"bad answer to {path}: it did not finish within {_seconds(allowed())}"
             )
-        except requests.exceptions.SSLError as exc:
+        # Later reads (resp.content, resp.json()) see the bounded bytes, never the socket.
+        resp._content = body
+        resp._content_consumed = True
+        return resp
+
+    def _transport_error(self, exc: requests.RequestException) -> NodeError:
+        if isinstance(exc, requests.exceptions.SSLError):
             text = str(exc)
             if "ingerprint" in text:
                 actual = ""
                 with contextlib.suppress(NodeError):
                     actual = fetch_fingerprint(self.host, self.port, self.timeout[0])
-                raise CertificateChanged(
+                return CertificateChanged(
                     f"the TLS certificate of {self.host}:{self.port} changed since it was "
                     f"pinned (pinned {self.fingerprint}, now {actual or 'unknown'}). If the "
                     "node was reinstalled or its certificate renewed on purpose, clear the "
@@ -279,31 +335,39 @@ class NodeClient:
                     "impersonating the node.",
                     expected=self.fingerprint or "",
                     actual=actual,
-                ) from None
-            raise NodeBadResponse(
+                )
+            return NodeBadResponse(
                 f"TLS with {self.host}:{self.port} failed: {_reason(exc)}", code="tls_error"
-            ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise NodeUnreachable(f"cannot reach {self.host}:{self.port}: {_reason(exc)}") from None
-        except requests.RequestException as exc:
-            raise NodeBadResponse(f"{self.host}:{self.port}: {_reason(exc)}") from None
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return NodeUnreachable(f"cannot reach {self.host}:{self.port}: {_reason(exc)}")
+        return NodeBadResponse(f"{self.host}:{self.port}: {_reason(exc)}")
 
     def login(self) -> str:
         """Log in with the admin password and cache the token."""
-        resp = self._send(
-            "POST", "/auth/login", json={"username": self.username, "password": self._password}
-        )
+        with deadline(self.deadline):
+            resp = self._send(
+                "POST",
+                "/auth/login",
+                json={"username": self.username, "password": self._password},
+            )
         if resp.status_code == 200:
-            body = _json(resp)
-            token, ttl = body.get("token"), body.get("expires_in", 3600)
-            if not isinstance(token, str) or not isinstance(ttl, int | float):
+            try:
+                body = loads_bounded(resp.content)
+            except BadAnswer as exc:
+                raise NodeBadAnswer(f"bad answer to /auth/login: {exc}") from None
+            if not isinstance(body, dict) or "token" not in body:
                 raise NodeBadResponse(
                     "login answer has no token; is this a cms-node?", code="not_a_node"
                 )
+            answer = _validated(LoginAnswer, body, "/auth/login")
             with _tokens_lock:
-                _tokens[self._token_key] = (token, time.monotonic() + ttl - TOKEN_MARGIN)
-            return token
-        code, message = _error_of(resp)
+                _tokens[self._token_key] = (
+                    answer.token,
+                    time.monotonic() + answer.expires_in - TOKEN_MARGIN,
+                )
+            return answer.token
+        code, message, extra = _error_of(resp)
         if resp.status_code == 401:
             raise NodeAuthFailed(
                 f"{self.host}:{self.port} refused the credentials of {self.username!r}: {message}",
@@ -311,14 +375,14 @@ class NodeClient:
                 status=401,
             )
         if resp.status_code == 429:
-            retry = float(resp.headers.get("Retry-After", "1") or 1)
+            retry = _retry_after(resp)
             raise NodeAuthFailed(
                 f"too many failed logins on {self.host}:{self.port}; retry in {retry:.0f} s",
                 code="too_many_attempts",
                 status=429,
                 retry_after=retry,
             )
-        raise _refusal(resp, code, message)
+        raise _refusal(resp, code, message, extra)
 
     def _token(self) -> str:
         with _tokens_lock:
@@ -340,57 +404,74 @@ class NodeClient:
         expect: tuple[int, ...] = (200,),
         auth: bool = True,
         headers: dict[str, str] | None = None,
+        bounded: bool = True,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send an API request; map every failure to a :class:`NodeError`."""
-        for attempt in (1, 2):
-            hdrs = dict(headers or {})
-            token = ""
-            if auth:
-                token = self._token()
-                hdrs["Authorization"] = f"Bearer {token}"
-            resp = self._send(method, path, headers=hdrs, **kwargs)
-            if resp.status_code == 401 and auth and attempt == 1:
-                # Expired or forgotten (node restarted): log in again, once.
-                resp.close()
-                self._forget_token(token)
-                continue
-            break
+        """Send an API request; map every failure to a :class:`NodeError`.
+
+        The login, the request and a re-login after a 401 share the client's deadline;
+        ``bounded=False`` (an upload's body) keeps only an enclosing one.
+        """
+        with deadline(self.deadline if bounded else None):
+            for attempt in (1, 2):
+                hdrs = dict(headers or {})
+                token = ""
+                if auth:
+                    token = self._token()
+                    hdrs["Authorization"] = f"Bearer {token}"
+                resp = self._send(method, path, headers=hdrs, **kwargs)
+                if resp.status_code == 401 and auth and attempt == 1:
+                    # Expired or forgotten (node restarted): log in again, once.
+                    resp.close()
+                    self._forget_token(token)
+                    continue
+                break
         if resp.status_code in expect:
             return resp
-        code, message = _error_of(resp)
+        code, message, extra = _error_of(resp)
         if resp.status_code == 401:
             raise NodeAuthFailed(message, code=code or "auth_failed", status=401)
-        raise _refusal(resp, code, message)
+        raise _refusal(resp, code, message, extra)
 
-    def _get_json(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        return _json(self.request("GET", path, **kwargs))
+    def _get(self, model: type[A], path: str, **kwargs: Any) -> A:
+        return _answer(model, self.request("GET", path, **kwargs), path)
 
-    def _post_json(
-        self, path: str, body: dict[str, Any], expect: tuple[int, ...] = (200,), **kwargs: Any
-    ) -> dict[str, Any]:
-        return _json(self.request("POST", path, json=body, expect=expect, **kwargs))
+    def _post(
+        self,
+        model: type[A],
+        path: str,
+        body: dict[str, Any],
+        expect: tuple[int, ...] = (200,),
+        **kwargs: Any,
+    ) -> A:
+        return _answer(model, self.request("POST", path, json=body, expect=expect, **kwargs), path)
 
     # -- identity and health -------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """``GET /info`` (no login). Raises NodeBadResponse(code not_a_node) for a stranger."""
-        body = _json(self.request("GET", "/info", auth=False))
-        if not {"name", "model", "serial", "cms_mode"} <= body.keys():
-            raise NodeBadResponse(
-                f"{self.host}:{self.port} answers HTTP but not as a cms-node", code="not_a_node"
-            )
-        return body
+        resp = self.request("GET", "/info", auth=False)
+        stranger = NodeBadResponse(
+            f"{self.host}:{self.port} answers HTTP but not as a cms-node", code="not_a_node"
+        )
+        try:
+            body = loads_bounded(resp.content)
+        except BadAnswer:
+            raise stranger from None
+        if not isinstance(body, dict) or not {"name", "model", "serial", "cms_mode"} <= body.keys():
+            raise stranger
+        return _validated(Info, body, "/info").to_json()
 
     def health(self) -> dict[str, Any]:
-        return self._get_json("/health")
+        """``GET /health``, validated (``protocol.messages.Health``)."""
+        return self._get(Health, "/health").to_json()
 
     # -- configuration -------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
         """``{version, cameras, etag}``."""
         resp = self.request("GET", "/config")
-        body = _json(resp)
+        body = _answer(Config, resp, "/config").to_json()
         body["etag"] = resp.headers.get("ETag", "")
         return body
 
@@ -402,7 +483,7 @@ class NodeClient:
         resp = self.request(
             "PUT", "/config", json={"cameras": cameras}, headers={"If-Match": etag or "*"}
         )
-        body = _json(resp)
+        body = _answer(Config, resp, "/config").to_json()
         body["etag"] = resp.headers.get("ETag", "")
         return body
 
@@ -416,39 +497,62 @@ class NodeClient:
     ) -> dict[str, Any]:
         """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``."""
         cameras = config if isinstance(config, list) else config.get("cameras", [])
-        return self._post_json(
+        return self._post(
+            TakeoverAnswer,
             "/takeover",
             {"epoch": epoch, "on_behalf_of": on_behalf_of, "config": {"cameras": cameras}},
-        )
+        ).to_json()
 
     def release(self, epoch: int) -> dict[str, Any]:
-        return self._post_json("/release", {"epoch": epoch})
+        return self._post(TakeoverAnswer, "/release", {"epoch": epoch}).to_json()
 
     # -- recordings ----------------------------------------------------------
 
     def recordings_page(
         self, cursor: str | None = None, limit: int = 500, **filters: Any
     ) -> dict[str, Any]:
+        """One page: ``{items, next}``. A page longer than ``limit`` is refused."""
+        if not 1 <= limit <= MAX_PAGE_ITEMS:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_ITEMS}")
         params = {k: v for k, v in filters.items() if v is not None}
         params["limit"] = limit
         if cursor:
             params["cursor"] = cursor
-        return self._get_json("/recordings", params=params)
+        page = self._get(RecordingsPage, "/recordings", params=params)
+        if len(page.items) > limit:
+            raise NodeBadAnswer(
+                f"bad answer to /recordings: a page of {len(page.items)} items, "
+                f"more than the {limit} asked for"
+            )
+        return page.to_json()
 
-    def list_recordings(self, *, limit: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
+    def list_recordings(
+        self, *, limit: int = 500, max_pages: int = MAX_LISTING_PAGES, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
         """Every matching file, page after page. Filters: camera, since, until, origin
-        (own|failover), on_behalf_of, kind (recording|snapshot)."""
+        (own|failover), on_behalf_of, kind (recording|snapshot).
+
+        A listing that does not end within ``max_pages``, or that hands back a cursor it
+        gave before (a loop), is refused with :class:`NodeBadAnswer`.
+        """
         cursor = None
-        while True:
+        seen: set[str] = set()
+        for _ in range(max_pages):
             page = self.recordings_page(cursor, limit, **filters)
             yield from page["items"]
             cursor = page.get("next")
             if not cursor:
                 return
+            if cursor in seen:
+                raise NodeBadAnswer("bad answer to /recordings: the listing goes round in a loop")
+            seen.add(cursor)
+        raise NodeBadAnswer(
+            f"bad answer to /recordings: the listing did not end after {max_pages} pages"
+        )
 
     def purge_failover(self, on_behalf_of: str) -> int:
         """Delete every file recorded during a failover for ``on_behalf_of``."""
-        return int(self._post_json("/recordings/purge", {"on_behalf_of": on_behalf_of})["deleted"])
+        return self._post(PurgeAnswer, "/recordings/purge", {"on_behalf_of": on_behalf_of}).deleted
 
     def open_download(self, path: str, offset: int = 0, etag: str | None = None) -> Download:
         """Stream a file from ``offset``. With ``etag``, a changed file restarts at 0."""
@@ -472,9 +576,12 @@ class NodeClient:
     def upload_offset(self, upload_id: str) -> int:
         resp = self.request("HEAD", f"/uploads/{upload_id}")
         try:
-            return int(resp.headers["Upload-Offset"])
+            offset = int(resp.headers["Upload-Offset"])
         except (KeyError, ValueError):
-            raise NodeBadResponse("upload status without Upload-Offset") from None
+            raise NodeBadAnswer("upload status without a valid Upload-Offset") from None
+        if offset < 0:
+            raise NodeBadAnswer("upload status with a negative Upload-Offset")
+        return offset
 
     def upload(
         self,
@@ -513,10 +620,12 @@ class NodeClient:
             spec["start"] = start
         if end is not None:
             spec["end"] = end
-        status = self._post_json("/uploads", spec, expect=(200, 201))
-        if status.get("complete"):
+        status = self._post(UploadStatus, "/uploads", spec, expect=(200, 201))
+        if status.complete:
             return UploadResult(path, size, size, 0, already_present=True)
-        upload_id, offset = status["id"], int(status["offset"])
+        if status.id is None:
+            raise NodeBadAnswer("bad answer to /uploads: an unfinished upload without an id")
+        upload_id, offset = status.id, status.offset
         resumed_from, sent = offset, 0
         opener = _opener(source, chunk_size)
         for attempt in range(1, max_attempts + 1):
@@ -531,12 +640,13 @@ class NodeClient:
                         "Content-Type": "application/offset+octet-stream",
                     },
                     expect=(200,),
+                    bounded=False,  # as long as the file takes; each read has its timeout
                 )
                 sent += body.count
-                result = _json(resp)
-                if result.get("complete"):
+                result = _answer(UploadStatus, resp, "/uploads")
+                if result.complete:
                     return UploadResult(path, size, resumed_from, sent, already_present=False)
-                offset = int(result["offset"])
+                offset = result.offset
                 raise NodeBadResponse(
                     f"the source gave only {offset} of {size} bytes for {path}",
                     code="short_source",
@@ -555,17 +665,20 @@ class NodeClient:
     # -- licenses ------------------------------------------------------------
 
     def licenses(self) -> list[dict[str, Any]]:
-        return self._get_json("/licenses")["licenses"]
+        return self._get(Licenses, "/licenses").to_json()["licenses"]
 
     def install_license(self, key: str, cameras: int = 1) -> dict[str, Any]:
-        return self._post_json("/licenses", {"key": key, "cameras": cameras}, expect=(201,))
+        return self._post(
+            License, "/licenses", {"key": key, "cameras": cameras}, expect=(201,)
+        ).to_json()
 
     def remove_license(self, key: str) -> None:
         self.request("DELETE", "/licenses/" + quote(key, safe=""), expect=(204,))
 
     def replace_licenses(self, licenses: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body = {"licenses": [{"key": x["key"], "cameras": x.get("cameras", 1)} for x in licenses]}
-        return _json(self.request("PUT", "/licenses", json=body))["licenses"]
+        resp = self.request("PUT", "/licenses", json=body)
+        return _answer(Licenses, resp, "/licenses").to_json()["licenses"]
 
     # -- CMS service and faults ----------------------------------------------
 
@@ -575,7 +688,8 @@ class NodeClient:
         """Enable the CMS service in ``mode`` (recording|failover) and pair with this host."""
         if not self.cms_host_id:
             raise ValueError("enable_cms needs cms_host_id (the X-CMS-Host identity)")
-        return self._post_json(
+        return self._post(
+            Info,
             "/cms/enable",
             {
                 "username": self.username,
@@ -587,17 +701,54 @@ class NodeClient:
                 },
             },
             auth=False,
-        )
+        ).to_json()
 
     def disable_cms(self) -> dict[str, Any]:
-        return self._post_json("/cms/disable", {})
+        return self._post(Info, "/cms/disable", {}).to_json()
 
     def set_fault(self, kind: str) -> dict[str, Any]:
         """Demo/test faults: ``volume``, ``service`` or ``clear``."""
-        return self._post_json("/fault", {"kind": kind})
+        return self._post(FaultsAnswer, "/fault", {"kind": kind}).to_json()
 
 
 # -- helpers ----------------------------------------------------------------
+
+
+def _answer(model: type[A], resp: requests.Response, path: str) -> A:
+    """The (already bounded) body of ``resp`` as ``model``, or NodeBadAnswer."""
+    try:
+        body = loads_bounded(resp.content)
+    except BadAnswer as exc:
+        raise NodeBadAnswer(f"bad answer to {path}: {exc}") from None
+    return _validated(model, body, path)
+
+
+def _validated(model: type[A], body: Any, path: str) -> A:
+    try:
+        return validate(model, body)
+    except BadAnswer as exc:
+        raise NodeBadAnswer(f"bad answer to {path}: {exc}") from None
+
+
+def _seconds(value: float) -> str:
+    return "the time allowed" if value == float("inf") else f"{value:g} s"
+
+
+def _header_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise NodeBadAnswer(f"bad answer: the {name} header is not a byte count")
+    return number
+
+
+def _retry_after(resp: requests.Response) -> float:
+    try:
+        return min(3600.0, max(0.0, float(resp.headers.get("Retry-After", "1") or 1)))
+    except ValueError:
+        return 1.0
 
 
 def _reason(exc: BaseException) -> str:
@@ -619,27 +770,30 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def _json(resp: requests.Response) -> dict[str, Any]:
+def _json_object(resp: requests.Response) -> dict[str, Any]:
+    """A bounded JSON object from a non-node peer (the QuickConnect directory)."""
     try:
-        body = resp.json()
-    except ValueError:
-        raise NodeBadResponse(
-            f"HTTP {resp.status_code} answer is not JSON; is this a cms-node?", code="not_a_node"
-        ) from None
+        body = loads_bounded(resp.content)
+    except BadAnswer as exc:
+        raise NodeBadResponse(f"HTTP {resp.status_code} answer: {exc}") from None
     if not isinstance(body, dict):
-        raise NodeBadResponse("answer is not a JSON object", code="not_a_node")
+        raise NodeBadResponse("answer is not a JSON object")
     return body
 
 
-def _error_of(resp: requests.Response) -> tuple[str | None, str]:
+def _error_of(resp: requests.Response) -> tuple[str | None, str, dict[str, Any]]:
+    """``(code, message, extra fields)`` of a refusal in the node's error shape, or
+    ``(None, "HTTP <status> <reason>", {})`` for any other body."""
     try:
-        err = resp.json()["error"]
-        return str(err["code"]), str(err.get("message", ""))
-    except (ValueError, KeyError, TypeError):
-        return None, f"HTTP {resp.status_code} {resp.reason or ''}".strip()
+        err = validate(ErrorAnswer, loads_bounded(resp.content)).error
+    except BadAnswer:
+        return None, f"HTTP {resp.status_code} {resp.reason or ''}".strip()[:100], {}
+    return err.code, err.message, dict(err.model_extra or {})
 
 
-def _refusal(resp: requests.Response, code: str | None, message: str) -> NodeError:
+def _refusal(
+    resp: requests.Response, code: str | None, message: str, extra: dict[str, Any]
+) -> NodeError:
     status = resp.status_code
     if code is None:
         return NodeBadResponse(
@@ -648,11 +802,9 @@ def _refusal(resp: requests.Response, code: str | None, message: str) -> NodeErr
             status=status,
         )
     if code == "stale_epoch":
-        try:
-            newest = int(resp.json()["error"].get("newest_epoch"))
-        except (ValueError, TypeError, KeyError):
-            newest = None
-        return EpochRefused(message, newest_epoch=newest, status=status)
+        newest = extra.get("newest_epoch")
+        valid = isinstance(newest, int) and not isinstance(newest, bool)
+        return EpochRefused(message, newest_epoch=newest if valid else None, status=status)
     if status >= 500:
         return NodeBadResponse(message, code=code, status=status)
     return NodeRefused(message, code=code, status=status)
@@ -707,17 +859,25 @@ def resolve_quickconnect_http(
 ) -> tuple[str, int]:
     """Resolve a QuickConnect ID through a directory over HTTP (outside Django)."""
     try:
-        resp = requests.get(
-            f"{directory_url.rstrip('/')}/resolve/{quote(qc_id, safe='')}", timeout=timeout
-        )
-    except requests.RequestException as exc:
+        with requests.get(
+            f"{directory_url.rstrip('/')}/resolve/{quote(qc_id, safe='')}",
+            timeout=timeout,
+            stream=True,
+        ) as resp:
+            if resp.status_code == 404:
+                raise NodeUnreachable(
+                    f"QuickConnect ID {qc_id!r} is not registered", code="quickconnect_unknown"
+                )
+            resp._content = read_body(resp)
+    except BadAnswer as exc:
+        raise NodeBadResponse(f"QuickConnect directory: {exc}") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise NodeUnreachable(f"QuickConnect directory unreachable: {_reason(exc)}") from None
-    if resp.status_code == 404:
-        raise NodeUnreachable(
-            f"QuickConnect ID {qc_id!r} is not registered", code="quickconnect_unknown"
-        )
-    body = _json(resp)
-    return str(body["host"]), int(body["port"])
+    body = _json_object(resp)
+    try:
+        return str(body["host"]), int(body["port"])
+    except (KeyError, TypeError, ValueError):
+        raise NodeBadResponse("QuickConnect directory answer without host and port") from None
 
 
 def client_for(
@@ -727,6 +887,7 @@ def client_for(
     retries: int = 1,
     cms_host_id: str | None = None,
     pin: bool = True,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> NodeClient:
     """Build a client from an inventory ``Server`` (or any object with its fields).
 
@@ -765,6 +926,7 @@ def client_for(
         timeout=timeout,
         retries=retries,
         cms_host_id=cms_host_id,
+        deadline=deadline,
     )
 
 
@@ -778,6 +940,7 @@ def _settings_host_id() -> str | None:
 
 
 __all__ = [
+    "DEFAULT_DEADLINE",
     "DEFAULT_TIMEOUT",
     "Download",
     "NodeClient",

@@ -14,6 +14,10 @@ import socket
 import time
 from typing import Any
 
+from cms.nodes.transport import time_left
+from protocol import BadAnswer, loads_bounded, validate
+from protocol.messages import DiscoveryAnswer, DiscoverySearch
+
 DEFAULT_PORT = 19997
 BROADCAST = "255.255.255.255"
 MAX_DATAGRAM = 1024
@@ -35,8 +39,11 @@ def search(
     Each result: name, model, serial, version, address, port, https, cms_mode,
     cms_enabled.
     """
+    left = time_left()  # inside a web request: never past its deadline
+    if left is not None:
+        timeout = min(timeout, left)
     nonce = secrets.token_hex(8)
-    query = json.dumps({"type": "cms-node-search", "v": 1, "nonce": nonce}).encode()
+    query = json.dumps(DiscoverySearch(type="cms-node-search", nonce=nonce).to_json()).encode()
     found: dict[str, dict[str, Any]] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -66,20 +73,15 @@ def search(
 
 
 def _parse(data: bytes, nonce: str, peer_ip: str) -> dict[str, Any] | None:
-    """Keep only well-formed answers to *this* search; anything else is ignored."""
+    """Keep only well-formed answers to *this* search (``protocol.messages.DiscoveryAnswer``);
+    anything else is ignored: a LAN search shows no garbage."""
     try:
-        msg = json.loads(data)
-    except ValueError:
+        msg = validate(DiscoveryAnswer, loads_bounded(data, max_bytes=MAX_DATAGRAM))
+    except BadAnswer:
         return None
-    if (
-        not isinstance(msg, dict)
-        or msg.get("type") != "cms-node-here"
-        or msg.get("nonce") != (nonce)
-    ):
+    if msg.nonce != nonce:
         return None
-    if not all(k in msg for k in FIELDS) or not isinstance(msg.get("serial"), str):
-        return None
-    answer = {k: msg[k] for k in FIELDS}
+    answer = {k: getattr(msg, k) for k in FIELDS}
     # A node listening on every address does not know which one we reached it on.
-    answer["address"] = msg.get("address") or peer_ip
+    answer["address"] = msg.address or peer_ip
     return answer

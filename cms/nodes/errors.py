@@ -63,6 +63,20 @@ class NodeBadResponse(NodeError):
     code = "bad_response"
 
 
+class NodeBadAnswer(NodeBadResponse):
+    """The node answered against the protocol: too large, nested too deep, too slow to
+    finish, not JSON, or not of its schema (``protocol.messages``)."""
+
+    code = "bad_answer"
+
+
+class NodeBusy(NodeError):
+    """This CMS process is already waiting for that node on behalf of another web
+    request; refused at once instead of tying up one more web thread."""
+
+    code = "busy"
+
+
 class EpochRefused(NodeError):
     """A takeover or release was fenced off: the node has seen a newer epoch."""
 

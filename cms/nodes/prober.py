@@ -7,6 +7,12 @@ keeps each node's connection open from one cycle to the next and needs no thread
 per request. The loop runs in a
 background thread of the worker process, so the (synchronous) Celery task calls
 `probe_all()` and gets plain results back.
+
+Every node is untrusted and isolated: each request of a probe (login, the request,
+/info) ends within the probe timeout, body included, and a probe makes at most five;
+bodies are capped and depth-checked before parsing and then validated against
+``protocol.messages``; and one probe's exception is turned into that node's result,
+never into the cycle's.
 """
 
 from __future__ import annotations
@@ -14,14 +20,26 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel
+
+from protocol import BadAnswer, parse
+from protocol.limits import MAX_ANSWER_BYTES
+from protocol.messages import Config, Health, Info, LoginAnswer
+from protocol.parsing import too_large
 
 from .client import API, TOKEN_MARGIN, normalize_fingerprint
+
+log = logging.getLogger(__name__)
+
+# What each probed path must answer.
+ANSWERS: dict[str, type[BaseModel]] = {"/health": Health, "/config": Config}
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,7 @@ class Target:
     port: int
     https: bool
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback
     fingerprint: str = ""  # pinned; empty: pin the one seen now
     want_info: bool = False  # also read /info (model, serial, version) this time
 
@@ -51,12 +69,14 @@ class Target:
 @dataclass
 class HealthResult:
     key: int
-    health: dict[str, Any] | None = None
-    error: str = ""  # "", "unreachable", "auth_failed", "certificate_changed", "bad_response"
+    answer: Any = None  # the validated answer: a Health, or a Config for /config
+    # "", "unreachable", "auth_failed", "certificate_changed", "bad_response" (an HTTP
+    # refusal), "bad_answer" (against the protocol), "internal" (a fault of the prober)
+    error: str = ""
     message: str = ""
     latency_ms: float | None = None
     fingerprint: str = ""  # the certificate seen, for a first pin
-    info: dict[str, Any] | None = None
+    info: Info | None = None
 
 
 class _Refused(Exception):
@@ -64,6 +84,14 @@ class _Refused(Exception):
         super().__init__(message)
         self.error = error
         self.message = message
+
+
+class _Progress:
+    """How far a probe got, so that a deadline can say "no answer" or "answer too slow"."""
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.answering = False  # the status line and headers of `path` arrived
 
 
 class HealthProber:
@@ -82,7 +110,8 @@ class HealthProber:
         self, targets: list[Target], timeout: float, path: str = "/health"
     ) -> list[HealthResult]:
         """GET `path` (authenticated) from every target once, concurrently; results in the
-        order of `targets`, the JSON body in `.health`. `/config` reads the snapshots."""
+        order of `targets`, the validated answer in `.answer` (see ANSWERS). `timeout` is
+        each probe's overall deadline. `/config` reads the snapshots."""
         future = asyncio.run_coroutine_threadsafe(
             self._probe_all(targets, timeout, path), self._loop
         )
@@ -108,40 +137,51 @@ class HealthProber:
                 keepalive_timeout=600,
                 ttl_dns_cache=300,
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                auto_decompress=False,  # nodes send plain JSON; a gzip bomb stays small
+            )
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(target: Target) -> HealthResult:
             async with semaphore:
                 return await self._probe(target, timeout, path)
 
-        return list(await asyncio.gather(*(one(t) for t in targets)))
+        # return_exceptions: one probe's unexpected fault must not cancel the others.
+        outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        results = []
+        for target, outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "probe of %s:%s failed unexpectedly", target.host, target.port,
+                    exc_info=(type(outcome), outcome, outcome.__traceback__),
+                )  # fmt: skip
+                outcome = HealthResult(
+                    target.key, error="internal", message=f"probe failed: {type(outcome).__name__}"
+                )
+            results.append(outcome)
+        return results
 
     async def _probe(self, target: Target, timeout: float, path: str) -> HealthResult:
         started = time.monotonic()
         result = HealthResult(target.key)
+        progress = _Progress()
         limit = aiohttp.ClientTimeout(total=timeout)
         try:
-            for attempt in (1, 2):
-                token = await self._token(target, result, limit)
-                status, body = await self._call(
-                    target, "GET", path, result, limit,
-                    headers={"Authorization": f"Bearer {token}"},
-                )  # fmt: skip
-                if status == 401 and attempt == 1:
-                    self._tokens.pop(target.endpoint, None)  # expired: log in again once
-                    continue
-                if status != 200:
-                    raise _Refused("bad_response", f"{path} answered {status}")
-                if not isinstance(body, dict):
-                    raise _Refused("bad_response", f"{path} is not a JSON object")
-                result.health = body
-                if target.want_info:
-                    status, info = await self._call(target, "GET", "/info", result, limit)
-                    result.info = info if status == 200 and isinstance(info, dict) else None
-                break
+            await self._exchange(target, path, result, limit, progress)
         except _Refused as exc:
-            result.health, result.error, result.message = None, exc.error, exc.message
+            result.answer, result.error, result.message = None, exc.error, exc.message
+        except TimeoutError:
+            result.answer = None
+            if progress.answering:
+                result.error = "bad_answer"
+                result.message = (
+                    f"bad answer to {progress.path}: it did not finish within {timeout:g} s"
+                )
+            else:
+                result.error = "unreachable"
+                result.message = f"no answer from {target.host}:{target.port} within {timeout:g} s"
         except aiohttp.ServerFingerprintMismatch as exc:
             result.error = "certificate_changed"
             result.fingerprint = exc.got.hex()
@@ -150,17 +190,48 @@ class HealthProber:
                 f"{target.fingerprint[:16]}…, now {result.fingerprint[:16]}…): replaced "
                 "hardware, or someone in between; check, then clear the pin"
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            result.error = "unreachable"
+        except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
+            # The node answered, but not in HTTP a client can read (oversized headers,
+            # a broken chunked body).
+            result.answer, result.error = None, "bad_answer"
+            result.message = f"bad answer to {progress.path}: malformed HTTP ({type(exc).__name__})"
+        except (aiohttp.ClientError, OSError) as exc:
+            result.answer, result.error = None, "unreachable"
             result.message = f"cannot reach {target.host}:{target.port}: {type(exc).__name__}"
         result.latency_ms = round((time.monotonic() - started) * 1000, 1)
         return result
 
+    async def _exchange(
+        self, target: Target, path: str, result: HealthResult,
+        limit: aiohttp.ClientTimeout, progress: _Progress,
+    ) -> None:  # fmt: skip
+        for attempt in (1, 2):
+            token = await self._token(target, result, limit, progress)
+            status, body = await self._call(
+                target, "GET", path, result, limit, progress,
+                headers={"Authorization": f"Bearer {token}"},
+            )  # fmt: skip
+            if status == 401 and attempt == 1:
+                self._tokens.pop(target.endpoint, None)  # expired: log in again once
+                continue
+            if status != 200:
+                raise _Refused("bad_response", f"{path} answered {status}")
+            result.answer = _parsed(ANSWERS[path], body, path)
+            break
+        if target.want_info:
+            status, body = await self._call(target, "GET", "/info", result, limit, progress)
+            result.info = _parsed(Info, body, "/info") if status == 200 else None
+
     async def _call(
         self, target: Target, method: str, path: str, result: HealthResult,
-        limit: aiohttp.ClientTimeout, **kwargs: Any,
-    ) -> tuple[int, Any]:  # fmt: skip
+        limit: aiohttp.ClientTimeout, progress: _Progress, **kwargs: Any,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One request, ended by ``limit.total`` whatever the node does; the body
+        (bounded) only when the status is 200."""
         assert self._session is not None
+        progress.path, progress.answering = path, False
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        headers.update(kwargs.pop("headers", {}))
         ssl_arg: Any = None
         if target.https:
             ssl_arg = (
@@ -168,39 +239,69 @@ class HealthProber:
                 if target.fingerprint
                 else False  # first contact: take the certificate, pin what was seen
             )
-        async with self._session.request(
-            method, target.base_url + path, ssl=ssl_arg, timeout=limit, **kwargs
-        ) as response:
+        # The deadline covers the body too, read here: a node that drips its body must
+        # not hold the probe past it, whatever aiohttp's own timers count.
+        async with (
+            asyncio.timeout(limit.total),
+            self._session.request(
+                method, target.base_url + path, ssl=ssl_arg, timeout=limit, headers=headers,
+                **kwargs,
+            ) as response,
+        ):  # fmt: skip
+            progress.answering = True
             if target.https and not target.fingerprint and response.connection is not None:
                 ssl_object = response.connection.transport.get_extra_info("ssl_object")
                 der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
                 if der:
                     result.fingerprint = hashlib.sha256(der).hexdigest()
-            try:
-                body = await response.json(content_type=None)
-            except ValueError:
-                raise _Refused("bad_response", "the answer is not JSON: not a node?") from None
-            return response.status, body
+            if response.status != 200:
+                return response.status, b""  # unread: aiohttp closes the connection
+            return response.status, await _read_bounded(response, path)
 
     async def _token(
-        self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout
-    ) -> str:
+        self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
+        progress: _Progress,
+    ) -> str:  # fmt: skip
         cached = self._tokens.get(target.endpoint)
         if cached and cached[1] > time.monotonic():
             return cached[0]
         status, body = await self._call(
-            target, "POST", "/auth/login", result, limit,
+            target, "POST", "/auth/login", result, limit, progress,
             json={"username": target.username, "password": target.password},
         )  # fmt: skip
         if status in (401, 429):
             raise _Refused("auth_failed", f"{target.host}:{target.port} refused the credentials "
                            f"of {target.username!r} ({status})")  # fmt: skip
-        token = body.get("token") if isinstance(body, dict) else None
-        if status != 200 or not isinstance(token, str):
-            raise _Refused("bad_response", "login answer has no token; is this a cms-node?")
-        ttl = float(body.get("expires_in", 3600))
-        self._tokens[target.endpoint] = (token, time.monotonic() + ttl - TOKEN_MARGIN)
-        return token
+        if status != 200:
+            raise _Refused("bad_response", f"/auth/login answered {status}; is this a cms-node?")
+        login = _parsed(LoginAnswer, body, "/auth/login")
+        self._tokens[target.endpoint] = (
+            login.token,
+            time.monotonic() + login.expires_in - TOKEN_MARGIN,
+        )
+        return login.token
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, path: str) -> bytes:
+    """The body, refused past MAX_ANSWER_BYTES (declared or counted) or when compressed."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _Refused("bad_answer", f"bad answer to {path}: compressed ({encoding[:20]})")
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        raise _Refused("bad_answer", f"bad answer to {path}: {too_large(MAX_ANSWER_BYTES)}")
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise _Refused("bad_answer", f"bad answer to {path}: {too_large(MAX_ANSWER_BYTES)}")
+    return bytes(body)
+
+
+def _parsed(model: type[Any], body: bytes, path: str) -> Any:
+    try:
+        return parse(model, body)
+    except BadAnswer as exc:
+        raise _Refused("bad_answer", f"bad answer to {path}: {exc}") from None
 
 
 _prober: HealthProber | None = None

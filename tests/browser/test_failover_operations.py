@@ -112,7 +112,7 @@ def test_the_status_panel_counts_the_failover_servers_and_filters_the_list(
             "Taking over (0)",
             "Acting for a recording server (1)",
             "Restoring recordings (0)",
-            "Abnormal (disconnected, volume, service, login) (1)",
+            "Abnormal (disconnected, volume, service, login, bad answer) (1)",
             "Not probed yet (0)",
             "Disabled (1)",
         ]
@@ -121,7 +121,7 @@ def test_the_status_panel_counts_the_failover_servers_and_filters_the_list(
     expected = [
         ("Acting for a recording server (1)", "acting", "Standby 1", "Failover active"),
         ("Standby (1)", "standby", "Standby 2", "Standby"),
-        ("Abnormal (disconnected, volume, service, login) (1)", "abnormal", "Standby 3",
+        ("Abnormal (disconnected, volume, service, login, bad answer) (1)", "abnormal", "Standby 3",
          "Disconnected"),
         ("Disabled (1)", "disabled", "Spare", "Disabled"),
     ]  # fmt: skip

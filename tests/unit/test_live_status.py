@@ -89,4 +89,4 @@ def test_an_acting_failover_server_counts_once_and_shows_its_health(admin_client
     assert data["servers"][str(site.failover.pk)] == "Failover active (Disconnected)"
     page = admin_client.get("/admin/inventory/failoverserver/").content.decode()
     assert "Acting for a recording server (1)" in page
-    assert "Abnormal (disconnected, volume, service, login) (0)" in page
+    assert "Abnormal (disconnected, volume, service, login, bad answer) (0)" in page

@@ -80,7 +80,11 @@
 
   function search() {
     say("Searching the LAN…", true);
-    post(script.dataset.search).then(({ data }) => {
+    post(script.dataset.search).then(({ status, data }) => {
+      if (status !== 200) {
+        say(data.message || "The search failed.", false);
+        return;
+      }
       const body = resultsRow.querySelector("tbody");
       body.replaceChildren();
       for (const found of data.results || []) {
