@@ -72,6 +72,12 @@ def can(user: Any, action: str) -> bool:
     return bool(user and user.is_active and user.has_perm(ACTIONS[action]))
 
 
+def may_use_stored_password(user: Any, server: Any) -> bool:
+    """Connecting with a server's stored password (Test Connection of a saved server) is
+    an edit of that server: its tab's change permission, as in the admin."""
+    return bool(user and user.is_active and user.has_perm(f"inventory.change_{server.role}server"))
+
+
 def sync_roles(apps: Any = None, *, strict: bool = True) -> None:
     """Create or update the three groups with exactly their permissions.
 

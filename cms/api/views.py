@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import mixins, serializers, status
+from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from cms.nodes import directory, enrollment
 from cms.nodes.discovery import search
 from cms.nodes.services import ConnectionReport, test_connection
 from cms.nodes.webcalls import address_of, web_node_call
+from cms.permissions import may_use_stored_password
 from failover import engine
 from failover.events import actor_name
 
@@ -128,6 +129,8 @@ class ServerViewSet(CrudViewSet):
     @action(detail=True, methods=["post"], url_path="test-connection")
     def test_connection(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
+        if not may_use_stored_password(request.user, server):
+            raise exceptions.PermissionDenied("Testing with the stored password is an edit.")
         with web_node_call(address_of(server)):
             report = test_connection(server)
         return Response(s.ConnectionReportSerializer(report).data)

@@ -9,6 +9,7 @@ at a time per process (a second gets a "busy" answer at once).
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -17,15 +18,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
+from cms.nodes import directory
 from cms.nodes.client import client_for
 from cms.nodes.discovery import search
 from cms.nodes.errors import NodeBusy, NodeError
-from cms.nodes.services import test_connection
+from cms.nodes.services import ConnectionReport, test_connection
 from cms.nodes.webcalls import address_of, web_node_call
-from cms.permissions import can
+from cms.permissions import can, may_use_stored_password
 
 from .addresses import host_errors, quickconnect_id_errors
 from .models import Server
+
+log = logging.getLogger(__name__)
 
 
 def _server_from(request: HttpRequest, role: str) -> tuple[Server | None, dict[str, list[str]]]:
@@ -51,14 +55,45 @@ def _server_from(request: HttpRequest, role: str) -> tuple[Server | None, dict[s
         errors["quickconnect_id"] = problems
     pk = data.get("pk")
     if not server.admin_password and pk and pk.isdigit():
-        # Editing: the stored password is used when none is typed.
+        # Editing with no password typed: the stored one, but only for that server at its
+        # stored address (else a page pointed at a listener would hand it over), and only
+        # for who may edit it.
         stored = Server.objects.for_user(request.user).filter(pk=int(pk)).first()
-        if stored is not None:
-            server.admin_password = stored.admin_password
-            server.tls_fingerprint = stored.tls_fingerprint
-    if not server.admin_password:
+        if stored is not None and may_use_stored_password(request.user, stored):
+            if _same_node(stored, server):
+                server.admin_password = stored.admin_password
+                server.tls_fingerprint = stored.tls_fingerprint
+            else:
+                errors["admin_password_input"] = [
+                    "The stored password is used only at the server's saved address; "
+                    "type the admin password to test another one."
+                ]
+    if not server.admin_password and "admin_password_input" not in errors:
         errors["admin_password_input"] = ["Enter the admin password of the server."]
     return (None if errors else server), errors
+
+
+def _same_node(stored: Server, asked: Server) -> bool:
+    if stored.connection_type != asked.connection_type:
+        return False
+    if stored.connection_type == "quickconnect":
+        return stored.quickconnect_id == asked.quickconnect_id
+    return (stored.host, stored.port, stored.use_https) == (
+        asked.host,
+        asked.port,
+        asked.use_https,
+    )
+
+
+def _hidden(request: HttpRequest, server: Server) -> JsonResponse | None:
+    """Another team's QuickConnect node answers as an ID that is not registered."""
+    if server.connection_type == "quickconnect" and not directory.may_reach(
+        request.user, server.quickconnect_id
+    ):
+        hidden = directory.unknown_id(server.quickconnect_id)
+        report = ConnectionReport(ok=False, error_code=hidden.code, message=hidden.message)
+        return JsonResponse(asdict(report))
+    return None
 
 
 def _check(request: HttpRequest) -> None:
@@ -72,6 +107,8 @@ def test_connection_view(request: HttpRequest, role: str) -> JsonResponse:
     server, errors = _server_from(request, role)
     if server is None:
         return JsonResponse({"ok": False, "errors": errors}, status=400)
+    if (refused := _hidden(request, server)) is not None:
+        return refused
     try:
         with web_node_call(address_of(server)):
             return JsonResponse(asdict(test_connection(server)))
@@ -98,22 +135,32 @@ def search_view(request: HttpRequest, role: str) -> JsonResponse:
 
 @require_POST
 def enable_view(request: HttpRequest, role: str) -> JsonResponse:
-    """Enable the CMS service of a server found by the search, in this tab's mode."""
+    """Enable the CMS service of a server found by the search, in this tab's mode.
+
+    It sets the node's CMS mode and its security lock: the lock permission
+    (Administrators), as the API's lock and batch add ask."""
     _check(request)
+    if not can(request.user, "lock"):
+        raise PermissionDenied
     server, errors = _server_from(request, role)
     if server is None:
         return JsonResponse({"ok": False, "errors": errors}, status=400)
+    if (refused := _hidden(request, server)) is not None:
+        return refused
+    lock = {key: request.POST.get(key) == "on"
+            for key in ("refuse_other_hosts", "refuse_local_changes")}  # fmt: skip
     try:
         with web_node_call(address_of(server)):
-            info: Any = client_for(server, pin=False).enable_cms(
-                role,
-                refuse_other_hosts=request.POST.get("refuse_other_hosts") == "on",
-                refuse_local_changes=request.POST.get("refuse_local_changes") == "on",
-            )
+            info: Any = client_for(server, pin=False).enable_cms(role, **lock)
     except NodeBusy as exc:
         return _busy(exc)
     except NodeError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "message": str(exc)})
+    log.info(
+        "%s enabled the CMS service of %s in %s mode (lock: %s)",
+        request.user.get_username(), address_of(server), role,
+        ", ".join(k for k, on in lock.items() if on) or "none",
+    )  # fmt: skip
     message = f"The CMS service of {info.get('name')} is enabled."
     return JsonResponse({"ok": True, "cms_mode": info.get("cms_mode"), "message": message})
 
