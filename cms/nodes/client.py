@@ -855,18 +855,26 @@ def _opener(source: ChunkSource, chunk_size: int) -> Callable[[int], Iterable[by
 
 
 def resolve_quickconnect_http(
-    directory_url: str, qc_id: str, timeout: float = 5.0
+    directory_url: str, qc_id: str, timeout: float = 5.0, *, token: str | None = None
 ) -> tuple[str, int]:
-    """Resolve a QuickConnect ID through a directory over HTTP (outside Django)."""
+    """Resolve a QuickConnect ID through a directory over HTTP (outside Django), as a CMS
+    user (API token) who may see a server with that ID."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
     try:
         with requests.get(
             f"{directory_url.rstrip('/')}/resolve/{quote(qc_id, safe='')}",
             timeout=timeout,
             stream=True,
+            headers=headers,
         ) as resp:
             if resp.status_code == 404:
                 raise NodeUnreachable(
                     f"QuickConnect ID {qc_id!r} is not registered", code="quickconnect_unknown"
+                )
+            if resp.status_code in (401, 403):
+                raise NodeAuthFailed(
+                    "the QuickConnect directory needs a CMS user's API token",
+                    status=resp.status_code,
                 )
             resp._content = read_body(resp)
     except BadAnswer as exc:
