@@ -317,7 +317,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def disable_cms(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(rt.disable_cms))
 
-    @endpoint()
+    @endpoint(mutating=True)
     async def fault(request: Request) -> Response:
         body = await read_json(request)
         return JSONResponse(await run_in_threadpool(rt.set_fault, body))
@@ -345,8 +345,10 @@ def build_app(rt: NodeRuntime) -> Starlette:
         Route(PREFIX + "/licenses/{key}", remove_license, methods=["DELETE"]),
         Route(PREFIX + "/cms/enable", enable_cms, methods=["POST"]),
         Route(PREFIX + "/cms/disable", disable_cms, methods=["POST"]),
-        Route(PREFIX + "/fault", fault, methods=["POST"]),
     ]
+    if rt.options.allow_fault_injection:
+        # Without the flag the endpoint does not exist (404), whoever asks.
+        routes.append(Route(PREFIX + "/fault", fault, methods=["POST"]))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

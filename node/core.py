@@ -38,6 +38,8 @@ class Options:
     quickconnect_id: str | None = None
     directory: str | None = None
     discovery_port: int = 0
+    # Simulated faults (POST /fault, `cms-node fault`) are for demos and tests only.
+    allow_fault_injection: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,7 +49,7 @@ class NodeRuntime:
         self.store = store
         self.options = options
         self.storage = Storage(data_dir)
-        self.faults = FaultWatcher(data_dir)
+        self.faults = FaultWatcher(data_dir, enabled=options.allow_fault_injection)
         self.recorder = Recorder(
             self.storage, self.faults, options.segment_seconds, options.snapshot_every
         )
@@ -367,6 +369,8 @@ class NodeRuntime:
         return self.info()
 
     def set_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not self.options.allow_fault_injection:  # the route is not even mounted then
+            raise not_found("fault injection is not enabled on this node")
         kind = body.get("kind")
         try:
             faults = write_fault(self.data_dir, kind if isinstance(kind, str) else "")
