@@ -25,6 +25,8 @@ from node.timeutil import iso
 LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
 CMS_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 DEGRADED_FREE_BYTES = 100 * 1024**2
+MAX_USERNAME = 64
+MAX_PASSWORD = 1024
 
 
 @dataclass
@@ -98,6 +100,11 @@ class NodeRuntime:
     def login(self, username: object, password: object, client: str, cms_host: str | None) -> dict:
         if not isinstance(username, str) or not isinstance(password, str):
             raise bad_request("username and password must be strings")
+        if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+            raise bad_request(
+                f"username and password must be at most {MAX_USERNAME} and {MAX_PASSWORD} "
+                "characters"
+            )
         wait = self.throttle.wait_needed(client)
         if wait > 0:
             raise ApiError(
