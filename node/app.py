@@ -31,6 +31,7 @@ from starlette.routing import Route
 from node.config import validate_id
 from node.core import NodeRuntime, config_etag
 from node.errors import ApiError, bad_request, not_found
+from node.openapi import build_schema
 from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
@@ -120,6 +121,12 @@ def build_app(rt: NodeRuntime) -> Starlette:
     @endpoint(auth=False)
     async def info(request: Request) -> Response:
         return JSONResponse(rt.info())
+
+    description = build_schema(rt.options.allow_fault_injection)
+
+    @endpoint(auth=False)
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(description)
 
     @endpoint(auth=False)
     async def login(request: Request) -> Response:
@@ -336,6 +343,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
 
     routes = [
         route("/info", GET=info),
+        route("/openapi.json", GET=openapi),
         route("/auth/login", POST=login),
         route("/auth/logout", POST=logout),
         route("/health", GET=health),

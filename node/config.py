@@ -89,7 +89,7 @@ def _schedule(value: object, cam: str) -> Any:
         start, end = w.get("start"), w.get("end")
         if (
             not isinstance(days, list)
-            or not all(isinstance(d, int) and 0 <= d <= 6 for d in days)
+            or not all(type(d) is int and 0 <= d <= 6 for d in days)  # not True/False
             or not (isinstance(start, str) and HHMM_RE.match(start))
             or not (isinstance(end, str) and HHMM_RE.match(end))
         ):
