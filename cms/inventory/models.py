@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .choices import CmsMode, ConnectionType, HealthStatus, NameSource, Role
 from .fields import EncryptedSecretField
-from .validators import validate_server_name
+from .validators import unsafe_name_errors, validate_server_name
 
 
 class Team(models.Model):
@@ -205,11 +205,18 @@ class Server(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
-        if self.name_source == NameSource.CUSTOM and self._name_changed():
-            try:
-                validate_server_name(self.name)
-            except ValidationError as exc:
-                errors["name"] = exc.messages
+        if self._name_changed() and isinstance(self.name, str):
+            if self.name_source == NameSource.CUSTOM:
+                try:
+                    validate_server_name(self.name)
+                except ValidationError as exc:
+                    errors["name"] = exc.messages
+            else:
+                # A naming rule builds the name from what a server reports (its model):
+                # it keeps the rule's form, but nothing a screen cannot show.
+                problems = unsafe_name_errors(self.name)
+                if problems:
+                    errors["name"] = problems
         # Checked here and not only by the constraint: forms leave `role` out, and Django
         # skips validating a constraint over a field the form excludes.
         if self.name and self._name_changed():

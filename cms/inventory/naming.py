@@ -1,7 +1,9 @@
 """Naming rules for batch add: custom name, default server name, Model-No., Prefix-No.
 
 Generated names keep the product's form "[Model Name]-[Number]" and "[Prefix]-[Number]";
-the name rule applies to what a person types (the custom name, the custom prefix).
+the name rule applies to what a person types (the custom name, the custom prefix) and
+to a name taken as the server reports it (Default server name): a server may report
+anything, and its name is shown to people as if they had typed it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .validators import validate_name_prefix, validate_server_name
+from .validators import name_rule_errors, validate_name_prefix, validate_server_name
 
 
 class NamingRule(models.TextChoices):
@@ -29,6 +31,19 @@ class Candidate:
     reported_name: str
     model: str
     custom_name: str = ""
+
+
+def reported_name_errors(reported_name: str) -> list[str]:
+    """Why the name a server reports cannot be its name (Default server name rule), as
+    messages for that server's row; empty when it can."""
+    problems = name_rule_errors(reported_name)
+    if not problems:
+        return []
+    return [
+        f"The name this server reports, {reported_name!r}, breaks the name rule: "
+        + " ".join(problems)
+        + " Type a custom name for it."
+    ]
 
 
 def generate_names(
@@ -56,6 +71,9 @@ def generate_names(
             validate_server_name(cand.custom_name)
             name = cand.custom_name
         elif rule == NamingRule.DEFAULT:
+            problems = reported_name_errors(cand.reported_name)
+            if problems:
+                raise ValidationError(problems)
             name = cand.reported_name
         elif rule in (NamingRule.MODEL_NO, NamingRule.PREFIX_NO):
             base = cand.model if rule == NamingRule.MODEL_NO else prefix
