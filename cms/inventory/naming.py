@@ -4,6 +4,9 @@ Generated names keep the product's form "[Model Name]-[Number]" and "[Prefix]-[N
 the name rule applies to what a person types (the custom name, the custom prefix) and
 to a name taken as the server reports it (Default server name): a server may report
 anything, and its name is shown to people as if they had typed it.
+
+Names are compared as the inventory compares them (validators.name_key: NFKC, case
+kept), so a full-width "rec1" is taken when "rec1" is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .validators import name_rule_errors, validate_name_prefix, validate_server_name
+from .validators import name_key, name_rule_errors, validate_name_prefix, validate_server_name
 
 
 class NamingRule(models.TextChoices):
@@ -60,7 +63,7 @@ def generate_names(
     Numbers count from 1 and skip numbers whose name is taken, so adding a second
     batch continues after the first.
     """
-    used = set(taken)
+    used = {name_key(name) for name in taken}
     names: list[str] = []
     if rule == NamingRule.PREFIX_NO:
         validate_name_prefix(prefix)
@@ -80,13 +83,13 @@ def generate_names(
             if not base:
                 raise ValidationError("The server did not report its model name.")
             number = 1
-            while f"{base}-{number}" in used:
+            while name_key(f"{base}-{number}") in used:
                 number += 1
             name = f"{base}-{number}"
         else:
             raise ValidationError(f"Unknown naming rule {rule!r}.")
-        if name in used:
+        if name_key(name) in used:
             raise ValidationError(f"The name {name!r} is already used by another server.")
-        used.add(name)
+        used.add(name_key(name))
         names.append(name)
     return names

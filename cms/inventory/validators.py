@@ -7,11 +7,13 @@ with a space. Each rejection says which part of the rule was broken.
 What a screen cannot show is refused as well, wherever a name comes from: control
 characters, line and paragraph separators, invisible and bidirectional formatting
 characters (a U+202E RIGHT-TO-LEFT OVERRIDE makes "Lobby" read as another name), and
-spaces of any kind at either end.
+spaces of any kind at either end. Two names are the same server name when they are
+equal after NFKC normalisation (a full-width "rec1" is "rec1"); case still counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 from django.core.exceptions import ValidationError
@@ -117,3 +119,14 @@ def validate_name_prefix(prefix: str) -> None:
     errors = [e.replace("The name", "The prefix") for e in name_rule_errors(prefix)]
     if errors:
         raise ValidationError(errors, code="invalid_prefix")
+
+
+def comparable_name(name: str) -> str:
+    """What two names are compared by: NFKC, case kept (the rule is case sensitive)."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def name_key(name: str) -> str:
+    """The stored uniqueness key of a name: a fixed-size digest of its comparable form
+    (NFKC can make a name up to 18 times longer, too long for an index)."""
+    return hashlib.sha256(comparable_name(name).encode("utf-8", "surrogatepass")).hexdigest()

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from cms.inventory.naming import Candidate, NamingRule, generate_names, reported_name_errors
 from cms.inventory.validators import (
     EXCLUDED_SYMBOLS,
+    name_key,
     name_rule_errors,
     unsafe_name_errors,
     validate_server_name,
@@ -103,6 +104,13 @@ def test_it_names_the_kind_of_space():
     assert error == "The first character must not be a space (U+00A0 NO-BREAK SPACE)."
 
 
+def test_names_are_the_same_once_normalised_and_case_counts():
+    assert name_key("\uff52\uff45\uff43\uff11") == name_key("rec1")  # full-width
+    assert name_key("rec1") != name_key("Rec1")
+    assert name_key("caf\u00e9") == name_key("cafe\u0301")  # composed or not
+    assert len(name_key("\ufdfa" * 32)) == 64  # NFKC makes it 18 times longer
+
+
 def test_it_counts_unicode_characters_not_bytes():
     assert name_rule_errors("é" * 32) == []
     assert name_rule_errors("é" * 33) != []
@@ -165,6 +173,18 @@ class TestNamingRules:
     def test_a_custom_name_replaces_a_reported_name_that_breaks_the_rule(self):
         cands = [Candidate("Lobby\u202e", "m", custom_name="Lobby")]
         assert generate_names(NamingRule.DEFAULT, cands, taken=[]) == ["Lobby"]
+
+    def test_names_are_taken_once_normalised_but_case_counts(self):
+        fullwidth = "\uff52\uff45\uff43\uff11"  # "rec1" in full-width letters
+        with pytest.raises(ValidationError, match="already used"):
+            generate_names(NamingRule.DEFAULT, [Candidate("rec1", "m")], taken=[fullwidth])
+        assert generate_names(NamingRule.DEFAULT, [Candidate("Rec1", "m")], taken=["rec1"]) == [
+            "Rec1"
+        ]
+        names = generate_names(
+            NamingRule.PREFIX_NO, self.cands, taken=["\uff26\uff2f-1"], prefix="FO"
+        )
+        assert names == ["FO-2", "FO-3"]  # full-width "FO-1" holds number 1
 
     def test_custom_names_obey_the_rule(self):
         cands = [Candidate("x", "m", custom_name="Bad!")]
