@@ -168,6 +168,7 @@ def start_agent(
         "--host", "127.0.0.1", "--port", "0", "--mode", mode, "--name", name,
         "--segment-seconds", str(segment_seconds), "--snapshot-every", "5",
         "--discovery-port", "0", "--log-level", "warning",
+        "--allow-fault-injection",  # benchmarks break servers on purpose
     ]  # fmt: skip
     if cameras:
         cmd += ["--cameras", str(cameras)]

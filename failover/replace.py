@@ -25,6 +25,7 @@ from django.utils import timezone
 from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.licenses import LicenseMovedMeanwhile, record_move
 from cms.inventory.models import License, Server
+from cms.inventory.validators import name_key
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
 
@@ -127,7 +128,7 @@ def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
                 "without its own failover."
             )
     elif (
-        Server.objects.filter(role=Role.RECORDING, name=replacement.name)
+        Server.objects.filter(role=Role.RECORDING, name_key=name_key(replacement.name))
         .exclude(pk=original.pk)
         .exists()
     ):

@@ -19,12 +19,20 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+)
 from starlette.routing import Route
 
 from node.config import validate_id
 from node.core import NodeRuntime, config_etag
 from node.errors import ApiError, bad_request, not_found
+from node.openapi import build_schema
+from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
 
@@ -39,24 +47,31 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """Read a bounded JSON object body; 413 when too large, 400 when malformed."""
     length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise bad_request("Content-Length is not a number")
-        if int(length) > limit:
-            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    if length is not None and ascii_int(length, "Content-Length") > limit:
+        raise ApiError(413, "too_large", f"request body over {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"request body over {limit} bytes")
         chunks.append(chunk)
+    malformed = ApiError(400, "malformed_json", "request body is not valid JSON")
     try:
-        body = json.loads(b"".join(chunks) or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        # Strict JSON: NaN and Infinity are not numbers a node can store; nesting
+        # deep enough to exhaust the parser's recursion is refused like any bad body.
+        body = json.loads(b"".join(chunks) or b"null", parse_constant=_no_constant)
+        # A lone surrogate ("\ud800") parses into a str that cannot be encoded again:
+        # stored, it would break every later answer that shows it.
+        json.dumps(body, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError, RecursionError):
+        raise malformed from None
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "request body must be a JSON object")
     return body
@@ -106,6 +121,12 @@ def build_app(rt: NodeRuntime) -> Starlette:
     @endpoint(auth=False)
     async def info(request: Request) -> Response:
         return JSONResponse(rt.info())
+
+    description = build_schema(rt.options.allow_fault_injection)
+
+    @endpoint(auth=False)
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(description)
 
     @endpoint(auth=False)
     async def login(request: Request) -> Response:
@@ -168,11 +189,9 @@ def build_app(rt: NodeRuntime) -> Starlette:
         for key in ("since", "until"):
             if q.get(key):
                 filters[key] = parse_time(q[key], key)
-        limit = q.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-            raise bad_request("limit must be between 1 and 1000")
+        limit = ascii_int(q.get("limit", "100"), "limit", minimum=1, maximum=1000)
         items, nxt = await run_in_threadpool(
-            rt.storage.list, cursor=q.get("cursor") or None, limit=int(limit), **filters
+            rt.storage.list, cursor=q.get("cursor") or None, limit=limit, **filters
         )
         return JSONResponse({"items": [i.to_api() for i in items], "next": nxt})
 
@@ -193,12 +212,15 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def download(request: Request) -> Response:
         _, (full, meta) = media_file(request)
         # The sha256 is the strong ETag: equal bytes, equal tag. Starlette's FileResponse
-        # answers Range (206/416) and If-Range against it.
-        return MediaFileResponse(
+        # answers Range (206) and If-Range against it.
+        response = MediaFileResponse(
             full,
+            stat_result=os.stat(full),
             media_type="application/octet-stream",
             headers={"ETag": f'"{meta.sha256}"', "Cache-Control": "no-store"},
         )
+        check_range(request, response)
+        return response
 
     @endpoint(mutating=True)
     async def delete_file(request: Request) -> Response:
@@ -245,10 +267,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
     @endpoint(mutating=True)
     async def patch_upload(request: Request) -> Response:
         upload_id = request.path_params["id"]
-        offset_header = request.headers.get("upload-offset", "")
-        if not offset_header.isdigit():
-            raise bad_request("Upload-Offset header (a byte offset) is required")
-        offset = int(offset_header)
+        offset = ascii_int(request.headers.get("upload-offset"), "Upload-Offset header")
         lock = rt.storage.upload_lock(upload_id)
         if not lock.acquire(blocking=False):
             raise ApiError(409, "upload_busy", "another request is writing this upload")
@@ -266,7 +285,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
                 raise ApiError(503, "volume_fault", "the volume is crashed; cannot store files")
             remaining = meta["size"] - offset
             length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > remaining:
+            if length is not None and ascii_int(length, "Content-Length") > remaining:
                 raise ApiError(413, "too_large", f"only {remaining} bytes remain in this upload")
             digest = hashlib.sha256() if offset == 0 else None
             written = await _append_body(
@@ -317,42 +336,41 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def disable_cms(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(rt.disable_cms))
 
-    @endpoint()
+    @endpoint(mutating=True)
     async def fault(request: Request) -> Response:
         body = await read_json(request)
         return JSONResponse(await run_in_threadpool(rt.set_fault, body))
 
     routes = [
-        Route(PREFIX + "/info", info, methods=["GET"]),
-        Route(PREFIX + "/auth/login", login, methods=["POST"]),
-        Route(PREFIX + "/auth/logout", logout, methods=["POST"]),
-        Route(PREFIX + "/health", health, methods=["GET"]),
-        Route(PREFIX + "/config", get_config, methods=["GET"]),
-        Route(PREFIX + "/config", put_config, methods=["PUT"]),
-        Route(PREFIX + "/takeover", takeover, methods=["POST"]),
-        Route(PREFIX + "/release", release, methods=["POST"]),
-        Route(PREFIX + "/recordings", recordings, methods=["GET"]),
-        Route(PREFIX + "/recordings/purge", purge, methods=["POST"]),
-        Route(PREFIX + "/files/{path:path}", download, methods=["GET"]),
-        Route(PREFIX + "/files/{path:path}", delete_file, methods=["DELETE"]),
-        Route(PREFIX + "/uploads", create_upload, methods=["POST"]),
-        Route(PREFIX + "/uploads/{id}", get_upload, methods=["GET"]),
-        Route(PREFIX + "/uploads/{id}", patch_upload, methods=["PATCH"]),
-        Route(PREFIX + "/uploads/{id}", abort_upload, methods=["DELETE"]),
-        Route(PREFIX + "/licenses", list_licenses, methods=["GET"]),
-        Route(PREFIX + "/licenses", install_license, methods=["POST"]),
-        Route(PREFIX + "/licenses", replace_licenses, methods=["PUT"]),
-        Route(PREFIX + "/licenses/{key}", remove_license, methods=["DELETE"]),
-        Route(PREFIX + "/cms/enable", enable_cms, methods=["POST"]),
-        Route(PREFIX + "/cms/disable", disable_cms, methods=["POST"]),
-        Route(PREFIX + "/fault", fault, methods=["POST"]),
+        route("/info", GET=info),
+        route("/openapi.json", GET=openapi),
+        route("/auth/login", POST=login),
+        route("/auth/logout", POST=logout),
+        route("/health", GET=health),
+        route("/config", GET=get_config, PUT=put_config),
+        route("/takeover", POST=takeover),
+        route("/release", POST=release),
+        route("/recordings", GET=recordings),
+        route("/recordings/purge", POST=purge),
+        route("/files/{path:path}", GET=download, DELETE=delete_file),
+        route("/uploads", POST=create_upload),
+        route("/uploads/{id}", GET=get_upload, PATCH=patch_upload, DELETE=abort_upload),
+        route("/licenses", GET=list_licenses, POST=install_license, PUT=replace_licenses),
+        route("/licenses/{key}", DELETE=remove_license),
+        route("/cms/enable", POST=enable_cms),
+        route("/cms/disable", POST=disable_cms),
     ]
+    if rt.options.allow_fault_injection:
+        # Without the flag the endpoint does not exist (404), whoever asks.
+        routes.append(route("/fault", POST=fault))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,  # a 405 says which methods are allowed (Allow)
         )
 
     async def api_error(request: Request, exc: Exception) -> Response:
@@ -377,6 +395,19 @@ def build_app(rt: NodeRuntime) -> Starlette:
     )
 
 
+def route(path: str, **handlers: Handler) -> Route:
+    """One route per path, whatever its methods: a wrong method then gets a 405 whose
+    ``Allow`` lists every method of the path (one Starlette route per method would
+    answer with the first route's methods only). HEAD is answered by GET's handler."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    dispatch.__name__ = "_".join(h.__name__ for h in handlers.values())
+    return Route(PREFIX + path, dispatch, methods=list(handlers))
+
+
 WRITE_BUFFER = 1024 * 1024  # one thread hop per MiB, not per network read
 
 
@@ -385,6 +416,33 @@ class MediaFileResponse(FileResponse):
     restoration streams them whole."""
 
     chunk_size = 1024 * 1024
+
+
+def check_range(request: Request, response: MediaFileResponse) -> None:
+    """Refuse a Range that Starlette would refuse, in the agent's error shape.
+
+    Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416;
+    the same parser runs here first (with the same If-Range rule) so that the client
+    gets ``{"error": ...}`` like everywhere else.
+    """
+    http_range = request.headers.get("range")
+    if http_range is None or response.stat_result is None:
+        return
+    if_range = request.headers.get("if-range")
+    if if_range is not None and not response._should_use_range(if_range):
+        return  # the file changed: Starlette ignores Range and sends it whole
+    size = response.stat_result.st_size
+    try:
+        response._parse_range_header(http_range, size)
+    except MalformedRangeHeader as exc:
+        raise ApiError(400, "bad_range", f"Range header: {exc.content}") from None
+    except RangeNotSatisfiable:
+        raise ApiError(
+            416,
+            "range_not_satisfiable",
+            f"the range starts past the end of the file ({size} bytes)",
+            headers={"Content-Range": f"bytes */{size}"},
+        ) from None
 
 
 async def _append_body(

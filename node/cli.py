@@ -2,7 +2,7 @@
 
     cms-node serve --data-dir DIR --port PORT [--host 127.0.0.1] [--mode MODE] ...
     cms-node info  --data-dir DIR
-    cms-node fault --data-dir DIR volume|service|clear
+    cms-node fault --data-dir DIR volume|service|clear   (agent run with --allow-fault-injection)
 
 Options that describe the node (name, model, mode, admin password, demo cameras)
 initialise a *new* data folder; on later starts the persisted state wins, so a
@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"registration binds it (or set ${ENROLLMENT_ENV})",
     )
     s.add_argument("--discovery-port", type=int, default=DEFAULT_PORT, help="0 disables")
+    s.add_argument(
+        "--allow-fault-injection",
+        action="store_true",
+        help="accept simulated volume/service faults (POST /fault, `cms-node fault`): demos "
+        "and tests only, a fault makes the CMS fail this server over",
+    )
     s.add_argument("--token-ttl", type=float, default=3600.0, help=argparse.SUPPRESS)
     s.add_argument("--log-level", default="info")
 
@@ -125,6 +131,19 @@ def info(data_dir: Path) -> int:
 def fault(data_dir: Path, kind: str) -> int:
     if read_state_file(data_dir) is None:
         print(f"cms-node: no node in {data_dir}", file=sys.stderr)
+        return 1
+    # Only the running agent knows whether it accepts faults (it ignores faults.json
+    # otherwise); its run.json says so.
+    run = read_json(data_dir / "run.json")
+    if not isinstance(run, dict) or not _pid_alive(run.get("pid")):
+        print(f"cms-node: no agent is running on {data_dir}", file=sys.stderr)
+        return 1
+    if run.get("fault_injection") is not True:
+        print(
+            "cms-node: faults are not enabled on this node "
+            "(start its agent with --allow-fault-injection)",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps({"faults": write_fault(data_dir, kind)}))
     return 0
@@ -242,6 +261,7 @@ def serve(args: argparse.Namespace) -> int:
         quickconnect_id=args.quickconnect_id,
         directory=args.directory,
         discovery_port=args.discovery_port,
+        allow_fault_injection=args.allow_fault_injection,
     )
     runtime = NodeRuntime(data_dir, store, options)
     runtime.start()
@@ -285,7 +305,13 @@ def serve(args: argparse.Namespace) -> int:
 
     write_json_atomic(
         data_dir / "run.json",
-        {"pid": os.getpid(), "host": args.host, "port": port, "https": args.https},
+        {
+            "pid": os.getpid(),
+            "host": args.host,
+            "port": port,
+            "https": args.https,
+            "fault_injection": args.allow_fault_injection,
+        },
         mode=0o644,
     )
     scheme = "https" if args.https else "http"
@@ -297,6 +323,8 @@ def serve(args: argparse.Namespace) -> int:
         args.host,
         port,
     )
+    if args.allow_fault_injection:
+        log.warning("fault injection is enabled (POST /fault, cms-node fault): for demos and tests")
     if cert:
         log.info("TLS certificate SHA-256 fingerprint: %s", fingerprint(cert))
     config = uvicorn.Config(

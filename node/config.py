@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from node.errors import ApiError
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 MAX_CAMERAS = 256
+
+# Camera sources: the agent's own synthetic bytes, ffmpeg's test pattern (a graph the
+# agent builds from fixed parameters, see node/recorder.py), or a stream URL that
+# ffmpeg only ever opens as an ``-i`` input. Anything else could reach ffmpeg's
+# filter-graph or protocol parsers (``testsrc,metadata=...:file=/x`` writes files).
+SYNTHETIC = "synthetic"
+TEST_PATTERN = "testsrc"
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+MAX_SOURCE_LENGTH = 1024
+SOURCE_RULE = (
+    f"'{SYNTHETIC}', '{TEST_PATTERN}' or an rtsp://, rtsps://, http:// or https:// stream URL"
+)
+SourceKind = Literal["synthetic", "pattern", "stream"]
 
 
 def invalid(message: str) -> ApiError:
@@ -28,6 +42,40 @@ def validate_id(value: object, what: str) -> str:
     return value
 
 
+def source_problem(source: object) -> str | None:
+    """Why ``source`` is not an allowed camera source, or None when it is."""
+    if not isinstance(source, str) or not source:
+        return f"source must be {SOURCE_RULE}"
+    if source in (SYNTHETIC, TEST_PATTERN):
+        return None
+    if len(source) > MAX_SOURCE_LENGTH:
+        return f"source URL is longer than {MAX_SOURCE_LENGTH} characters"
+    # Printable ASCII only: no spaces, control characters or look-alikes (a URL
+    # percent-encodes anything else).
+    if not all("!" <= ch <= "~" for ch in source):
+        return "source URL must not contain spaces, control or non-ASCII characters"
+    scheme = source.partition("://")[0]
+    if scheme not in STREAM_SCHEMES or not source.startswith(scheme + "://"):
+        return f"source must be {SOURCE_RULE}, not {source[:40]!r}"
+    try:
+        parts = urlsplit(source)
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        return "source URL is malformed (host or port)"
+    if not parts.hostname:
+        return "source URL has no host"
+    return None
+
+
+def source_kind(source: object) -> SourceKind | None:
+    """How the recorder reads an allowed source; None for one it must refuse."""
+    if source_problem(source) is not None:
+        return None
+    if source == SYNTHETIC:
+        return "synthetic"
+    return "pattern" if source == TEST_PATTERN else "stream"
+
+
 def _schedule(value: object, cam: str) -> Any:
     if value is None or value in ("always", "never"):
         return value or "always"
@@ -41,7 +89,7 @@ def _schedule(value: object, cam: str) -> Any:
         start, end = w.get("start"), w.get("end")
         if (
             not isinstance(days, list)
-            or not all(isinstance(d, int) and 0 <= d <= 6 for d in days)
+            or not all(type(d) is int and 0 <= d <= 6 for d in days)  # not True/False
             or not (isinstance(start, str) and HHMM_RE.match(start))
             or not (isinstance(end, str) and HHMM_RE.match(end))
         ):
@@ -74,8 +122,9 @@ def validate_config(body: object) -> list[dict[str, Any]]:
         retention = cam.get("retention_days", 30)
         if not isinstance(name, str) or not 1 <= len(name) <= 64:
             raise invalid(f"camera {cid}: name must be 1-64 characters")
-        if not isinstance(source, str) or not 1 <= len(source) <= 512:
-            raise invalid(f"camera {cid}: source must be a string (synthetic, testsrc, rtsp://)")
+        problem = source_problem(source)
+        if problem:
+            raise invalid(f"camera {cid}: {problem}")
         if isinstance(retention, bool) or not isinstance(retention, int):
             raise invalid(f"camera {cid}: retention_days must be an integer")
         if not 1 <= retention <= 3650:

@@ -39,6 +39,8 @@ from protocol.messages import (
 LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
 CMS_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 DEGRADED_FREE_BYTES = 100 * 1024**2
+MAX_USERNAME = 64
+MAX_PASSWORD = 1024
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Options:
     quickconnect_id: str | None = None
     directory: str | None = None
     discovery_port: int = 0
+    # Simulated faults (POST /fault, `cms-node fault`) are for demos and tests only.
+    allow_fault_injection: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,7 +65,7 @@ class NodeRuntime:
         self.store = store
         self.options = options
         self.storage = Storage(data_dir)
-        self.faults = FaultWatcher(data_dir)
+        self.faults = FaultWatcher(data_dir, enabled=options.allow_fault_injection)
         self.recorder = Recorder(
             self.storage, self.faults, options.segment_seconds, options.snapshot_every
         )
@@ -110,6 +114,11 @@ class NodeRuntime:
     def login(self, username: object, password: object, client: str, cms_host: str | None) -> dict:
         if not isinstance(username, str) or not isinstance(password, str):
             raise bad_request("username and password must be strings")
+        if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+            raise bad_request(
+                f"username and password must be at most {MAX_USERNAME} and {MAX_PASSWORD} "
+                "characters"
+            )
         wait = self.throttle.wait_needed(client)
         if wait > 0:
             raise ApiError(
@@ -386,6 +395,8 @@ class NodeRuntime:
         return self.info()
 
     def set_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not self.options.allow_fault_injection:  # the route is not even mounted then
+            raise not_found("fault injection is not enabled on this node")
         kind = body.get("kind")
         try:
             faults = write_fault(self.data_dir, kind if isinstance(kind, str) else "")

@@ -4,10 +4,15 @@ Each thread cuts the camera's stream into segments of ``segment_seconds`` and ta
 a snapshot every ``snapshot_every`` segments, writing each file atomically and
 indexing it. Two sources:
 
-* ``synthetic`` (any source that is not ffmpeg's): deterministic bytes derived from
-  the camera id and the segment's start time; no dependency, used by tests and demos.
-* ``rtsp://...`` or ``testsrc`` when ``ffmpeg`` is installed: real MP4 segments and
-  JPEG snapshots. Without ffmpeg such a camera reports an error instead of recording.
+* ``synthetic``: deterministic bytes derived from the camera id and the segment's
+  start time; no dependency, used by tests and demos.
+* ``testsrc`` or an ``rtsp(s)://`` / ``http(s)://`` stream URL when ``ffmpeg`` is
+  installed: real MP4 segments and JPEG snapshots. Without ffmpeg such a camera
+  reports an error instead of recording.
+
+Sources are checked by :func:`node.config.source_kind` (a configuration stored by an
+older version is checked again here): a URL reaches ffmpeg only as an ``-i`` input
+limited to network protocols, and the test pattern is a fixed graph, never user text.
 
 A fault (``cms-node fault``) is checked at every segment: while the volume is
 "crashed" or the service "stopped", nothing is written.
@@ -26,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node.config import schedule_active
+from node.config import SOURCE_RULE, STREAM_SCHEMES, schedule_active, source_kind
 from node.state import FaultWatcher
 from node.storage import FileMeta, Storage
 from node.timeutil import iso
@@ -68,8 +73,33 @@ def synthetic_bytes(camera: str, kind: str, start: float, end: float) -> bytes:
     return header + hashlib.shake_256(seed).digest(n)
 
 
+TEST_PATTERN_GRAPH = "testsrc=size=320x240:rate=10"
+# Protocols ffmpeg may open for a stream URL, nested ones included (an HLS playlist
+# names its segments, RTSP opens TCP/UDP/RTP): network only, so no file:, concat:,
+# subfile: or data: can be smuggled in through a playlist or a redirect.
+PROTOCOL_WHITELIST = {
+    "rtsp": "rtsp,rtp,srtp,tcp,udp,http,httpproxy",
+    "rtsps": "rtsps,rtsp,rtp,srtp,tcp,udp,tls,http,https,httpproxy",
+    "http": "http,tcp,httpproxy,crypto",
+    "https": "https,http,tcp,tls,httpproxy,crypto",
+}
+assert set(PROTOCOL_WHITELIST) == set(STREAM_SCHEMES)
+
+
 def uses_ffmpeg(source: str) -> bool:
-    return source.startswith(("rtsp://", "rtsps://")) or source.startswith("testsrc")
+    return source_kind(source) in ("pattern", "stream")
+
+
+def ffmpeg_input(source: str) -> list[str]:
+    """The ffmpeg arguments that open ``source``; ValueError for a source not allowed."""
+    kind = source_kind(source)
+    if kind == "pattern":
+        return ["-f", "lavfi", "-i", TEST_PATTERN_GRAPH]
+    if kind != "stream":
+        raise ValueError("not an ffmpeg source")
+    scheme = source.partition("://")[0]
+    transport = ["-rtsp_transport", "tcp"] if scheme.startswith("rtsp") else []
+    return ["-protocol_whitelist", PROTOCOL_WHITELIST[scheme], *transport, "-i", source]
 
 
 class CameraWorker(threading.Thread):
@@ -111,6 +141,9 @@ class CameraWorker(threading.Thread):
                 self.stop_event.wait(min(seconds, 1.0))
                 continue
             source = self.camera["source"]
+            if source_kind(source) is None:
+                self._refuse_source(source)
+                continue
             if uses_ffmpeg(source):
                 self._ffmpeg_segment(source, start, seconds)
                 continue
@@ -123,6 +156,14 @@ class CameraWorker(threading.Thread):
             if not self._may_record(end):
                 continue
             self._write_synthetic(start, end)
+
+    def _refuse_source(self, source: object) -> None:
+        """A source stored by an older version that the rules refuse now: never read."""
+        if self.error is None or not self.error.startswith("source not allowed"):
+            log.warning("camera %s: source %.60r is not allowed; not recording", self.name, source)
+        self.state = "error"
+        self.error = f"source not allowed: use {SOURCE_RULE}"
+        self.stop_event.wait(self.recorder.segment_seconds)
 
     def _may_record(self, now: float) -> bool:
         faults = self.recorder.faults.current()
@@ -187,11 +228,10 @@ class CameraWorker(threading.Thread):
             return
         tmp_dir = self.recorder.tmp_dir
         tmp = tmp_dir / f"{self.name}-{round(start * 1000)}.mp4"
-        if source.startswith("testsrc"):
-            src = ["-f", "lavfi", "-i", f"{source}=size=320x240:rate=10"]
+        src = ffmpeg_input(source)
+        if source_kind(source) == "pattern":
             codec = ["-c:v", "mpeg4", "-q:v", "5"]
         else:
-            src = ["-rtsp_transport", "tcp", "-i", source]
             codec = ["-c", "copy"]
         reading = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *src]
         cmd = [*reading, "-t", str(seconds), *codec, "-movflags", "+faststart", str(tmp)]

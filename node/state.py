@@ -165,15 +165,23 @@ def write_fault(data_dir: Path, kind: str) -> dict[str, bool]:
 
 
 class FaultWatcher:
-    """Cheap, always-fresh view of ``faults.json`` (stat per call, parse on change)."""
+    """Cheap, always-fresh view of ``faults.json`` (stat per call, parse on change).
 
-    def __init__(self, data_dir: Path) -> None:
+    Simulated faults make the CMS fail a server over, so an agent that was not started
+    with ``--allow-fault-injection`` (``enabled=False``) never reads the file: a
+    ``faults.json`` left by a demo or written by hand changes nothing.
+    """
+
+    def __init__(self, data_dir: Path, enabled: bool = True) -> None:
         self.path = data_dir / "faults.json"
+        self.enabled = enabled
         self._stamp: tuple[int, int, int] | None = None
         self._faults = {"volume": False, "service": False}
         self._lock = threading.Lock()
 
     def current(self) -> dict[str, bool]:
+        if not self.enabled:
+            return {"volume": False, "service": False}
         with self._lock:
             try:
                 st = self.path.stat()

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,7 +33,9 @@ from typing import Any
 
 from node.errors import ApiError, bad_request, not_found
 from node.fsutil import fsync_dir, write_atomic
-from node.timeutil import iso
+from node.timeutil import EARLIEST, LATEST, in_range, iso
+
+log = logging.getLogger("node.storage")
 
 # One path segment: no leading dot (so never "." or ".."), no "%", no "\", no NUL.
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -41,6 +44,10 @@ KINDS = ("recording", "snapshot")
 ORIGINS = ("own", "failover")
 MAX_UPLOAD_BYTES = 64 * 1024**3
 HASH_CHUNK = 1024 * 1024
+MAX_CURSOR_LENGTH = 1024
+# Rows whose times a listing can show. An older version stored whatever start and end
+# an upload declared (1e300 made every later listing fail); such rows are left out.
+LISTABLE = f"start BETWEEN {EARLIEST!r} AND {LATEST!r} AND end BETWEEN {EARLIEST!r} AND {LATEST!r}"
 
 
 def bad_path(message: str) -> ApiError:
@@ -121,6 +128,22 @@ class Storage:
         self._db_lock = threading.Lock()
         self._upload_locks: dict[str, threading.Lock] = {}
         self._upload_locks_guard = threading.Lock()
+        self._report_unlistable()
+
+    def _report_unlistable(self) -> None:
+        rows = self._db.execute(
+            f"SELECT path FROM files WHERE NOT ({LISTABLE}) LIMIT 5"  # noqa: S608 (constant)
+        ).fetchall()
+        if rows:
+            (count,) = self._db.execute(
+                f"SELECT COUNT(*) FROM files WHERE NOT ({LISTABLE})"  # noqa: S608 (constant)
+            ).fetchone()
+            log.warning(
+                "%d indexed file(s) have a start or end outside 1970-2100 (stored by an older "
+                "version) and are left out of listings, e.g. %s",
+                count,
+                ", ".join(repr(r[0][:80]) for r in rows),
+            )
 
     def close(self) -> None:
         with self._db_lock:
@@ -213,7 +236,7 @@ class Storage:
         limit: int = 100,
     ) -> tuple[list[FileMeta], str | None]:
         """Keyset pagination on (start, path): stable while files are being added."""
-        where, args = [], []
+        where, args = [LISTABLE], []
         for column, value in (
             ("camera", camera),
             ("origin", origin),
@@ -397,12 +420,17 @@ def encode_cursor(start: float, path: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
+    invalid = bad_request("cursor is not valid; use the 'next' value of a previous page")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         start, path = json.loads(raw)
-        return float(start), str(path)
-    except (ValueError, TypeError):
-        raise bad_request("cursor is not valid; use the 'next' value of a previous page") from None
+    except (ValueError, TypeError, RecursionError):
+        raise invalid from None
+    if not in_range(start) or not isinstance(path, str):
+        raise invalid
+    return float(start), path
 
 
 def validate_upload_spec(body: dict[str, Any], now: float) -> dict[str, Any]:
@@ -429,6 +457,8 @@ def validate_upload_spec(body: dict[str, Any], now: float) -> dict[str, Any]:
     camera = validate_id(body.get("camera", "unknown"), "camera")
     start = parse_time(body.get("start", now), "start")
     end = parse_time(body.get("end", start), "end")
+    if end < start:
+        raise bad_request("end must not be before start")
     return {
         "path": rel,
         "size": size,

@@ -25,11 +25,12 @@ def register_models() -> None:
     )
     from failover.models import FailoverEvent, FailoverSettings, Protection
 
-    # The secret never enters the trail; its change shows as password_changed_at.
+    # The secret never enters the trail; its change shows as password_changed_at. The
+    # name's uniqueness key follows the name, which the trail already shows.
     # Signals name the instance's own class, so the admin tabs' proxies are registered too.
     for model in (Server, RecordingServer, FailoverServer):
         if not auditlog.contains(model):
-            auditlog.register(model, exclude_fields=["admin_password"])
+            auditlog.register(model, exclude_fields=["admin_password", "name_key"])
     for model in (License, Team, TeamMembership, Protection, FailoverSettings, FailoverEvent):
         if not auditlog.contains(model):
             auditlog.register(model)

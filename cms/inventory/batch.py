@@ -15,7 +15,7 @@ from cms.nodes.services import test_connection
 
 from .choices import ConnectionType, NameSource
 from .models import Server, Team
-from .naming import Candidate, NamingRule, generate_names
+from .naming import Candidate, NamingRule, generate_names, reported_name_errors
 from .validators import validate_server_name
 
 
@@ -83,6 +83,14 @@ def batch_add(
                 f"The server's CMS mode is {report.cms_mode or 'not set'}, not {role}: enable "
                 "its CMS service in that mode first."
             ]
+            continue
+        if (
+            naming_rule == NamingRule.DEFAULT
+            and not item.get("custom_name")
+            and (problems := reported_name_errors(report.name))
+        ):
+            # The node's own name breaks the rule: that row says so, the user types one.
+            result.errors[index] = problems
             continue
         server.tls_fingerprint = report.fingerprint
         server.model, server.serial = report.model, report.serial

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .choices import CmsMode, ConnectionType, HealthStatus, NameSource, Role
 from .fields import EncryptedSecretField
-from .validators import validate_server_name
+from .validators import name_key, unsafe_name_errors, validate_server_name
 
 
 class TeamQuerySet(models.QuerySet):
@@ -79,6 +79,18 @@ class TeamScopedQuerySet(models.QuerySet):
 
 
 class ServerQuerySet(TeamScopedQuerySet):
+    # Every way a name is written keeps its uniqueness key in step (Server.save too).
+    def update(self, **kwargs: Any) -> int:
+        if isinstance(kwargs.get("name"), str):
+            kwargs["name_key"] = name_key(kwargs["name"])
+        return super().update(**kwargs)
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list:
+        objs = list(objs)
+        for obj in objs:
+            obj.name_key = name_key(obj.name)
+        return super().bulk_create(objs, *args, **kwargs)
+
     def recording(self) -> ServerQuerySet:
         return self.filter(role=Role.RECORDING)
 
@@ -109,6 +121,8 @@ class Server(models.Model):
     name_source = models.CharField(
         max_length=16, choices=NameSource.choices, default=NameSource.CUSTOM, editable=False
     )
+    # Unique per role: names equal after NFKC are one name (validators.name_key).
+    name_key = models.CharField(max_length=64, editable=False)
 
     connection_type = models.CharField(
         max_length=16, choices=ConnectionType.choices, default=ConnectionType.ADDRESS
@@ -170,6 +184,9 @@ class Server(models.Model):
         ordering = ["role", "name"]
         constraints = [
             models.UniqueConstraint(fields=["role", "name"], name="unique_server_name_per_role"),
+            models.UniqueConstraint(
+                fields=["role", "name_key"], name="unique_server_name_key_per_role"
+            ),
             models.CheckConstraint(
                 condition=Q(port__gte=1) & Q(port__lte=65535), name="server_port_range"
             ),
@@ -202,6 +219,9 @@ class Server(models.Model):
         if self.admin_password.is_new:
             self.password_changed_at = timezone.now()
             extra.add("password_changed_at")
+        self.name_key = name_key(self.name)
+        if kwargs.get("update_fields") is not None and "name" in kwargs["update_fields"]:
+            extra.add("name_key")
         if extra and kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], *extra}
         super().save(*args, **kwargs)
@@ -218,20 +238,35 @@ class Server(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
-        if self.name_source == NameSource.CUSTOM and self._name_changed():
-            try:
-                validate_server_name(self.name)
-            except ValidationError as exc:
-                errors["name"] = exc.messages
+        if self._name_changed() and isinstance(self.name, str):
+            if self.name_source == NameSource.CUSTOM:
+                try:
+                    validate_server_name(self.name)
+                except ValidationError as exc:
+                    errors["name"] = exc.messages
+            else:
+                # A naming rule builds the name from what a server reports (its model):
+                # it keeps the rule's form, but nothing a screen cannot show.
+                problems = unsafe_name_errors(self.name)
+                if problems:
+                    errors["name"] = problems
         # Checked here and not only by the constraint: forms leave `role` out, and Django
         # skips validating a constraint over a field the form excludes.
         if self.name and self._name_changed():
-            clash = Server.objects.filter(role=self.role, name=self.name).exclude(pk=self.pk)
-            if clash.exists():
+            self.name_key = name_key(self.name)
+            clash = (
+                Server.objects.filter(role=self.role, name_key=self.name_key)
+                .exclude(pk=self.pk)
+                .values_list("name", flat=True)
+                .first()
+            )
+            if clash is not None:
                 label = Role(self.role).label.lower() if self.role else "server"
+                message = f"A {label} named {clash!r} already exists"
+                if clash != self.name:
+                    message += f"; {self.name!r} is the same name once normalised (Unicode NFKC)"
                 errors.setdefault("name", []).append(
-                    f"A {label} named {self.name!r} already exists. Names are unique "
-                    "among servers of the same role."
+                    f"{message}. Names are unique among servers of the same role."
                 )
         if self.connection_type == ConnectionType.ADDRESS:
             from .addresses import host_errors
@@ -257,6 +292,10 @@ class Server(models.Model):
                 ]
         if errors:
             raise ValidationError(errors)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        # clean() checks the name key itself, with a message that names the clash.
+        super().validate_constraints(exclude={*(exclude or ()), "name_key"})
 
     # The rule applies to what a person types: a generated or stored name that is not
     # being changed is not validated again, so editing another field never fails on it.

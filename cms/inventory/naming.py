@@ -1,7 +1,12 @@
 """Naming rules for batch add: custom name, default server name, Model-No., Prefix-No.
 
 Generated names keep the product's form "[Model Name]-[Number]" and "[Prefix]-[Number]";
-the name rule applies to what a person types (the custom name, the custom prefix).
+the name rule applies to what a person types (the custom name, the custom prefix) and
+to a name taken as the server reports it (Default server name): a server may report
+anything, and its name is shown to people as if they had typed it.
+
+Names are compared as the inventory compares them (validators.name_key: NFKC, case
+kept), so a full-width "rec1" is taken when "rec1" is.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .validators import validate_name_prefix, validate_server_name
+from .validators import name_key, name_rule_errors, validate_name_prefix, validate_server_name
 
 
 class NamingRule(models.TextChoices):
@@ -31,6 +36,19 @@ class Candidate:
     custom_name: str = ""
 
 
+def reported_name_errors(reported_name: str) -> list[str]:
+    """Why the name a server reports cannot be its name (Default server name rule), as
+    messages for that server's row; empty when it can."""
+    problems = name_rule_errors(reported_name)
+    if not problems:
+        return []
+    return [
+        f"The name this server reports, {reported_name!r}, breaks the name rule: "
+        + " ".join(problems)
+        + " Type a custom name for it."
+    ]
+
+
 def generate_names(
     rule: str,
     candidates: list[Candidate],
@@ -45,7 +63,7 @@ def generate_names(
     Numbers count from 1 and skip numbers whose name is taken, so adding a second
     batch continues after the first.
     """
-    used = set(taken)
+    used = {name_key(name) for name in taken}
     names: list[str] = []
     if rule == NamingRule.PREFIX_NO:
         validate_name_prefix(prefix)
@@ -56,19 +74,22 @@ def generate_names(
             validate_server_name(cand.custom_name)
             name = cand.custom_name
         elif rule == NamingRule.DEFAULT:
+            problems = reported_name_errors(cand.reported_name)
+            if problems:
+                raise ValidationError(problems)
             name = cand.reported_name
         elif rule in (NamingRule.MODEL_NO, NamingRule.PREFIX_NO):
             base = cand.model if rule == NamingRule.MODEL_NO else prefix
             if not base:
                 raise ValidationError("The server did not report its model name.")
             number = 1
-            while f"{base}-{number}" in used:
+            while name_key(f"{base}-{number}") in used:
                 number += 1
             name = f"{base}-{number}"
         else:
             raise ValidationError(f"Unknown naming rule {rule!r}.")
-        if name in used:
+        if name_key(name) in used:
             raise ValidationError(f"The name {name!r} is already used by another server.")
-        used.add(name)
+        used.add(name_key(name))
         names.append(name)
     return names

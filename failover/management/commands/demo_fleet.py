@@ -90,7 +90,8 @@ class Command(BaseCommand):
         cmd = [sys.executable, "-m", "node", "serve", "--data-dir", str(data_dir(base, node)),
                "--port", str(node.port), "--mode", node.role, "--name", node.name,
                "--model", node.model, "--segment-seconds", "2",
-               "--log-level", "warning"]  # fmt: skip
+               # the walk-through breaks Lobby's volume with `cms-node fault`
+               "--allow-fault-injection", "--log-level", "warning"]  # fmt: skip
         if node.cameras:
             cmd += ["--cameras", str(node.cameras)]
         # The password goes by environment, never on the command line (`ps` shows that).

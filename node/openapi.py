@@ -1,0 +1,548 @@
+"""The agent's OpenAPI 3.1 description, served at ``GET /api/v1/openapi.json``.
+
+Written by hand next to the rules it describes (the limits are imported from the
+modules that enforce them), and held to the truth by tests: every route of
+``node/app.py`` is described and every described operation is routed, and CI fuzzes
+a real agent against it (``tests/integration/test_node_schema.py``: no 5xx, every
+status, content type and body as documented). ``docs/node-api.md`` is the prose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node import API_VERSION, __version__
+from node.config import MAX_CAMERAS, MAX_SOURCE_LENGTH, STREAM_SCHEMES, SYNTHETIC, TEST_PATTERN
+from node.core import MAX_PASSWORD, MAX_USERNAME
+from node.state import FAULT_KINDS, MODES
+from node.storage import KINDS, MAX_CURSOR_LENGTH, MAX_UPLOAD_BYTES, ORIGINS
+from node.timeutil import MAX_TIME_TEXT
+
+PREFIX = "/api/v1"
+ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
+OPTIONAL_ID = {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_-]{0,63})?$"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+TIME_IN = {
+    "description": "ISO 8601 (Z or an offset; naive is UTC) or POSIX seconds, 1970-2100",
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_TIME_TEXT},
+        {"type": "number", "minimum": 0, "maximum": 4102444800},
+    ],
+}
+TIME_OUT = {"type": "string", "description": "ISO 8601 UTC with milliseconds"}
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+COUNT = {"type": "integer", "minimum": 0}
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        ["error"],
+        error={
+            **_obj(["code", "message"], code={"type": "string"}, message={"type": "string"}),
+            "description": "some codes add fields (newest_epoch, offset, retry_after)",
+        },
+    ),
+    "Info": _obj(
+        ["name", "model", "serial", "version", "api_version", "cms_mode", "cms_enabled"],
+        name={"type": "string"},
+        model={"type": "string"},
+        serial={"type": "string"},
+        version={"type": "string"},
+        api_version={"type": "string"},
+        cms_mode={"enum": list(MODES)},
+        cms_enabled={"type": "boolean"},
+        paired={"type": "boolean"},
+        locked={"type": "boolean"},
+        https={"type": "boolean"},
+        quickconnect_id=NULLABLE_STRING,
+    ),
+    "Login": _obj(
+        ["username", "password"],
+        username={"type": "string", "maxLength": MAX_USERNAME},
+        password={"type": "string", "maxLength": MAX_PASSWORD},
+    ),
+    "Token": _obj(["token", "expires_in"], token={"type": "string"}, expires_in=COUNT),
+    "OnBehalfOf": _obj(["id", "name"], id=ID, name={"type": "string"}),
+    "CameraStatus": _obj(
+        ["id", "name", "origin", "state", "segments"],
+        id={"type": "string"},
+        name={"type": "string"},
+        origin={"enum": list(ORIGINS)},
+        on_behalf_of=NULLABLE_STRING,
+        state={"enum": ["starting", "recording", "paused", "idle", "error"]},
+        error=NULLABLE_STRING,
+        last_segment_at=NULLABLE_STRING,
+        segments=COUNT,
+    ),
+    "Health": _obj(
+        ["state", "volume", "service", "faults", "recording", "epoch", "cms_mode"],
+        state={"enum": ["normal", "degraded", "abnormal"]},
+        volume=_obj(
+            ["state"],
+            state={"enum": ["normal", "degraded", "crashed"]},
+            free_bytes=COUNT,
+            total_bytes=COUNT,
+        ),
+        service=_obj(["state"], state={"enum": ["running", "stopped", "error"]}),
+        faults=_ref("Faults"),
+        recording=_obj(
+            ["cameras"],
+            cameras={"type": "array", "items": _ref("CameraStatus")},
+            on_behalf_of={"anyOf": [_ref("OnBehalfOf"), {"type": "null"}]},
+            takeover_epoch={"type": ["integer", "null"]},
+        ),
+        epoch=COUNT,
+        cms_mode={"enum": list(MODES)},
+        config_version=COUNT,
+        time=TIME_OUT,
+    ),
+    "Faults": _obj(["volume", "service"], volume={"type": "boolean"}, service={"type": "boolean"}),
+    "Window": _obj(
+        ["start", "end"],
+        days={"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}},
+        start={"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+        end={"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+    ),
+    "Source": {
+        "description": f"'{SYNTHETIC}', '{TEST_PATTERN}' (ffmpeg's test pattern) or a stream "
+        "URL (printable ASCII, no spaces); anything else is refused",
+        "anyOf": [
+            {"enum": [SYNTHETIC, TEST_PATTERN]},
+            {
+                "type": "string",
+                "maxLength": MAX_SOURCE_LENGTH,
+                "pattern": f"^({'|'.join(STREAM_SCHEMES)})://[!-~]+$",
+            },
+        ],
+    },
+    "Schedule": {
+        "anyOf": [
+            {"enum": ["always", "never"]},
+            {"type": "array", "maxItems": 64, "items": _ref("Window")},
+        ]
+    },
+    "Camera": _obj(
+        ["id", "name", "source", "schedule", "retention_days"],
+        id=ID,
+        name={"type": "string"},
+        source={"type": "string"},
+        schedule=_ref("Schedule"),
+        retention_days={"type": "integer"},
+    ),
+    "CameraInput": _obj(
+        ["id"],
+        id=ID,
+        name={"type": "string", "minLength": 1, "maxLength": 64},
+        source=_ref("Source"),
+        schedule={"anyOf": [_ref("Schedule"), {"type": "null"}]},
+        retention_days={"type": "integer", "minimum": 1, "maximum": 3650},
+    ),
+    "Config": _obj(
+        ["version", "cameras"],
+        version=COUNT,
+        cameras={"type": "array", "items": _ref("Camera")},
+    ),
+    "ConfigInput": _obj(
+        ["cameras"],
+        cameras={"type": "array", "maxItems": MAX_CAMERAS, "items": _ref("CameraInput")},
+    ),
+    "Epoch": _obj(["epoch"], epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1}),
+    "Takeover": _obj(
+        ["epoch", "on_behalf_of", "config"],
+        epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1},
+        on_behalf_of=_obj(["id"], id=ID, name={"type": "string", "minLength": 1, "maxLength": 64}),
+        config=_ref("ConfigInput"),
+    ),
+    "TakeoverView": _obj(
+        ["epoch", "active", "on_behalf_of", "cameras"],
+        epoch=COUNT,
+        active={"type": "boolean"},
+        on_behalf_of={"anyOf": [_ref("OnBehalfOf"), {"type": "null"}]},
+        cameras={"type": "array", "items": {"type": "string"}},
+    ),
+    "FileItem": _obj(
+        ["path", "kind", "camera", "origin", "start", "end", "size", "sha256"],
+        path={"type": "string"},
+        kind={"enum": list(KINDS)},
+        camera={"type": "string"},
+        origin={"enum": list(ORIGINS)},
+        on_behalf_of=NULLABLE_STRING,
+        start=TIME_OUT,
+        end=TIME_OUT,
+        size=COUNT,
+        sha256=SHA256,
+    ),
+    "Page": _obj(
+        ["items", "next"],
+        items={"type": "array", "items": _ref("FileItem")},
+        next=NULLABLE_STRING,
+    ),
+    "Purge": _obj(["on_behalf_of"], on_behalf_of=ID),
+    "Deleted": _obj(["deleted"], deleted=COUNT),
+    "UploadSpec": _obj(
+        ["path", "size", "sha256"],
+        path={"type": "string", "minLength": 1, "maxLength": 512},
+        size={"type": "integer", "minimum": 0, "maximum": MAX_UPLOAD_BYTES},
+        sha256=SHA256,
+        kind={"enum": list(KINDS)},
+        origin={"enum": list(ORIGINS)},
+        camera=ID,
+        on_behalf_of={"anyOf": [ID, {"type": "null"}]},
+        start=TIME_IN,
+        end=TIME_IN,
+    ),
+    "UploadStatus": _obj(
+        ["id", "offset", "complete", "path"],
+        id=NULLABLE_STRING,
+        offset=COUNT,
+        size=COUNT,
+        complete={"type": "boolean"},
+        path={"type": "string"},
+    ),
+    "License": _obj(
+        ["key", "cameras", "installed_at"],
+        key={"type": "string"},
+        cameras={"type": "integer"},
+        installed_at=TIME_OUT,
+    ),
+    "LicenseInput": _obj(
+        ["key"],
+        key={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{3,63}$"},
+        cameras={"type": "integer", "minimum": 1, "maximum": 256},
+    ),
+    "Licenses": _obj(
+        ["licenses", "total_cameras"],
+        licenses={"type": "array", "items": _ref("License")},
+        total_cameras=COUNT,
+    ),
+    "LicenseSet": _obj(
+        ["licenses"],
+        licenses={"type": "array", "maxItems": 1000, "items": _ref("LicenseInput")},
+    ),
+    "Enable": _obj(
+        ["username", "password", "mode"],
+        username={"type": "string", "maxLength": MAX_USERNAME},
+        password={"type": "string", "maxLength": MAX_PASSWORD},
+        mode={"enum": ["recording", "failover"]},
+        lock=_obj(
+            [],
+            refuse_other_hosts={"type": "boolean"},
+            refuse_local_changes={"type": "boolean"},
+        ),
+    ),
+    "Fault": _obj(["kind"], kind={"enum": list(FAULT_KINDS)}),
+    "FaultState": _obj(["faults"], faults=_ref("Faults")),
+}
+
+ERROR_TEXT = {
+    400: "bad request: malformed JSON, a field or header out of its rule (code says which)",
+    401: "log in first, or the token expired (auth_required, token_invalid, auth_failed)",
+    403: "refused by the security lock (locked)",
+    404: "not found",
+    409: "conflict (stale_epoch, wrong_mode, busy, license_exists, file_exists, ...)",
+    412: "If-Match does not match the config's ETag",
+    413: "body over its limit",
+    416: "the range starts past the end of the file",
+    422: "uploaded bytes do not match the declared size and sha256; nothing was kept",
+    428: "If-Match is required",
+    429: "too many failed logins; wait Retry-After seconds",
+    503: "the volume is crashed (volume_fault)",
+    507: "not enough free space for this upload",
+}
+CMS_HOST = {
+    "name": "X-CMS-Host",
+    "in": "header",
+    "required": False,
+    "description": "the CMS host's id (the security lock compares it with the paired host)",
+    "schema": {"type": "string"},
+}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return _json(_ref("Error"), ERROR_TEXT[status])
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    ok: dict[int, dict[str, Any]],
+    errors: tuple[int, ...] = (),
+    *,
+    auth: bool = True,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    statuses = set(errors)
+    if auth:
+        statuses |= {401, 403}
+    if body:
+        statuses |= {400, 413}
+    responses: dict[str, Any] = {str(code): resp for code, resp in ok.items()}
+    responses |= {str(code): _error(code) for code in sorted(statuses)}
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
+    params = [*(parameters or []), CMS_HOST]
+    op["parameters"] = params
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if not auth:
+        op["security"] = []
+    return op
+
+
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _header(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "schema": schema}
+
+
+NO_CONTENT = {204: {"description": "done"}}
+OFFSET_HEADER = _header("Upload-Offset", {"type": "string", "pattern": "^[0-9]{1,18}$"}, True)
+
+
+def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
+    """The description of an agent; ``/fault`` exists only with fault injection enabled."""
+    paths: dict[str, dict[str, Any]] = {
+        "/info": {
+            "get": _operation(
+                "info", "who this node is (nothing secret)", {200: _json(_ref("Info"))}, auth=False
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "openapi", "this description", {200: _json({"type": "object"})}, auth=False
+            )
+        },
+        "/auth/login": {
+            "post": _operation(
+                "login",
+                "exchange the admin credentials for a bearer token",
+                {200: _json(_ref("Token"))},
+                (401, 403, 429),
+                auth=False,
+                body="Login",
+            )
+        },
+        "/auth/logout": {"post": _operation("logout", "revoke this token", NO_CONTENT)},
+        "/health": {
+            "get": _operation("health", "volume, service, cameras", {200: _json(_ref("Health"))})
+        },
+        "/config": {
+            "get": _operation(
+                "get_config", "the cameras, with an ETag", {200: _json(_ref("Config"))}
+            ),
+            "put": _operation(
+                "put_config",
+                "replace the cameras (If-Match: the ETag, or *)",
+                {200: _json(_ref("Config"))},
+                (412, 428),
+                body="ConfigInput",
+                parameters=[_header("If-Match", {"type": "string"})],
+            ),
+        },
+        "/takeover": {
+            "post": _operation(
+                "takeover",
+                "record a recording server's cameras (fenced by epoch)",
+                {200: _json(_ref("TakeoverView"))},
+                (409,),
+                body="Takeover",
+            )
+        },
+        "/release": {
+            "post": _operation(
+                "release",
+                "stop recording for the other server (fenced by epoch)",
+                {200: _json(_ref("TakeoverView"))},
+                (409,),
+                body="Epoch",
+            )
+        },
+        "/recordings": {
+            "get": _operation(
+                "recordings",
+                "recordings and snapshots, ordered by (start, path), a page at a time",
+                {200: _json(_ref("Page"))},
+                (400,),
+                # An empty filter is no filter.
+                parameters=[
+                    _query("camera", OPTIONAL_ID),
+                    _query("since", {"type": "string", "maxLength": MAX_TIME_TEXT}),
+                    _query("until", {"type": "string", "maxLength": MAX_TIME_TEXT}),
+                    _query("origin", {"enum": ["", *ORIGINS]}),
+                    _query("on_behalf_of", OPTIONAL_ID),
+                    _query("kind", {"enum": ["", *KINDS]}),
+                    _query("cursor", {"type": "string", "maxLength": MAX_CURSOR_LENGTH}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+            )
+        },
+        "/recordings/purge": {
+            "post": _operation(
+                "purge",
+                "delete what was recorded on behalf of a server",
+                {200: _json(_ref("Deleted"))},
+                (409,),
+                body="Purge",
+            )
+        },
+        "/files/{path}": {
+            "get": _operation(
+                "download",
+                "the bytes (also HEAD; Range and If-Range against the sha256 ETag)",
+                {
+                    200: {
+                        "description": "the whole file",
+                        "content": {"application/octet-stream": {"schema": {}}},
+                    },
+                    206: {
+                        "description": "the requested range(s)",
+                        "content": {
+                            "application/octet-stream": {"schema": {}},
+                            "multipart/byteranges": {"schema": {}},
+                        },
+                    },
+                },
+                (400, 404, 416),
+                parameters=[_path_param("path"), _header("Range", {"type": "string"})],
+            ),
+            "delete": _operation(
+                "delete_file",
+                "delete one file",
+                NO_CONTENT,
+                (400, 404),
+                parameters=[_path_param("path")],
+            ),
+        },
+        "/uploads": {
+            "post": _operation(
+                "create_upload",
+                "start (or resume) a verified upload",
+                {
+                    200: _json(_ref("UploadStatus"), "already complete"),
+                    201: _json(_ref("UploadStatus"), "created"),
+                },
+                (409, 422, 503, 507),
+                body="UploadSpec",
+            )
+        },
+        "/uploads/{id}": {
+            "get": _operation(
+                "get_upload",
+                "where to resume (also HEAD: Upload-Offset, Upload-Length)",
+                {200: _json(_ref("UploadStatus"))},
+                (404,),
+                parameters=[_path_param("id")],
+            ),
+            "patch": {
+                **_operation(
+                    "patch_upload",
+                    "append bytes at Upload-Offset",
+                    {200: _json(_ref("UploadStatus"))},
+                    (400, 404, 409, 413, 422, 503),
+                    parameters=[_path_param("id"), OFFSET_HEADER],
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+            },
+            "delete": _operation(
+                "abort_upload",
+                "abort an upload",
+                NO_CONTENT,
+                (404,),
+                parameters=[_path_param("id")],
+            ),
+        },
+        "/licenses": {
+            "get": _operation("licenses", "installed licenses", {200: _json(_ref("Licenses"))}),
+            "post": _operation(
+                "install_license",
+                "install one license",
+                {201: _json(_ref("License"))},
+                (409,),
+                body="LicenseInput",
+            ),
+            "put": _operation(
+                "replace_licenses",
+                "replace the whole set",
+                {200: _json(_ref("Licenses"))},
+                (409,),
+                body="LicenseSet",
+            ),
+        },
+        "/licenses/{key}": {
+            "delete": _operation(
+                "remove_license",
+                "remove one license",
+                NO_CONTENT,
+                (404,),
+                parameters=[_path_param("key")],
+            )
+        },
+        "/cms/enable": {
+            "post": _operation(
+                "enable_cms",
+                "pair with a CMS host (X-CMS-Host required; the body carries the credentials)",
+                {200: _json(_ref("Info"))},
+                (401, 403, 409, 429),
+                auth=False,
+                body="Enable",
+            )
+        },
+        "/cms/disable": {
+            "post": _operation(
+                "disable_cms", "back to standalone, unpaired", {200: _json(_ref("Info"))}, (409,)
+            )
+        },
+    }
+    if allow_fault_injection:
+        paths["/fault"] = {
+            "post": _operation(
+                "fault",
+                "simulate a crashed volume or a stopped service (agents run with "
+                "--allow-fault-injection only)",
+                {200: _json(_ref("FaultState"))},
+                body="Fault",
+            )
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cms-node agent",
+            "version": __version__,
+            "description": f"Node agent protocol, API version {API_VERSION} (docs/node-api.md).",
+        },
+        "servers": [{"url": PREFIX}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
