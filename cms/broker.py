@@ -7,10 +7,9 @@ writer has created but not written yet, which ended workers with
 CPython 3.11, so `make run` and `make test` get Redis without a system service.
 
 It listens on a unix socket only (mode 0700, no TCP port), keeps an append-only
-file so queued work survives a restart, and is started either in the foreground
-under the supervisor (`make run`) or as a daemon that the test session starts
-and stops. This module needs no Django, so the supervisor can run it directly:
-`python -m cms.broker serve VAR_DIR`.
+file so queued work survives a restart, and runs either in the foreground under
+the supervisor (`make run`: the binary with the configuration written here) or
+as a daemon that a test session or a benchmark starts and stops. No Django here.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import importlib.util
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -82,23 +80,21 @@ def write_config(var_dir: Path, *, daemonize: bool = False) -> Path:
     return path
 
 
-def ping(var_dir: Path, timeout: float = 0.5) -> bool:
-    """True if the embedded server answers PING on its socket."""
+def _send(var_dir: Path, command: bytes, timeout: float) -> bytes | None:
+    """One inline command on the socket; the first bytes of the answer, None if no server."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(socket_path(var_dir)))
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(command + b"\r\n")
+            return sock.recv(64)
     except OSError:
-        return False
+        return None
 
 
-def serve(var_dir: Path) -> None:
-    """Replace this process with redis-server in the foreground (for the supervisor)."""
-    config = write_config(var_dir)
-    binary = server_binary()
-    os.execv(binary, [str(binary), str(config)])  # noqa: S606 (our own binary and config)
+def ping(var_dir: Path, timeout: float = 0.5) -> bool:
+    """True if the embedded server answers PING on its socket."""
+    return (_send(var_dir, b"PING", timeout) or b"").startswith(b"+PONG")
 
 
 def start_daemon(var_dir: Path, timeout: float = 10.0) -> bool:
@@ -118,20 +114,8 @@ def start_daemon(var_dir: Path, timeout: float = 10.0) -> bool:
 
 def stop(var_dir: Path, timeout: float = 10.0) -> None:
     """Shut the server down cleanly (it writes its append-only file first)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(socket_path(var_dir)))
-            sock.sendall(b"SHUTDOWN\r\n")
-            sock.recv(64)  # the server closes the connection when it exits
-    except OSError:
+    if _send(var_dir, b"SHUTDOWN", timeout) is None:  # it closes the connection as it exits
         return
     deadline = time.monotonic() + timeout
     while ping(var_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "serve":
-        sys.exit("usage: python -m cms.broker serve VAR_DIR")
-    serve(Path(sys.argv[2]))

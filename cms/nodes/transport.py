@@ -167,24 +167,24 @@ class Call:
             call._conn = conn
 
 
-class _TrackedHTTPConnection(HTTPConnection):
+class _Tracked:
+    """Makes the connection in use known to the current call, for its watchdog."""
+
     def connect(self) -> None:
         Call.attach(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         Call.attach(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _TrackedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        Call.attach(self)
-        super().connect()
+class _TrackedHTTPConnection(_Tracked, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        Call.attach(self)
-        super().request(*args, **kwargs)
+
+class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
+    pass
 
 
 class _TrackedHTTPPool(HTTPConnectionPool):
