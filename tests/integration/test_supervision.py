@@ -72,8 +72,14 @@ def stack(transactional_db) -> Iterator[tuple[subprocess.Popen, Path]]:
         yield process, var_dir
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            # Ctrl-C first: supervisord stops its programs, each in a process group of its
+            # own that killing supervisord's group would not reach.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
         log.close()
         shutil.rmtree(var_dir, ignore_errors=True)
 
