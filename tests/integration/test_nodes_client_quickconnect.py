@@ -4,9 +4,6 @@ token; registration is rate limited; resolving needs a login. Written as the att
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -33,44 +30,6 @@ def post(client, body, **extra):
     return client.post(
         "/qc/register", data=json.dumps(body), content_type="application/json", **extra
     )
-
-
-class Listener:
-    """The attacker's end: a TCP listener on loopback that records every connection."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(1)
-                try:
-                    self.received.append(conn.recv(65536))
-                except OSError:
-                    self.received.append(b"")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    attacker = Listener()
-    yield attacker
-    attacker.close()
 
 
 @pytest.fixture
