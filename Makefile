@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py ensure_admin
 	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python manage.py run_stack
 
-# Tests keep their database, broker folder and keys apart from `make run`'s.
+# Tests keep their database, broker and keys apart from `make run`'s.
 test: export CMS_VAR_DIR ?= $(CURDIR)/var/test
 test: $(STAMP)
 	$(BIN)/ruff check .
