@@ -61,8 +61,9 @@ class LogoutView(APIView):
 def revoke_tokens_on_password_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     """A new password ends every API token of its user (pre_save of the user model):
     whoever learnt the old password may have made tokens with it."""
-    if not instance.pk:
-        return
+    fields = kwargs.get("update_fields")
+    if not instance.pk or (fields is not None and "password" not in fields):
+        return  # e.g. last_login on every login: no password change, no query
     old = type(instance).objects.filter(pk=instance.pk).values_list("password", flat=True).first()
     if old is not None and old != instance.password:
         AuthToken.objects.filter(user_id=instance.pk).delete()
