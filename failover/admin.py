@@ -1,9 +1,10 @@
 """Admin of failover: settings, protection, events with their timeline, and the actions.
 
-The inventory's two server tabs are extended here (the inventory does not know about
-failover): protection inline and manual failover on recording servers; enable,
-disable and delete on failover servers stop an acting server's failover only after a
-confirmation page that says what will happen.
+The inventory's two server tabs are extended here (the inventory never imports
+failover): protection inline, manual failover and fail back on recording servers;
+status, replace and stop restoration on failover servers. Disabling, editing or
+deleting an acting failover server stops its failover: the inventory's actions ask
+`failover.actions.ServerDuties` and show its consequences for confirmation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -21,16 +21,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from cms.inventory import locking
+from cms.actions import ActionRefused, ConfirmationRequired
+from cms.inventory import actions as inventory_actions
 from cms.inventory.admin import FailoverServerAdmin, HistoryInline, RecordingServerAdmin
+from cms.inventory.admin_actions import confirmation_page, confirmed
 from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server
-from cms.nodes.errors import NodeError
-from cms.nodes.transport import deadline
-from cms.nodes.webcalls import address_of, web_deadline, web_node_call
 from cms.permissions import can
 
-from . import engine, replace, restoration, timeline
+from . import actions, engine, replace, timeline
 from .admin_status import (
     FailoverStatusFilter,
     annotate_duty,
@@ -40,7 +39,6 @@ from .admin_status import (
     recording_label,
 )
 from .choices import EventState
-from .events import actor_name
 from .models import (
     EventTransition,
     FailoverEvent,
@@ -95,66 +93,11 @@ class ProtectionInline(admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-def _confirm(
-    request: HttpRequest,
-    *,
-    title: str,
-    consequences: list[str],
-    queryset: QuerySet | None,
-    action: str,
-    extra: dict[str, Any] | None = None,
-) -> TemplateResponse:
-    return TemplateResponse(
-        request,
-        "admin/failover/confirm_action.html",
-        {
-            **admin.site.each_context(request),
-            "title": title,
-            "consequences": consequences,
-            "queryset": queryset,
-            "action": action,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "extra": extra or {},
-            "opts": queryset.model._meta if queryset is not None else None,
-        },
-    )
-
-
-class LockActions:
-    """Lock / Unlock selected servers: the security lock, on both server tabs."""
-
-    @admin.action(description="Lock selected servers", permissions=["lock"])
-    def lock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._set_lock(request, queryset, True)
-
-    @admin.action(description="Unlock selected servers", permissions=["lock"])
-    def unlock_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._set_lock(request, queryset, False)
-
-    def _set_lock(self, request: HttpRequest, queryset: QuerySet, locked: bool) -> None:
-        done = []
-        # One deadline for the whole request; each node is claimed while it is called.
-        with deadline(web_deadline()):
-            for server in queryset:
-                try:
-                    with web_node_call(address_of(server)):
-                        locking.set_lock(server, locked)
-                    done.append(server.name)
-                except NodeError as exc:  # NodeBusy included: that server is skipped
-                    self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
-        if done:
-            verb = "Locked" if locked else "Unlocked"
-            self.message_user(request, f"{verb}: {', '.join(done)}.")
-
-    def has_lock_permission(self, request: HttpRequest) -> bool:
-        return can(request.user, "lock")
-
-
 admin.site.unregister(RecordingServer)
 
 
 @admin.register(RecordingServer)
-class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
+class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
                "manual_failover", "fail_back_now", "issue_enrollment_secret"]  # fmt: skip
@@ -170,22 +113,12 @@ class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
         return format_html('<span class="cms-status" data-server="{}">{}</span>',
                            server.pk, recording_label(server))  # fmt: skip
 
-    @admin.action(description="Enable selected servers", permissions=["enable"])
-    def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.set_enabled(True)
-        self.message_user(request, f"Enabled {count} server(s).")
-
-    @admin.action(description="Disable selected servers", permissions=["enable"])
-    def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.set_enabled(False)
-        self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
-
     @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
     def manual_failover(self, request: HttpRequest, queryset: QuerySet) -> None:
         for server in queryset:
             try:
-                event = engine.manual_failover(server, actor=actor_name(request.user))
-            except engine.FailoverError as exc:
+                event = actions.manual_failover(request.user, server)
+            except ActionRefused as exc:
                 self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{server.name}: failover event #{event.pk} started.")
@@ -195,12 +128,9 @@ class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
         events = {e.recording_server_id: e for e in FailoverEvent.objects.open().filter(
             recording_server__in=queryset)}  # fmt: skip
         for server in queryset:
-            event = events.get(server.pk)
             try:
-                if event is None:
-                    raise engine.FailoverError("it has not failed over.")
-                engine.fail_back_now(event, actor=actor_name(request.user))
-            except engine.FailoverError as exc:
+                event = actions.fail_back(request.user, events.get(server.pk))
+            except ActionRefused as exc:
                 self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{server.name}: failing back (event #{event.pk}).")
@@ -210,18 +140,6 @@ class RecordingServerFailoverAdmin(LockActions, RecordingServerAdmin):
 
     def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "trigger_failover")
-
-    def delete_model(self, request: HttpRequest, obj: Server) -> None:
-        engine.before_deleting_recording_server(obj, actor=actor_name(request.user))
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for server in queryset:
-            engine.before_deleting_recording_server(server, actor=actor_name(request.user))
-        super().delete_queryset(request, queryset)
-
-    def has_enable_permission(self, request: HttpRequest) -> bool:
-        return can(request.user, "enable")
 
 
 class FailoverServerForm(ServerForm):
@@ -236,22 +154,26 @@ class FailoverServerForm(ServerForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        event = engine.acting_event(self.instance) if self.instance.pk else None
         changed = [f for f in self.changed_data if f != "confirm_stop_failover"]
-        if event and changed and not cleaned.get("confirm_stop_failover"):
-            raise ValidationError(
-                f"{self.instance.name} has taken over for {event.recording_server_name}: saving "
-                "stops the failover and removes the recordings and snapshots it made during "
-                "it. Tick 'Stop the failover' to save anyway."
-            )
+        if self.instance.pk and changed:
+            try:
+                inventory_actions.confirm_edit(self.instance, confirmed=self.consequences_confirmed)
+            except ConfirmationRequired as exc:
+                raise ValidationError(
+                    [*exc.consequences, "Tick 'Stop the failover' to save anyway."]
+                ) from None
         return cleaned
+
+    @property
+    def consequences_confirmed(self) -> bool:
+        return bool(self.cleaned_data.get("confirm_stop_failover"))
 
 
 admin.site.unregister(FailoverServer)
 
 
 @admin.register(FailoverServer)
-class FailoverServerFailoverAdmin(LockActions, FailoverServerAdmin):
+class FailoverServerFailoverAdmin(FailoverServerAdmin):
     form = FailoverServerForm
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
                "replace_protected_server", "stop_restoration",
@@ -284,32 +206,6 @@ class FailoverServerFailoverAdmin(LockActions, FailoverServerAdmin):
     def acting_for(self, server: Server) -> str:
         return server.acting_for or "-"
 
-    def has_enable_permission(self, request: HttpRequest) -> bool:
-        return can(request.user, "enable")
-
-    @admin.action(description="Enable selected servers", permissions=["enable"])
-    def enable_servers(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.set_enabled(True)
-        self.message_user(request, f"Enabled {count} server(s).")
-
-    @admin.action(description="Disable selected servers", permissions=["enable"])
-    def disable_servers(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        acting = [s for s in queryset if engine.acting_event(s)]
-        if acting and request.POST.get("confirm") != "yes":
-            return _confirm(
-                request,
-                title="Disable failover servers that are acting",
-                consequences=_stop_consequences(acting),
-                queryset=queryset,
-                action="disable_servers",
-            )
-        for server in acting:
-            engine.stop_failover(server, actor=actor_name(request.user),
-                                 reason=f"{server.name} was disabled")  # fmt: skip
-        count = queryset.set_enabled(False)
-        self.message_user(request, f"Disabled {count} server(s).")
-        return None
-
     @admin.action(description="Advanced: Replace protected server",
                   permissions=["replace_server"])  # fmt: skip
     def replace_protected_server(
@@ -337,65 +233,11 @@ class FailoverServerFailoverAdmin(LockActions, FailoverServerAdmin):
     def has_stop_restoration_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "stop_restoration")
 
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None):
-        server = self.get_object(request, object_id)
-        if server is not None and engine.acting_event(server):
-            extra_context = {**(extra_context or {}),
-                             "failover_warning": _stop_consequences([server])}  # fmt: skip
-        return super().delete_view(request, object_id, extra_context)
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        if "delete_selected" in actions:
-            _, name, description = actions["delete_selected"]
-            actions["delete_selected"] = (_delete_selected_with_warning, name, description)
-        return actions
-
-    def delete_model(self, request: HttpRequest, obj: Server) -> None:
-        engine.stop_failover(obj, actor=actor_name(request.user), reason=f"{obj.name} was deleted")
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for server in queryset:
-            engine.stop_failover(server, actor=actor_name(request.user),
-                                 reason=f"{server.name} was deleted")  # fmt: skip
-        super().delete_queryset(request, queryset)
-
     def get_fieldsets(self, request: HttpRequest, obj: Any = None):
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is not None and engine.acting_event(obj):
+        if obj is not None and inventory_actions.consequences([obj], "edited"):
             return [("Failover in progress", {"fields": ["confirm_stop_failover"]}), *fieldsets]
         return fieldsets
-
-    def save_model(self, request: HttpRequest, obj: Server, form: Any, change: bool) -> None:
-        if change and form.cleaned_data.get("confirm_stop_failover"):
-            engine.stop_failover(obj, actor=actor_name(request.user),
-                                 reason=f"{obj.name} was edited")  # fmt: skip
-        super().save_model(request, obj, form, change)
-
-
-def _delete_selected_with_warning(
-    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
-) -> HttpResponse | None:
-    """Django's delete_selected, whose confirmation page also says which failovers stop."""
-    if request.POST.get("post"):  # confirmed: delete_queryset stops their failovers
-        return delete_selected(model_admin, request, queryset)
-    acting = [s for s in queryset if engine.acting_event(s)]
-    response = delete_selected(model_admin, request, queryset)
-    if acting and isinstance(response, TemplateResponse):
-        response.context_data["failover_warning"] = _stop_consequences(acting)
-    return response
-
-
-def _stop_consequences(servers: list[Server]) -> list[str]:
-    lines = []
-    for server in servers:
-        event = engine.acting_event(server)
-        lines.append(
-            f"{server.name} has taken over for {event.recording_server_name}: its failover "
-            "stops, and the recordings and snapshots it made during the failover are removed."
-        )
-    return lines
 
 
 def _stop_restorations(
@@ -409,26 +251,18 @@ def _stop_restorations(
     if not events:
         model_admin.message_user(request, "Nothing selected is restoring.", messages.ERROR)
         return None
-    if request.POST.get("confirm") != "yes":
-        return _confirm(
-            request,
-            title="Stop restoration",
-            consequences=[
-                f"Event #{e.pk} ({e.recording_server_name}): the recordings and snapshots "
-                f"taken during the failover that are still on {e.failover_server_name} "
-                "are removed and will not be restored."
-                for e in events
-            ],
-            queryset=queryset,
-            action=action,
-        )
+    consequences = actions.stop_restoration_consequences(events)
+    if not confirmed(request):
+        return confirmation_page(request, ConfirmationRequired(consequences),
+                                 title="Stop restoration", queryset=queryset,
+                                 action=action)  # fmt: skip
     for event in events:
         try:
-            removed = restoration.stop_restoration(event, actor=actor_name(request.user))
+            removed = actions.stop_restoration(request.user, event, confirmed=True)
             model_admin.message_user(
                 request, f"Event #{event.pk}: stopped; {removed} file(s) removed."
             )
-        except engine.FailoverError as exc:
+        except ActionRefused as exc:
             model_admin.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
     return None
 
@@ -508,9 +342,9 @@ class FailoverEventAdmin(admin.ModelAdmin):
     def fail_back_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for event in queryset:
             try:
-                engine.fail_back_now(event, actor=actor_name(request.user))
+                actions.fail_back(request.user, event)
                 self.message_user(request, f"Event #{event.pk}: failing back.")
-            except engine.FailoverError as exc:
+            except ActionRefused as exc:
                 self.message_user(request, f"Event #{event.pk}: {exc}", messages.ERROR)
 
     @admin.action(description="Stop restoration", permissions=["stop_restoration"])
@@ -549,21 +383,20 @@ class FailoverEventAdmin(admin.ModelAdmin):
                 error = "Choose the server that replaces the protected server."
             else:
                 try:
-                    the_plan = replace.plan(event, chosen)
+                    the_plan = actions.replace_plan(request.user, event, chosen)
                     # OK replaces only with the server whose consequences were shown; a
                     # choice changed after the preview gets its own preview first.
                     previewed = request.POST.get("previewed") == str(chosen.pk)
-                    if request.POST.get("confirm") == "yes" and previewed:
-                        replace.replace_protected_server(
-                            event, chosen, actor=actor_name(request.user)
-                        )
+                    if confirmed(request) and previewed:
+                        actions.replace_protected_server(request.user, event, chosen,
+                                                         confirmed=True)  # fmt: skip
                         self.message_user(
                             request, f"{the_plan.replacement} replaces {the_plan.original}."
                         )
                         return HttpResponseRedirect(
                             reverse("admin:failover_failoverevent_change", args=[event.pk])
                         )
-                except engine.FailoverError as exc:
+                except ActionRefused as exc:
                     error = str(exc)
         return TemplateResponse(
             request,

@@ -9,9 +9,17 @@ class FailoverConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from cms.api.audit import register_models
+        from cms import audit
+        from cms.inventory import actions as inventory_actions
 
-        register_models()
+        from . import actions
+        from .models import FailoverEvent, FailoverSettings, Protection
+
+        audit.register(FailoverEvent, Protection, scoped=True)
+        audit.register(FailoverSettings)
+        # Disabling, editing or deleting a server may stop a failover: the inventory's
+        # actions ask failover what that means and let it act first.
+        inventory_actions.extend(actions.ServerDuties())
         # The roles follow cms.permissions.ROLES after every migrate (and after a test
         # database flush), so a permission added there reaches the groups.
         post_migrate.connect(_sync_roles, sender=self)

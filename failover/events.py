@@ -33,12 +33,6 @@ def lease() -> dt.timedelta:
     return dt.timedelta(seconds=settings.CMS_EVENT_LEASE_SECONDS)
 
 
-def actor_name(user: Any) -> str:
-    if user is None:
-        return SYSTEM
-    return getattr(user, "get_username", lambda: str(user))()
-
-
 def transition(
     event: FailoverEvent,
     to_state: str,

@@ -1,55 +1,13 @@
-"""The audit trail (django-auditlog): what is recorded, and who may read which entries."""
+"""The audit trail's API: `audit/` lists the entries `cms.audit.visible_entries()` allows."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from auditlog.models import LogEntry
-from auditlog.registry import auditlog
-from django.contrib.contenttypes.models import ContentType
-from django.db.models import Q, QuerySet
 from rest_framework import mixins, serializers
 
+from cms.audit import visible_entries
+
 from .viewsets import TeamScopedViewSet
-
-
-def register_models() -> None:
-    """Called from the apps' ready(): every model an admin or a script changes."""
-    from cms.inventory.models import (
-        FailoverServer,
-        License,
-        RecordingServer,
-        Server,
-        Team,
-        TeamMembership,
-    )
-    from failover.models import FailoverEvent, FailoverSettings, Protection
-
-    # The secret never enters the trail; its change shows as password_changed_at. The
-    # name's uniqueness key follows the name, which the trail already shows.
-    # Signals name the instance's own class, so the admin tabs' proxies are registered too.
-    for model in (Server, RecordingServer, FailoverServer):
-        if not auditlog.contains(model):
-            auditlog.register(model, exclude_fields=["admin_password", "name_key"])
-    for model in (License, Team, TeamMembership, Protection, FailoverSettings, FailoverEvent):
-        if not auditlog.contains(model):
-            auditlog.register(model)
-
-
-def visible_entries(user: Any) -> QuerySet:
-    """Superusers read everything; others the entries about their teams' objects."""
-    entries = LogEntry.objects.select_related("actor", "content_type")
-    if user.is_superuser:
-        return entries
-    from cms.inventory.models import License, Server
-    from failover.models import FailoverEvent, Protection
-
-    scope = Q(actor=user)
-    for model in (Server, License, FailoverEvent, Protection):
-        ids = model.objects.for_user(user).values("pk")
-        cts = ContentType.objects.get_for_models(model, for_concrete_models=False).values()
-        scope |= Q(content_type__in=list(cts), object_id__in=ids)
-    return entries.filter(scope)
 
 
 class LogEntrySerializer(serializers.ModelSerializer):

@@ -10,6 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from cms.actions import ActionRefused, ConfirmationRequired
 from cms.nodes.errors import NodeBusy, NodeError
 
 CODES = {
@@ -37,13 +38,6 @@ class Conflict(exceptions.APIException):
         self.extra = extra
 
 
-class ConfirmationRequired(Conflict):
-    """An action with consequences the product names: say them, change nothing."""
-
-    def __init__(self, message: str, consequences: list[str]) -> None:
-        super().__init__(message, code="confirmation_required", consequences=consequences)
-
-
 def error_response(status_code: int, code: str, message: str, **extra: Any) -> Response:
     return Response({"error": {"code": code, "message": message, **extra}}, status=status_code)
 
@@ -53,6 +47,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
+    if isinstance(exc, ConfirmationRequired):  # the admin shows the same list as a page
+        exc = Conflict(f"{exc.message} Repeat with confirm=true.", code="confirmation_required",
+                       consequences=exc.consequences)  # fmt: skip
+    if isinstance(exc, ActionRefused):
+        exc = Conflict(str(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, NodeBusy):  # this CMS is waiting for that node already: retry soon

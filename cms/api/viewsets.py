@@ -6,16 +6,29 @@ from typing import Any
 
 from auditlog.context import set_actor
 from rest_framework import viewsets
+from rest_framework.request import Request
+
+YES = {"true", "1", "yes"}
+
+
+def confirmed(request: Request) -> bool:
+    """Did the request confirm the consequences (`confirm` in the body or the query)?"""
+    data = request.data if hasattr(request.data, "get") else {}
+    value = data.get("confirm", request.query_params.get("confirm", ""))
+    return str(value).lower() in YES or bool(data.get("confirm_stop_failover"))
 
 
 class TeamScopedViewSet(viewsets.GenericViewSet):
-    """Every query goes through `for_user()`: another team's object answers 404."""
+    """A viewset declares `queryset` and `serializer_class`; every query goes through
+    the queryset's `restrict(user, action)` here, once per request: another team's
+    object answers 404, and a product action the role lacks finds nothing."""
 
-    model: Any = None
     action_permissions: dict[str, str] = {}
 
     def get_queryset(self):
-        return self.model.objects.for_user(self.request.user)
+        queryset = super().get_queryset()
+        action = self.action_permissions.get(getattr(self, "action", None) or "", "view")
+        return queryset.restrict(self.request.user, action)
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

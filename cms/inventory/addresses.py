@@ -45,3 +45,19 @@ def quickconnect_id_errors(qc_id: str) -> list[str]:
             "and does not end with a hyphen."
         ]
     return []
+
+
+def connection_errors(
+    connection_type: str, host: str, quickconnect_id: str, use_https: bool
+) -> dict[str, list[str]]:
+    """Why a way to reach a server is not usable, by field: the one check of the model,
+    the admin's connection helpers, the API and batch add."""
+    if connection_type == "address":
+        problems = host_errors(host)
+        return {"host": problems} if problems else {}
+    errors: dict[str, list[str]] = {}
+    if problems := quickconnect_id_errors(quickconnect_id):
+        errors["quickconnect_id"] = problems
+    if use_https:
+        errors["use_https"] = ["HTTPS is available only for the IP address/FQDN connection type."]
+    return errors

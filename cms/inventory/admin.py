@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from . import admin_audit  # noqa: F401 (replaces the audit log's unscoped admin)
+from .admin_actions import ServerActionsAdmin
 from .admin_enrollment import EnrollmentAdminMixin
 from .forms import ServerForm
 from .models import FailoverServer, License, LicenseMove, RecordingServer, Team, TeamMembership
@@ -27,21 +28,16 @@ class TeamMembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(TeamScopedAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name", "description"]
     inlines = [TeamMembershipInline]
 
-    def get_queryset(self, request: HttpRequest):
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(memberships__user=request.user)
 
-
-class ServerAdmin(EnrollmentAdminMixin, TeamScopedAdmin):
+class ServerAdmin(ServerActionsAdmin, EnrollmentAdminMixin, TeamScopedAdmin):
     form = ServerForm
-    actions = ["issue_enrollment_secret"]
+    actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
+               "issue_enrollment_secret"]  # fmt: skip
     change_form_template = "admin/inventory/server_change_form.html"
     list_display = [
         "name",

@@ -13,7 +13,7 @@ from auditlog.models import LogEntry
 from django.contrib import admin
 from django.http import HttpRequest
 
-from cms.api.audit import visible_entries
+from cms.audit import visible_entries
 
 
 class ScopedLogEntryAdmin(LogEntryAdmin):

@@ -25,9 +25,7 @@ def batch_add_view(request: HttpRequest, model_admin: Any, role: str) -> HttpRes
     if not model_admin.has_add_permission(request):
         raise PermissionDenied
     opts = model_admin.model._meta
-    teams = Team.objects.all()
-    if not request.user.is_superuser:
-        teams = teams.filter(memberships__user=request.user)
+    teams = Team.objects.for_user(request.user)
     return TemplateResponse(
         request,
         "admin/inventory/batch_add.html",

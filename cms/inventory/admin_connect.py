@@ -9,9 +9,7 @@ at a time per process (a second gets a "busy" answer at once).
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import asdict
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -19,40 +17,34 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
 from cms.nodes import directory
-from cms.nodes.client import client_for
 from cms.nodes.discovery import search
 from cms.nodes.errors import NodeBusy, NodeError
 from cms.nodes.services import ConnectionReport, test_connection
 from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import can, may_use_stored_password
 
-from .addresses import host_errors, quickconnect_id_errors
+from . import actions
+from .connection import DEFAULTS, errors_of, server_for
 from .models import Server
-
-log = logging.getLogger(__name__)
 
 
 def _server_from(request: HttpRequest, role: str) -> tuple[Server | None, dict[str, list[str]]]:
     data = request.POST
     connection_type = data.get("connection_type", "address")
-    server = Server(
-        role=role,
-        connection_type=connection_type,
-        host=data.get("host", "").strip(),
-        port=int(data.get("port") or 5000) if (data.get("port") or "5000").isdigit() else 0,
-        use_https=data.get("use_https") in ("on", "true", "1") and connection_type == "address",
-        quickconnect_id=data.get("quickconnect_id", "").strip(),
-        admin_username=data.get("admin_username") or "admin",
-        admin_password=data.get("admin_password_input", ""),
-    )
-    errors: dict[str, list[str]] = {}
-    if connection_type == "address":
-        if problems := host_errors(server.host):
-            errors["host"] = problems
-        if not 1 <= server.port <= 65535:
-            errors["port"] = ["The port is a number from 1 to 65535."]
-    elif problems := quickconnect_id_errors(server.quickconnect_id):
-        errors["quickconnect_id"] = problems
+    port = data.get("port") or str(DEFAULTS["port"])
+    server = server_for(role, {
+        "connection_type": connection_type,
+        "host": data.get("host", "").strip(),
+        "port": int(port) if port.isdigit() else 0,
+        # A QuickConnect connection has no HTTPS choice: the page's hidden box is ignored.
+        "use_https": data.get("use_https") in ("on", "true", "1") and connection_type == "address",
+        "quickconnect_id": data.get("quickconnect_id", "").strip(),
+        "admin_username": data.get("admin_username") or DEFAULTS["admin_username"],
+        "admin_password": data.get("admin_password_input", ""),
+    })  # fmt: skip
+    errors = errors_of(server)
+    if connection_type == "address" and not 1 <= server.port <= 65535:
+        errors["port"] = ["The port is a number from 1 to 65535."]
     pk = data.get("pk")
     if not server.admin_password and pk and pk.isdigit():
         # Editing with no password typed: the stored one, but only for that server at its
@@ -150,17 +142,12 @@ def enable_view(request: HttpRequest, role: str) -> JsonResponse:
     lock = {key: request.POST.get(key) == "on"
             for key in ("refuse_other_hosts", "refuse_local_changes")}  # fmt: skip
     try:
-        with web_node_call(address_of(server)):
-            info: Any = client_for(server, pin=False).enable_cms(role, **lock)
+        info = actions.enable_cms_service(request.user, server, lock,
+                                          remote_addr=request.META.get("REMOTE_ADDR"))  # fmt: skip
     except NodeBusy as exc:
         return _busy(exc)
     except NodeError as exc:
         return JsonResponse({"ok": False, "error_code": exc.code, "message": str(exc)})
-    log.info(
-        "%s enabled the CMS service of %s in %s mode (lock: %s)",
-        request.user.get_username(), address_of(server), role,
-        ", ".join(k for k, on in lock.items() if on) or "none",
-    )  # fmt: skip
     message = f"The CMS service of {info.get('name')} is enabled."
     return JsonResponse({"ok": True, "cms_mode": info.get("cms_mode"), "message": message})
 

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from cms.audit import actor_name
 from cms.nodes.errors import NodeBusy, NodeError
 from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import can
@@ -69,8 +70,6 @@ def _back(server: Server) -> HttpResponse:
 
 @require_POST
 def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResponse:
-    from failover.events import actor_name
-
     server = _server(request, model_admin, object_id)
     existing, key = request.POST.get("license"), request.POST.get("key", "").strip()
     try:
@@ -108,8 +107,6 @@ def add_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResp
 
 @require_POST
 def remove_view(request: HttpRequest, model_admin: Any, object_id: int) -> HttpResponse:
-    from failover.events import actor_name
-
     server = _server(request, model_admin, object_id)
     lic = get_object_or_404(server.licenses.all(), pk=_license_id(request.POST.get("license")))
     try:

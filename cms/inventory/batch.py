@@ -14,6 +14,7 @@ from cms.nodes.errors import NodeError
 from cms.nodes.services import test_connection
 
 from .choices import ConnectionType, NameSource
+from .connection import server_for
 from .models import Server, Team
 from .naming import Candidate, NamingRule, generate_names, reported_name_errors
 from .validators import validate_server_name
@@ -30,16 +31,6 @@ class BatchResult:
         return not self.errors and not self.rule_errors
 
 
-def _server_for(team: Team, role: str, item: dict[str, Any]) -> Server:
-    return Server(
-        team=team, role=role, connection_type=item.get("connection_type", "address"),
-        host=item.get("host", ""), port=item.get("port", 5000),
-        use_https=item.get("use_https", False), quickconnect_id=item.get("quickconnect_id", ""),
-        admin_username=item.get("admin_username", "admin"),
-        admin_password=item["admin_password"],
-    )  # fmt: skip
-
-
 def batch_add(
     team: Team, role: str, naming_rule: str, items: list[dict[str, Any]], prefix: str = ""
 ) -> BatchResult:
@@ -51,7 +42,7 @@ def batch_add(
     servers: list[Server] = []
     candidates: list[Candidate] = []
     for index, item in enumerate(items):
-        server = _server_for(team, role, item)
+        server = server_for(role, item, team=team)
         if item.get("custom_name") or naming_rule == NamingRule.CUSTOM:
             try:  # before reaching the server: a typo is this row's own problem
                 validate_server_name(item.get("custom_name", ""))

@@ -40,15 +40,16 @@ class ServerForm(forms.ModelForm):
         if "name" in self.fields:  # absent for a view-only user (read-only page)
             self.fields["name"].strip = False
         if user is not None and "team" in self.fields:
-            teams = Team.objects.all()
-            if not user.is_superuser:
-                teams = teams.filter(memberships__user=user)
-            self.fields["team"].queryset = teams
+            self.fields["team"].queryset = Team.objects.for_user(user)
         if not self.instance.pk and "admin_password_input" in self.fields:
             self.fields["admin_password_input"].required = True
             self.fields[
                 "admin_password_input"
             ].help_text = "The node's admin password. Stored encrypted, never shown again."
+
+    # Whether the user confirmed what saving would cost (see cms.inventory.actions.edit);
+    # a form that asks sets it from its own field.
+    consequences_confirmed = False
 
     def _post_clean(self) -> None:
         # A name typed here follows the rule, even if a naming rule made the old one.

@@ -1,4 +1,4 @@
-"""License keys: their format, installing them on nodes and the record of every move.
+"""License keys: installing them on nodes and the record of every move.
 
 The node is changed first, with no transaction open (a slow node must not hold the
 database); then one short transaction records the move, if the license is still where
@@ -9,7 +9,6 @@ caller hears why.
 from __future__ import annotations
 
 import logging
-import re
 
 from django.db import IntegrityError, transaction
 
@@ -17,7 +16,6 @@ from .models import License, LicenseMove, Server
 
 log = logging.getLogger(__name__)
 
-_KEY = re.compile(r"^[A-Z0-9]{4,8}(-[A-Z0-9]{4,8}){1,7}$")
 ANYWHERE = object()  # record_move's default: no expectation about the current server
 
 
@@ -36,17 +34,6 @@ def check_same_team(license: License, server: Server) -> None:
             f"on a server of that team, and {server.name} belongs to {server.team}. Nothing "
             "was changed."
         )
-
-
-def license_key_errors(key: str) -> list[str]:
-    if not key:
-        return ["Enter the license key."]
-    if not _KEY.match(key):
-        return [
-            "A license key is groups of 4 to 8 letters or digits separated by hyphens, "
-            "for example ABCD-1234-EFGH-5678."
-        ]
-    return []
 
 
 def record_move(

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .choices import CmsMode, ConnectionType, HealthStatus, NameSource, Role
 from .fields import EncryptedSecretField
-from .validators import name_key, unsafe_name_errors, validate_server_name
+from .validators import license_key_errors, name_key, unsafe_name_errors, validate_server_name
 
 
 class TeamQuerySet(models.QuerySet):
@@ -30,6 +30,20 @@ class TeamQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         return self.filter(memberships__user=user)
+
+    def restrict(self, user: Any, action: str = "view") -> TeamQuerySet:
+        return _restrict(self, user, action)
+
+
+def _restrict(queryset: Any, user: Any, action: str) -> Any:
+    """What `user` may act on with `action` (NetBox's restrict): the objects they may see,
+    and none for a product action their role does not allow. Applied once per request by
+    the API's base viewset, with the action the request is for."""
+    from cms.permissions import ACTIONS, can
+
+    if action in ACTIONS and not can(user, action):
+        return queryset.none()
+    return queryset.for_user(user)
 
 
 class Team(models.Model):
@@ -76,6 +90,9 @@ class TeamScopedQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         return self.filter(**{f"{self.team_path}__memberships__user": user})
+
+    def restrict(self, user: Any, action: str = "view") -> TeamScopedQuerySet:
+        return _restrict(self, user, action)
 
 
 class ServerQuerySet(TeamScopedQuerySet):
@@ -268,28 +285,20 @@ class Server(models.Model):
                 errors.setdefault("name", []).append(
                     f"{message}. Names are unique among servers of the same role."
                 )
-        if self.connection_type == ConnectionType.ADDRESS:
-            from .addresses import host_errors
+        from .addresses import connection_errors
 
-            problems = host_errors(self.host)
-            if problems:
-                errors["host"] = problems
-        elif self.connection_type == ConnectionType.QUICKCONNECT:
-            from .addresses import quickconnect_id_errors
-
-            problems = quickconnect_id_errors(self.quickconnect_id)
-            if problems:
-                errors["quickconnect_id"] = problems
-            elif self.quickconnect_id_taken():
-                # One ID is one node: a second server with it would let its team issue
-                # an enrollment secret that moves the first server's node elsewhere.
-                errors["quickconnect_id"] = [
-                    f"A server with QuickConnect ID {self.quickconnect_id!r} already exists."
-                ]
-            if self.use_https:
-                errors["use_https"] = [
-                    "HTTPS is available only for the IP address/FQDN connection type."
-                ]
+        errors.update(connection_errors(self.connection_type, self.host, self.quickconnect_id,
+                                        self.use_https))  # fmt: skip
+        if (
+            self.connection_type == ConnectionType.QUICKCONNECT
+            and "quickconnect_id" not in errors
+            and self.quickconnect_id_taken()
+        ):
+            # One ID is one node: a second server with it would let its team issue
+            # an enrollment secret that moves the first server's node elsewhere.
+            errors["quickconnect_id"] = [
+                f"A server with QuickConnect ID {self.quickconnect_id!r} already exists."
+            ]
         if errors:
             raise ValidationError(errors)
 
@@ -399,8 +408,6 @@ class License(models.Model):
 
     def clean(self) -> None:
         self.key = (self.key or "").strip().upper()
-        from .licenses import license_key_errors
-
         problems = license_key_errors(self.key)
         if problems:
             raise ValidationError({"key": problems})

@@ -1,4 +1,4 @@
-"""The server name rule of the product, in one place for model, admin and API.
+"""The server name rule and the license key format, in one place for model, admin and API.
 
 A name is case sensitive, 1 to 32 Unicode characters, contains none of the
 excluded symbols, does not start with a minus sign or a space and does not end
@@ -14,6 +14,7 @@ equal after NFKC normalisation (a full-width "rec1" is "rec1"); case still count
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 
 from django.core.exceptions import ValidationError
@@ -130,3 +131,18 @@ def name_key(name: str) -> str:
     """The stored uniqueness key of a name: a fixed-size digest of its comparable form
     (NFKC can make a name up to 18 times longer, too long for an index)."""
     return hashlib.sha256(comparable_name(name).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# A license key: groups of letters and digits (the format the nodes accept).
+_LICENSE_KEY = re.compile(r"^[A-Z0-9]{4,8}(-[A-Z0-9]{4,8}){1,7}$")
+
+
+def license_key_errors(key: str) -> list[str]:
+    if not key:
+        return ["Enter the license key."]
+    if not _LICENSE_KEY.match(key):
+        return [
+            "A license key is groups of 4 to 8 letters or digits separated by hyphens, "
+            "for example ABCD-1234-EFGH-5678."
+        ]
+    return []

@@ -1,4 +1,5 @@
-"""Failover endpoints: protection, settings, events and their actions, restorations."""
+"""Failover endpoints: protection, settings, events and their actions, restorations; and
+manual failover, added to the inventory's recording server list (as the admin does)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cms.api.errors import ConfirmationRequired, Conflict
-from cms.api.views import CrudViewSet
-from cms.api.viewsets import TeamScopedViewSet
+from cms.api.errors import Conflict
+from cms.api.serializers import ConfirmSerializer
+from cms.api.viewsets import TeamScopedViewSet, confirmed
+from cms.inventory.api import views as inventory_views
 from cms.inventory.models import Server
 
-from .. import engine, replace, restoration
+from .. import actions
 from ..choices import EventState
-from ..events import actor_name
 from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
 from . import serializers as s
 
@@ -24,23 +25,30 @@ ACCEPTED = inline_serializer(
 )
 
 
-class ProtectionViewSet(CrudViewSet):
-    model = Protection
+class RecordingServerViewSet(inventory_views.RecordingServerViewSet):
+    action_permissions = {
+        **inventory_views.RecordingServerViewSet.action_permissions,
+        "manual_failover": "trigger_failover",
+    }
+
+    @extend_schema(request=None, responses={202: inline_serializer("Accepted", {
+        "event": serializers.IntegerField(), "state": serializers.CharField()})})  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="manual-failover")
+    def manual_failover(self, request: Request, pk: str | None = None) -> Response:
+        event = actions.manual_failover(request.user, self.get_object())
+        return Response({"event": event.pk, "state": event.state}, status=202)
+
+
+class ProtectionViewSet(inventory_views.CrudViewSet):
     serializer_class = s.ProtectionSerializer
-    queryset = Protection.objects.none()
+    queryset = Protection.objects.select_related("recording_server", "failover_server")
     filterset_fields = ["recording_server", "failover_server"]
     ordering_fields = ["priority"]
-
-    def get_queryset(self):
-        return Protection.objects.for_user(self.request.user).select_related(
-            "recording_server", "failover_server"
-        )
 
 
 class FailoverSettingsViewSet(TeamScopedViewSet):
     """The one settings row: GET and PUT/PATCH at /failover-settings/."""
 
-    model = FailoverSettings
     serializer_class = s.FailoverSettingsSerializer
     queryset = FailoverSettings.objects.all()
     pagination_class = None
@@ -73,9 +81,8 @@ class FailoverSettingsViewSet(TeamScopedViewSet):
 
 
 class FailoverEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
-    model = FailoverEvent
     serializer_class = s.FailoverEventSerializer
-    queryset = FailoverEvent.objects.none()
+    queryset = FailoverEvent.objects.select_related("restoration").prefetch_related("transitions")
     filterset_fields = {
         "state": ["exact", "in"],
         "trigger": ["exact"],
@@ -91,31 +98,20 @@ class FailoverEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tea
         "replace": "replace_server",
     }
 
-    def get_queryset(self):
-        return (
-            FailoverEvent.objects.for_user(self.request.user)
-            .select_related("restoration")
-            .prefetch_related("transitions")
-        )
-
     @extend_schema(request=None, responses={202: ACCEPTED})
     @action(detail=True, methods=["post"], url_path="fail-back")
     def fail_back(self, request: Request, pk: str | None = None) -> Response:
-        event = self.get_object()
-        try:
-            engine.fail_back_now(event, actor=actor_name(request.user))
-        except engine.FailoverError as exc:
-            raise Conflict(str(exc)) from None
+        event = actions.fail_back(request.user, self.get_object())
         return Response({"event": event.pk, "state": event.state}, status=202)
 
-    @extend_schema(request=None, responses=s.FailoverEventSerializer)
+    @extend_schema(
+        request=ConfirmSerializer,
+        responses=s.FailoverEventSerializer,
+    )
     @action(detail=True, methods=["post"], url_path="stop-restoration")
     def stop_restoration(self, request: Request, pk: str | None = None) -> Response:
         event = self.get_object()
-        try:
-            restoration.stop_restoration(event, actor=actor_name(request.user))
-        except engine.FailoverError as exc:
-            raise Conflict(str(exc)) from None
+        actions.stop_restoration(request.user, event, confirmed=confirmed(request))
         return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(request=s.ReplaceSerializer, responses={200: s.FailoverEventSerializer,
@@ -132,16 +128,8 @@ class FailoverEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tea
         )
         if target is None:
             raise Conflict("No such server.", code="not_found")
-        try:
-            the_plan = replace.plan(event, target)
-            if not params.validated_data["confirm"]:
-                raise ConfirmationRequired(
-                    "Replacing has these consequences; repeat with confirm=true.",
-                    the_plan.consequences(),
-                )
-            replace.replace_protected_server(event, target, actor=actor_name(request.user))
-        except engine.FailoverError as exc:
-            raise Conflict(str(exc)) from None
+        actions.replace_protected_server(request.user, event, target,
+                                         confirmed=params.validated_data["confirm"])  # fmt: skip
         event.refresh_from_db()
         if event.state == EventState.RESTORING:
             return Response({"event": event.pk, "state": event.state}, status=202)
@@ -149,8 +137,7 @@ class FailoverEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tea
 
 
 class RestorationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
-    model = RestorationJob
     serializer_class = s.RestorationJobSerializer
-    queryset = RestorationJob.objects.none()
+    queryset = RestorationJob.objects.all()
     filterset_fields = ["state", "event"]
     ordering_fields = ["started_at", "updated_at"]

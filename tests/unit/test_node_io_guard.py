@@ -90,7 +90,7 @@ def test_it_refuses_a_transaction_opened_by_hand(closed_port, node_io_guard):
 
 
 def test_it_guards_the_prober_and_the_lan_search(db, closed_port, node_io_guard):
-    from cms.api import views
+    from cms.inventory.api import views
     from cms.nodes.prober import Target, prober
 
     target = Target(key=1, host="127.0.0.1", port=closed_port, https=False,

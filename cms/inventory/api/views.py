@@ -1,4 +1,8 @@
-"""Inventory endpoints: teams, the two server lists with their actions, licenses."""
+"""The inventory's endpoints: teams, the two server lists with their actions, licenses.
+
+Each viewset declares its queryset and serializer; the base viewset scopes the queryset
+to the user and the action once per request, and the actions are `..actions`' services.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,23 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cms.inventory import licenses as license_service
-from cms.inventory.batch import batch_add
-from cms.inventory.choices import Role
-from cms.inventory.locking import set_lock
-from cms.inventory.models import FailoverServer, License, RecordingServer, Server, Team
+from cms.api.errors import Conflict
+from cms.api.serializers import ConfirmSerializer
+from cms.api.viewsets import TeamScopedViewSet, confirmed
+from cms.audit import actor_name
 from cms.nodes import directory, enrollment
 from cms.nodes.discovery import search
 from cms.nodes.services import ConnectionReport, test_connection
 from cms.nodes.webcalls import address_of, web_node_call
 from cms.permissions import may_use_stored_password
-from failover import engine
-from failover.events import actor_name
 
+from .. import actions
+from .. import licenses as license_service
+from ..batch import batch_add
+from ..choices import Role
+from ..connection import server_for
+from ..models import FailoverServer, License, RecordingServer, Server, Team
 from . import serializers as s
-from .errors import ConfirmationRequired, Conflict
-from .viewsets import TeamScopedViewSet
 
 
 class CrudViewSet(
@@ -44,12 +49,9 @@ class CrudViewSet(
 
 class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
     serializer_class = s.TeamSerializer
-    queryset = Team.objects.none()
+    queryset = Team.objects.all()
     ordering_fields = ["name", "created_at"]
     search_fields = ["name"]
-
-    def get_queryset(self):
-        return Team.objects.for_user(self.request.user)
 
 
 SERVER_FILTERS = {
@@ -65,9 +67,7 @@ class ServerViewSet(CrudViewSet):
     """One of the two server lists; `role` says which."""
 
     role: str = ""
-    model = Server
     serializer_class = s.ServerSerializer
-    queryset = Server.objects.none()
     filterset_fields = SERVER_FILTERS
     ordering_fields = ["name", "status", "last_seen", "created_at"]
     search_fields = ["name", "host", "quickconnect_id", "model", "serial"]
@@ -81,11 +81,6 @@ class ServerViewSet(CrudViewSet):
         "unlock": "lock",
     }
 
-    def get_queryset(self):
-        return (
-            Server.objects.for_user(self.request.user).filter(role=self.role).select_related("team")
-        )
-
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "role": self.role}
 
@@ -93,19 +88,18 @@ class ServerViewSet(CrudViewSet):
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
-        Server.objects.filter(pk=server.pk).set_enabled(True)
+        actions.set_enabled(request.user, [server], True)
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
 
     @extend_schema(
-        request=inline_serializer("Confirm", {"confirm": serializers.BooleanField(default=False)}),
+        request=ConfirmSerializer,
         responses=s.ServerSerializer,
     )
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
-        _confirm_stopping(server, request, "disabled")
-        Server.objects.filter(pk=server.pk).set_enabled(False)
+        actions.set_enabled(request.user, [server], False, confirmed=confirmed(request))
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
 
@@ -114,16 +108,14 @@ class ServerViewSet(CrudViewSet):
                    "made on it.")  # fmt: skip
     @action(detail=True, methods=["post"])
     def lock(self, request: Request, pk: str | None = None) -> Response:
-        server = self.get_object()
-        with web_node_call(address_of(server)):
-            return Response(self.get_serializer(set_lock(server, True)).data)
+        server = actions.set_lock(request.user, self.get_object(), True)
+        return Response(self.get_serializer(server).data)
 
     @extend_schema(request=None, responses=s.ServerSerializer)
     @action(detail=True, methods=["post"])
     def unlock(self, request: Request, pk: str | None = None) -> Response:
-        server = self.get_object()
-        with web_node_call(address_of(server)):
-            return Response(self.get_serializer(set_lock(server, False)).data)
+        server = actions.set_lock(request.user, self.get_object(), False)
+        return Response(self.get_serializer(server).data)
 
     @extend_schema(request=None, responses=s.ConnectionReportSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")
@@ -140,7 +132,7 @@ class ServerViewSet(CrudViewSet):
     def test_new_connection(self, request: Request) -> Response:
         params = s.ConnectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        server = Server(role=self.role, **params.validated_data)
+        server = server_for(self.role, params.validated_data)
         qc_id = enrollment.quickconnect_id_of(server.connection_type, server.quickconnect_id)
         if qc_id and not directory.may_reach(request.user, qc_id):
             hidden = directory.unknown_id(qc_id)  # as if it were not bound
@@ -198,12 +190,16 @@ class ServerViewSet(CrudViewSet):
             server.quickconnect_enrollment_secret = secret
 
     def perform_update(self, serializer: s.ServerSerializer) -> None:
-        _confirm_stopping(serializer.instance, self.request, "edited")
         before = serializer.instance  # validation left it as stored
         previous = enrollment.quickconnect_id_of(before.connection_type, before.quickconnect_id)
-        with transaction.atomic():
-            server = serializer.save()
-            secret = enrollment.issue_for_server(server, previous)
+
+        def save() -> tuple[Server, str | None]:
+            with transaction.atomic():
+                server = serializer.save()
+                return server, enrollment.issue_for_server(server, previous)
+
+        server, secret = actions.edit(self.request.user, before, save,
+                                      confirmed=confirmed(self.request))  # fmt: skip
         if secret:
             server.quickconnect_enrollment_secret = secret
 
@@ -224,72 +220,33 @@ class ServerViewSet(CrudViewSet):
         return Response({"quickconnect_id": qc_id, "quickconnect_enrollment_secret": secret})
 
     @extend_schema(parameters=[OpenApiParameter("confirm", bool, description=
-        "Deleting a failover server that has taken over stops the failover and removes "
-        "what it recorded meanwhile: set true to do it anyway.")])  # fmt: skip
+        "Deleting a server whose removal has consequences (a failover server that has "
+        "taken over stops its failover) answers 409 confirmation_required with them: set "
+        "true to do it anyway.")])  # fmt: skip
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        server = self.get_object()
-        _confirm_stopping(server, request, "deleted")
-        if server.role == Role.RECORDING:
-            engine.before_deleting_recording_server(server, actor=actor_name(request.user))
-        server.delete()
+        actions.delete(request.user, [self.get_object()], confirmed=confirmed(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _confirm_stopping(server: Server, request: Request, what: str) -> None:
-    """A failover server that acts: refuse unless confirmed; stop it if confirmed."""
-    if server.role != Role.FAILOVER:
-        return
-    event = engine.acting_event(server)
-    if event is None:
-        return
-    confirmed = str(request.data.get("confirm", request.query_params.get("confirm", ""))).lower()
-    confirmed = confirmed in {"true", "1", "yes"} or request.data.get("confirm_stop_failover")
-    consequence = (
-        f"{server.name} has taken over for {event.recording_server_name}: if it is {what}, "
-        "its failover stops and the recordings and snapshots it made during the failover "
-        "are removed."
-    )
-    if not confirmed:
-        raise ConfirmationRequired(consequence + " Repeat with confirm=true.", [consequence])
-    engine.stop_failover(server, actor=actor_name(request.user), reason=f"{server.name} was {what}")
 
 
 class RecordingServerViewSet(ServerViewSet):
     role = Role.RECORDING
+    queryset = Server.objects.filter(role=Role.RECORDING).select_related("team")
     perms_model = RecordingServer
-    action_permissions = {**ServerViewSet.action_permissions, "manual_failover": "trigger_failover"}
-
-    @extend_schema(request=None, responses={202: inline_serializer("Accepted", {
-        "event": serializers.IntegerField(), "state": serializers.CharField()})})  # fmt: skip
-    @action(detail=True, methods=["post"], url_path="manual-failover")
-    def manual_failover(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            event = engine.manual_failover(self.get_object(), actor=actor_name(request.user))
-        except engine.FailoverError as exc:
-            raise Conflict(str(exc)) from None
-        return Response({"event": event.pk, "state": event.state}, status=202)
 
 
 class FailoverServerViewSet(ServerViewSet):
     role = Role.FAILOVER
+    queryset = Server.objects.filter(role=Role.FAILOVER).select_related("team")
     perms_model = FailoverServer
 
 
 class LicenseViewSet(CrudViewSet):
-    model = License
     serializer_class = s.LicenseSerializer
-    queryset = License.objects.none()
+    queryset = License.objects.select_related("server", "team").prefetch_related("moves")
     filterset_fields = {"team": ["exact"], "server": ["exact", "isnull"], "key": ["exact"]}
     ordering_fields = ["key", "cameras", "created_at"]
     search_fields = ["key", "note", "server__name"]
     action_permissions = {"install": "manage_licenses", "uninstall": "manage_licenses"}
-
-    def get_queryset(self):
-        return (
-            License.objects.for_user(self.request.user)
-            .select_related("server", "team")
-            .prefetch_related("moves")
-        )
 
     def perform_destroy(self, instance: License) -> None:
         if instance.server_id:
