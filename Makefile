@@ -25,11 +25,13 @@ run: $(STAMP)
 test: export CMS_VAR_DIR ?= $(CURDIR)/var/test
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	rm -rf var/run var/log var/supervisord.conf
