@@ -3,7 +3,10 @@
 What a user may *see* is decided by `TeamScopedQuerySet.for_user()` (their teams'
 objects; superusers see all). What they may *do* is a Django permission, given
 through the groups Viewer, Operator and Administrator (created by a data
-migration from ROLES). Every admin action and every API endpoint asks `can()`.
+migration from ROLES). The operator actions (`cms.inventory.actions`,
+`failover.actions`) ask `can()` through `cms.actions.require()`, whoever calls
+them; the admin's action lists and the API's permission class ask it as well,
+to offer only what the role allows.
 """
 
 from __future__ import annotations

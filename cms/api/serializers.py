@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -35,3 +37,12 @@ class ConfirmSerializer(serializers.Serializer):
     """The body of an action that may need its consequences confirmed."""
 
     confirm = serializers.BooleanField(default=False)
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleField(serializers.PrimaryKeyRelatedField):
+    """An object by its id, among those the user may see (`for_user()`): another team's
+    looks like one that does not exist."""
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.context["request"].user)

@@ -7,7 +7,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cms.api.serializers import model_clean
+from cms.api.serializers import VisibleField, model_clean
+from cms.inventory.choices import Role
 from cms.inventory.models import Server
 
 from ..models import (
@@ -19,20 +20,9 @@ from ..models import (
 )
 
 
-class RoleServerField(serializers.PrimaryKeyRelatedField):
-    """A server of the user's teams with the given role."""
-
-    def __init__(self, role: str, **kwargs: Any) -> None:
-        self.role = role
-        super().__init__(**kwargs)
-
-    def get_queryset(self):
-        return Server.objects.for_user(self.context["request"].user).filter(role=self.role)
-
-
 class ProtectionSerializer(serializers.ModelSerializer):
-    recording_server = RoleServerField(role="recording")
-    failover_server = RoleServerField(role="failover")
+    recording_server = VisibleField(queryset=Server.objects.filter(role=Role.RECORDING))
+    failover_server = VisibleField(queryset=Server.objects.filter(role=Role.FAILOVER))
 
     class Meta:
         model = Protection

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cms.api.serializers import model_clean
+from cms.api.serializers import VisibleField, model_clean
 
 from ..choices import ConnectionType, NameSource
 from ..connection import DEFAULTS, errors_of, server_for
@@ -22,16 +20,8 @@ class TeamSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "created_at"]
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class TeamField(serializers.PrimaryKeyRelatedField):
-    """Only the user's own teams can be chosen (others look like they do not exist)."""
-
-    def get_queryset(self):
-        return Team.objects.for_user(self.context["request"].user)
-
-
 class ServerSerializer(serializers.ModelSerializer):
-    team = TeamField()
+    team = VisibleField(queryset=Team.objects.all())
     admin_password = serializers.CharField(
         write_only=True,
         required=False,
@@ -167,7 +157,7 @@ class BatchItemSerializer(ConnectionSerializer):
 
 
 class BatchAddSerializer(serializers.Serializer):
-    team = TeamField()
+    team = VisibleField(queryset=Team.objects.all())
     naming_rule = serializers.ChoiceField(NamingRule.choices)
     prefix = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)  # fmt: skip
@@ -182,7 +172,7 @@ class LicenseMoveSerializer(serializers.ModelSerializer):
 
 
 class LicenseSerializer(serializers.ModelSerializer):
-    team = TeamField()
+    team = VisibleField(queryset=Team.objects.all())
     moves = LicenseMoveSerializer(many=True, read_only=True)
 
     class Meta:
@@ -197,11 +187,5 @@ class LicenseSerializer(serializers.ModelSerializer):
         return attrs
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class VisibleServerField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return Server.objects.for_user(self.context["request"].user)
-
-
 class LicenseInstallSerializer(serializers.Serializer):
-    server = VisibleServerField()
+    server = VisibleField(queryset=Server.objects.all())
