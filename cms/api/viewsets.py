@@ -15,7 +15,7 @@ def confirmed(request: Request) -> bool:
     """Did the request confirm the consequences (`confirm` in the body or the query)?"""
     data = request.data if hasattr(request.data, "get") else {}
     value = data.get("confirm", request.query_params.get("confirm", ""))
-    return str(value).lower() in YES or bool(data.get("confirm_stop_failover"))
+    return str(value).lower() in YES
 
 
 class TeamScopedViewSet(viewsets.GenericViewSet):

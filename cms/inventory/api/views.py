@@ -99,7 +99,7 @@ class ServerViewSet(CrudViewSet):
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
-        actions.set_enabled(request.user, [server], False, confirmed=confirmed(request))
+        actions.set_enabled(request.user, [server], False, confirmed=_confirmed(request))
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
 
@@ -199,7 +199,7 @@ class ServerViewSet(CrudViewSet):
                 return server, enrollment.issue_for_server(server, previous)
 
         server, secret = actions.edit(self.request.user, before, save,
-                                      confirmed=confirmed(self.request))  # fmt: skip
+                                      confirmed=_confirmed(self.request))  # fmt: skip
         if secret:
             server.quickconnect_enrollment_secret = secret
 
@@ -224,8 +224,14 @@ class ServerViewSet(CrudViewSet):
         "taken over stops its failover) answers 409 confirmation_required with them: set "
         "true to do it anyway.")])  # fmt: skip
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        actions.delete(request.user, [self.get_object()], confirmed=confirmed(request))
+        actions.delete(request.user, [self.get_object()], confirmed=_confirmed(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _confirmed(request: Request) -> bool:
+    # The server serializer's own confirmation field counts as well.
+    data = request.data if hasattr(request.data, "get") else {}
+    return confirmed(request) or bool(data.get("confirm_stop_failover"))
 
 
 class RecordingServerViewSet(ServerViewSet):
