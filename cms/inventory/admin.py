@@ -162,7 +162,7 @@ class ServerAdmin(ServerActionsAdmin, EnrollmentAdminMixin, TeamScopedAdmin):
 
 @admin.register(RecordingServer)
 class RecordingServerAdmin(ServerAdmin):
-    pass
+    disabled_message = "Disabled {count} server(s): they are no longer probed."
 
 
 @admin.register(FailoverServer)

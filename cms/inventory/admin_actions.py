@@ -47,6 +47,7 @@ def confirmed(request: HttpRequest) -> bool:
 class ServerActionsAdmin:
     """Mixed into the server tabs' admin."""
 
+    disabled_message = "Disabled {count} server(s)."
     delete_confirmation_template = "admin/inventory/server/delete_confirmation.html"
     delete_selected_confirmation_template = (
         "admin/inventory/server/delete_selected_confirmation.html"
@@ -65,7 +66,7 @@ class ServerActionsAdmin:
         except ConfirmationRequired as exc:
             return confirmation_page(request, exc, title="Disable servers that are acting",
                                      queryset=queryset, action="disable_servers")  # fmt: skip
-        self.message_user(request, f"Disabled {count} server(s): they are no longer probed.")
+        self.message_user(request, self.disabled_message.format(count=count))
         return None
 
     def has_enable_permission(self, request: HttpRequest) -> bool:
