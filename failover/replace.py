@@ -30,16 +30,11 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
 
 from .choices import EventState
-from .engine import (
-    FailoverError,
-    enqueue_advance,
-    refresh_snapshot,
-    wait_until_records,
-)
-from .events import FREE_LEASE, note, transition
+from .engine import refresh_snapshot, wait_until_records, wake
+from .errors import FailoverError
+from .events import note, transition
+from .lifecycle import REPLACEABLE_STATES as REPLACEABLE
 from .models import FailoverEvent, FailoverSettings, Protection
-
-REPLACEABLE = [EventState.ACTIVE, EventState.WAITING_FAILBACK]
 
 
 @dataclass
@@ -258,7 +253,7 @@ def _replace_with_other(
             reason=f"{new.name} replaces {original.name} and takes its name",
             replacement=new,
             failed_back_at=timezone.now(),
-            worked_at=FREE_LEASE,
+            lease_expires_at=None,  # free for the restoring worker
         ):
             raise FailoverError("The event changed meanwhile; nothing was replaced.")
         reason = f"Replace {original.name} with {new.name}"
@@ -273,7 +268,7 @@ def _replace_with_other(
         )
     _snapshot_after(new, event)
     if restore:
-        enqueue_advance(event.pk)
+        wake(event.pk)
 
 
 def _move_licenses(
