@@ -374,12 +374,9 @@ def _claim(event: FailoverEvent, server: Server) -> bool:
 
 
 def _unclaim(event: FailoverEvent, reason: str) -> None:
-    server = event.failover_server
-    if server is not None:
-        try:
-            client_for(server).release(event.epoch)
-        except NodeError:
-            pass  # it may be down; its epoch is fenced off by the next claim anyway
+    if event.failover_server is not None:
+        # It may be down: its epoch is fenced off by the next claim anyway.
+        release_failover_server(event, event.failover_server, quiet=True)
     transition(
         event,
         EventState.DETECTED,
@@ -416,19 +413,28 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
 
 def _wait_until_recording(client: Any, node_tag: str, cameras: int) -> None:
     """Poll the node's health until every camera has written a segment for `node_tag`."""
-    deadline = time.monotonic() + confirm_timeout()
-    while True:
-        health = client.health()
+
+    def missing(health: dict[str, Any]) -> str | None:
         recording = health.get("recording") or {}
         owner = (recording.get("on_behalf_of") or {}).get("id")
         ours = [c for c in recording.get("cameras", []) if c.get("on_behalf_of") == node_tag]
         if owner == node_tag and len(ours) >= cameras and all(c.get("segments") for c in ours):
-            return
+            return None
+        return (
+            f"not recording after {confirm_timeout():.0f} s "
+            f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
+        )
+
+    _poll_health(client, missing)
+
+
+def _poll_health(client: Any, missing: Callable[[dict[str, Any]], str | None]) -> None:
+    """Ask the node's health until `missing` finds nothing missing; TimeoutError with what
+    it last found missing once the confirmation time is over."""
+    deadline = time.monotonic() + confirm_timeout()
+    while (lacking := missing(client.health())) is not None:
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"not recording after {confirm_timeout():.0f} s "
-                f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
-            )
+            raise TimeoutError(lacking)
         time.sleep(0.25)
 
 
@@ -531,17 +537,11 @@ def fail_back(event: FailoverEvent) -> bool:
             reason="The recording server does not record yet",
         )
         return False
-    released = False
-    if event.failover_server is not None:
-        try:
-            client_for(event.failover_server).release(event.epoch)
-            released = True
-        except EpochRefused:
-            released = True  # a newer command already superseded this takeover
-        except NodeError as exc:
-            # The failover server went away; nothing records twice and the recording
-            # server is recording. Its files stay there until it can be reached.
-            note(event, f"The failover server could not be told to stop: {exc}")
+    # A failover server that went away is noted: nothing records twice and the
+    # recording server is recording; its files stay there until it can be reached.
+    released = event.failover_server is not None and release_failover_server(
+        event, event.failover_server
+    )
     # Before restoration moves the failover server's files; skipped when it did not
     # answer, so an unreachable server does not hold up the failback twice.
     gap_seconds = gap.measure(event) if released else None
@@ -559,12 +559,11 @@ def fail_back(event: FailoverEvent) -> bool:
 
 
 def wait_until_records(server: Server | None) -> None:
+    """Poll until the recording server's own cameras have each written a segment."""
     if server is None:
         raise TimeoutError("the recording server was removed")
-    client = client_for(server)
-    deadline = time.monotonic() + confirm_timeout()
-    while True:
-        health = client.health()
+
+    def missing(health: dict[str, Any]) -> str | None:
         own = [
             c
             for c in (health.get("recording") or {}).get("cameras", [])
@@ -576,10 +575,27 @@ def wait_until_records(server: Server | None) -> None:
             and own
             and all(c.get("segments") for c in own)
         ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("its cameras have not written a segment yet")
-        time.sleep(0.25)
+            return None
+        return "its cameras have not written a segment yet"
+
+    _poll_health(client_for(server), missing)
+
+
+def release_failover_server(
+    event: FailoverEvent, server: Server, *, actor: str = SYSTEM, quiet: bool = False
+) -> bool:
+    """Tell `server` to stop what it records under the event's epoch; True when it has
+    stopped (a newer command superseding this one counts). A node that cannot be told is
+    noted on the event's timeline, unless `quiet`."""
+    try:
+        client_for(server).release(event.epoch)
+    except EpochRefused:
+        return True
+    except NodeError as exc:
+        if not quiet:
+            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+        return False
+    return True
 
 
 def after_commit(node_work: Callable[[], None]) -> None:
@@ -612,14 +628,8 @@ def end_for_removed_recording_server(event: FailoverEvent, *, actor: str = SYSTE
     ):
         return  # another request or worker ended it, and told the node
 
-    def release() -> None:
-        try:
-            client_for(acting).release(event.epoch)
-        except NodeError as exc:
-            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
-
     if acting is not None:
-        after_commit(release)
+        after_commit(lambda: release_failover_server(event, acting, actor=actor))
 
 
 def before_deleting_recording_server(server: Server, *, actor: str) -> None:

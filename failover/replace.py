@@ -30,7 +30,7 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
 
 from .choices import EventState
-from .engine import refresh_snapshot, wait_until_records, wake
+from .engine import refresh_snapshot, release_failover_server, wait_until_records, wake
 from .errors import FailoverError
 from .events import note, transition
 from .lifecycle import REPLACEABLE_STATES as REPLACEABLE
@@ -237,10 +237,7 @@ def _replace_with_other(
     except (NodeError, TimeoutError) as exc:
         raise FailoverError(f"{new.name} could not take the configuration: {exc}") from exc
     if event.failover_server is not None:
-        try:
-            client_for(event.failover_server).release(event.epoch)
-        except NodeError as exc:
-            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+        release_failover_server(event, event.failover_server, actor=actor)
     _remove_licenses_from(original, licenses, event)
 
     restore = the_plan.restore and event.failover_server_id is not None
