@@ -15,7 +15,8 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
     and a waiting one whose wait is over (wait_is_over()). A waiting event is not
     touched until then: no failover server -> when one is free; waiting for failback
     -> when the hold-down is over or the window opens; manual failback -> when an
-    operator clicks "Fail back now".
+    operator clicks "Fail back now". The operator's entry points (manual failover,
+    fail back now, replace) wake a worker themselves (wake()).
 4.  advance() runs step() after step until the event waits or ends; no broker round
     trip between steps:
       DETECTED / NO_FAILOVER_SERVER -> take_over(): claim the first enabled, healthy,
@@ -29,8 +30,9 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
     window, manual never by itself) or "Fail back now": begin_failback() ->
     FAILING_BACK -> fail_back(): the recording server records first, then the
     failover server releases (an overlap, nothing unrecorded); the recording gap is
-    measured -> RESTORING, or COMPLETED when restoration is off. A recording server
-    that does not record yet puts the event back to WAITING_FAILBACK.
+    measured -> RESTORING, or COMPLETED when restoration is off, in the same advance()
+    run. A recording server that does not record yet puts the event back to
+    WAITING_FAILBACK, where the run stops until the next probe cycle.
 7.  RESTORING -> restoration.restore(): every file recorded during the failover is
     copied to the recording server, verified, then deleted from the failover server;
     interrupted, it resumes where it stopped -> COMPLETED: restoration completed.
