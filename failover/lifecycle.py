@@ -7,14 +7,20 @@ table is the whole graph; `engine.py` tells the story in prose. Who makes each m
 - ENGINE: a worker's step (`engine.advance`, `restoration.restore`);
 - OPERATOR: a person, through the admin or the API (fail back now, replace, stop).
 
-    detected ──claim──> taking_over ──confirmed──> active ──back──> waiting_failback
-       │  ^                 │                        │                 │   ^
-       │  └──not confirmed──┘                        └──fail back──> failing_back
-       ├──nobody free──> no_failover_server ──claim──> taking_over      │
-       └──back before takeover──> recovered                 restoring <─┤
-                                                            completed <─┘
-    (and the endings an operator or a deletion chooses: stopped, replaced,
-     restoration_stopped; failed when restoration has nothing left to work with)
+The main road (MOVES below has every move, with who makes it and why):
+
+    detected           -> taking_over | no_failover_server | recovered
+    no_failover_server -> taking_over | recovered
+    taking_over        -> active | detected (not confirmed: the next server is tried)
+    active             -> waiting_failback | failing_back (fail back now)
+    waiting_failback   -> failing_back
+    failing_back       -> restoring | completed | waiting_failback (postponed)
+    restoring          -> completed
+
+and the endings an operator or a deletion chooses: stopped (from any open state),
+replaced (active or waiting_failback; from restoring once restored to the
+replacement), restoration_stopped; failed when restoration has nothing left to work
+with.
 """
 
 from __future__ import annotations

@@ -114,3 +114,15 @@ def test_transition_refuses_a_move_the_table_lacks(make_server):
     event.refresh_from_db()
     assert event.state == EventState.ACTIVE
     assert not event.transitions.exists()
+
+
+def test_the_road_in_the_docstring_is_in_the_table():
+    import re
+
+    import failover.lifecycle
+
+    road = re.findall(r"^    (\w+) +-> (.+)$", failover.lifecycle.__doc__, re.MULTILINE)
+    assert len(road) >= 7
+    for source, targets in road:
+        for target in re.findall(r"(?:^|\| )(\w+)", targets):
+            assert target in TRANSITIONS[source], f"{source} -> {target}"
