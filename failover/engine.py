@@ -189,9 +189,16 @@ def needs_worker(event: FailoverEvent, settings: FailoverSettings, now: dt.datet
 
 
 def wait_is_over(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
-    """A waiting event may go on: a failover server is free, or failback is due."""
+    """A waiting event may go on: a failover server is free (and there is a configuration
+    to give it), or failback is due."""
     if event.state == EventState.NO_FAILOVER_SERVER:
-        return lease_expired(event, now) and bool(candidates(event))
+        # A manual failover reads the configuration at the takeover; any other needs
+        # the snapshot taken while the server was up.
+        has_config = (
+            event.trigger == Trigger.MANUAL
+            or ConfigSnapshot.objects.filter(server_id=event.recording_server_id).exists()
+        )
+        return lease_expired(event, now) and has_config and bool(candidates(event))
     if event.state == EventState.WAITING_FAILBACK:
         return failback_due(event, settings, now)
     return False  # ACTIVE waits for a probe (recovery) or an operator

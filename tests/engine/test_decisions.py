@@ -157,6 +157,18 @@ def test_no_failover_server_is_woken_only_when_one_is_free(protected, fo_setting
     assert cycle(down, settings=fo_settings) == [event.pk]
 
 
+def test_no_failover_server_is_not_woken_without_a_configuration_to_push(protected, fo_settings):
+    from failover.models import ConfigSnapshot
+
+    recording, _ = protected
+    ConfigSnapshot.objects.all().delete()  # it died before its configuration was read
+    event = event_in(recording, EventState.NO_FAILOVER_SERVER)
+    down = probed(recording, HealthStatus.DISCONNECTED, failures=3)
+    assert cycle(down, settings=fo_settings) == []
+    FailoverEvent.objects.filter(pk=event.pk).update(trigger="manual")  # read at takeover
+    assert cycle(down, settings=fo_settings) == [event.pk]
+
+
 def test_no_failover_server_is_not_woken_for_a_busy_one(protected, fo_settings, make_server):
     recording, standbys = protected
     probed(standbys[1], HealthStatus.DISCONNECTED, failures=3)
