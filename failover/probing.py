@@ -258,7 +258,8 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     report.changed = [s.pk for s in dirty]
     stale = stale_snapshots(by_id)
     try:
-        report.wake = engine.after_probe_cycle([s for s, _ in by_id.values()], settings, now)
+        decided = [server for server, _ in by_id.values()]
+        report.wake = engine.after_probe_cycle(decided, settings, timezone.now())
     finally:
         refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
