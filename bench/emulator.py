@@ -138,7 +138,8 @@ def _error(status: int, code: str, message: str) -> bytes:
 
 
 class NodeProtocol(asyncio.Protocol):
-    """HTTP/1.1 with keep-alive, enough for the probe client (requests/urllib3)."""
+    """HTTP/1.1 with keep-alive, enough for the prober (aiohttp) and the node client
+    (requests), which reads the configurations."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet

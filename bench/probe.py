@@ -14,11 +14,12 @@ runs `run_cycle(force=True)` in this process, as the Celery task would:
   cycle shows that the database is written for status changes only.
 
 Each cycle is split into the probe phase (`probing.probe_servers`, i.e. the
-process's aiohttp prober in `cms/nodes/prober.py`), `evaluate()` (with the
-concurrent snapshot reads), and the rest (loading servers, applying results, the
-executemany write); the emulator counts requests and new TCP connections, which
-shows whether connections are kept alive between cycles. Automatic failover is off
-so that no event is opened by the flips.
+process's aiohttp prober in `cms/nodes/prober.py`), the decisions (reported as
+`evaluate`: `engine.after_probe_cycle()` with the concurrent snapshot reads), and
+the rest (loading servers, applying results, the executemany write); the emulator
+counts requests and new TCP connections, which shows whether connections are kept
+alive between cycles. Automatic failover is off so that no event is opened by the
+flips.
 
 `--alternatives` also times, over the same servers, a stdlib asyncio probe loop
 (raw HTTP/1.1 on kept-alive streams: a floor for what one event loop can do here)
@@ -147,11 +148,18 @@ class CycleTimer:
     def installed(self) -> Iterator[None]:
         from django.db import connection
 
-        from failover import probing
+        from failover import engine, probing
 
         timer = self
+        # The decisions after the probes: stale snapshots, the engine's verdicts, and
+        # reading the changed configurations.
+        decisions = [
+            (probing, "stale_snapshots"),
+            (engine, "after_probe_cycle"),
+            (probing, "refresh_snapshots"),
+        ]
+        originals = [(module, name, getattr(module, name)) for module, name in decisions]
         original_probe = probing.probe_servers
-        original_evaluate = probing.evaluate
 
         def timed_probe(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -160,12 +168,15 @@ class CycleTimer:
             finally:
                 timer.pool += time.perf_counter() - started
 
-        def timed_evaluate(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original_evaluate(*args, **kwargs)
-            finally:
-                timer.evaluate += time.perf_counter() - started
+        def timed(original: Any) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    timer.evaluate += time.perf_counter() - started
+
+            return run
 
         def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
             timer.queries += 1
@@ -174,13 +185,15 @@ class CycleTimer:
             return execute(sql, params, many, context)
 
         probing.probe_servers = timed_probe
-        probing.evaluate = timed_evaluate
+        for module, name, original in originals:
+            setattr(module, name, timed(original))
         try:
             with connection.execute_wrapper(count):
                 yield
         finally:
             probing.probe_servers = original_probe
-            probing.evaluate = original_evaluate
+            for module, name, original in originals:
+                setattr(module, name, original)
 
 
 def one_cycle(emulator: Emulator, label: str, flipped: int = 0) -> dict[str, Any]:

@@ -293,7 +293,6 @@ def register(source: Agent, target: Agent, n: int) -> int:
     """The event a failback leaves behind: RESTORING, failover server known."""
     from cms.inventory.models import Server, Team
     from failover.choices import EventState, Trigger
-    from failover.events import FREE_LEASE
     from failover.models import FailoverEvent, FailoverSettings
 
     settings = FailoverSettings.load()
@@ -315,7 +314,7 @@ def register(source: Agent, target: Agent, n: int) -> int:
         failover_server_name="Standby",
         trigger=Trigger.DISCONNECTED,
         state=EventState.RESTORING,
-        worked_at=FREE_LEASE,
+        lease_expires_at=None,  # free for the restoring worker
     )
     return event.pk
 

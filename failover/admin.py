@@ -309,7 +309,7 @@ class FailoverEventAdmin(admin.ModelAdmin):
                        "node_tag", "detected_at", "taken_over_at", "recording_gap_seconds",
                        "recovered_at", "failed_back_at", "ended_at", "attempts", "last_error",
                        "replacement"]  # fmt: skip
-    exclude = ["config", "snapshot", "worked_at"]
+    exclude = ["config", "snapshot", "lease_expires_at"]
 
     def get_queryset(self, request: HttpRequest):
         return FailoverEvent.objects.for_user(request.user)

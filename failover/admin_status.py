@@ -11,9 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from cms.inventory.choices import HealthStatus
 
 from .choices import EventState
+from .lifecycle import CONFIRMED_ACTING_STATES as ACTING
 from .models import FailoverEvent
-
-ACTING = [EventState.ACTIVE, EventState.WAITING_FAILBACK, EventState.FAILING_BACK]
 
 # status -> (label, condition on the annotated queryset)
 STATUSES: dict[str, tuple[str, Q]] = {

@@ -1,4 +1,5 @@
-"""States and kinds of failover, as plain choices with explicit open and final sets."""
+"""States and kinds of failover, as plain choices; the sets of states and the moves
+between them are in lifecycle.py."""
 
 from django.db import models
 
@@ -33,29 +34,6 @@ class EventState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-OPEN_STATES = frozenset(
-    {
-        EventState.DETECTED,
-        EventState.NO_FAILOVER_SERVER,
-        EventState.TAKING_OVER,
-        EventState.ACTIVE,
-        EventState.WAITING_FAILBACK,
-        EventState.FAILING_BACK,
-        EventState.RESTORING,
-    }
-)
-FINAL_STATES = frozenset(set(EventState) - OPEN_STATES)
-# States in which the failover server records (or may record) for the recording server.
-ACTING_STATES = frozenset(
-    {
-        EventState.TAKING_OVER,
-        EventState.ACTIVE,
-        EventState.WAITING_FAILBACK,
-        EventState.FAILING_BACK,
-    }
-)
-
-
 class RestorationState(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
@@ -68,12 +46,3 @@ class FileState(models.TextChoices):
     PENDING = "pending", "Pending"
     VERIFIED = "verified", "Copied and verified"
     DELETED = "deleted", "Verified and removed from the failover server"
-
-
-class FailoverServerDuty(models.TextChoices):
-    """What a failover server is doing, for the left panel of the failover tab."""
-
-    STANDBY = "standby", "Standby"
-    TAKING_OVER = "taking_over", "Taking over"
-    ACTING = "acting", "Acting for a recording server"
-    RESTORING = "restoring", "Restoring recordings"

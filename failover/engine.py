@@ -1,16 +1,45 @@
-"""What happens when a recording server dies, and when it comes back.
+"""What happens when a recording server dies, and when it comes back: the whole story.
 
-    probe says "down" N times -> open_failover() -> event DETECTED
-    advance(): take_over()     -> claim a failover server (compare-and-set), push the
-                                  last configuration snapshot with a new epoch, confirm
-                                  it records -> ACTIVE (or NO_FAILOVER_SERVER, retried)
-    probe says "up" M times    -> mark_recovered() -> WAITING_FAILBACK
-    advance(): failback due?   -> FAILING_BACK -> fail_back(): the recording server
-                                  records first, then the failover server releases
-                               -> RESTORING (see restoration.py) or COMPLETED
+The moves are listed in lifecycle.TRANSITIONS and each one is a compare-and-set
+through events.transition(), so every step is safe to run twice, from two workers,
+or again after a worker was killed mid-way. Workers hold an event under a lease
+(events.take_lease) while they talk to nodes.
 
-Every step is a compare-and-set through events.transition(), so it is safe to run
-twice, from two workers, or again after a worker was killed mid-way.
+1.  A probe says "down". probing.run_cycle() measures every enabled server, writes
+    what changed, and hands the cycle to after_probe_cycle(), the engine's one entry
+    point for probes; probing decides nothing.
+2.  after_probe_cycle() -> decide(): a protected recording server that failed N probes
+    in a row with an enabled trigger gets an event, DETECTED (open_failover()).
+3.  The probe task (tasks.probe_tick) asks a worker to advance() every event that has
+    work to do now (needs_worker()): a new one, one whose worker died (lease expired),
+    and a waiting one whose wait is over (wait_is_over()). A waiting event is not
+    touched until then: no failover server -> when one is free; waiting for failback
+    -> when the hold-down is over or the window opens; manual failback -> when an
+    operator clicks "Fail back now". The operator's entry points (manual failover,
+    fail back now, replace) wake a worker themselves (wake()).
+4.  advance() runs step() after step until the event waits or ends; no broker round
+    trip between steps:
+      DETECTED / NO_FAILOVER_SERVER -> take_over(): claim the first enabled, healthy,
+        idle failover server in protection order (TAKING_OVER, a new fencing epoch),
+        push the last configuration snapshot, wait until every camera has written a
+        segment -> ACTIVE. A server that does not confirm is released and the next
+        one tried; nobody -> NO_FAILOVER_SERVER (the admins get one mail).
+5.  A probe says "up" M times: decide() -> mark_recovered(): ACTIVE -> WAITING_FAILBACK
+    (or RECOVERED when nobody had taken over yet; a manual failover stays ACTIVE).
+6.  Failback due (failback_due(): automatic after the hold-down, scheduled in the
+    window, manual never by itself) or "Fail back now": begin_failback() ->
+    FAILING_BACK -> fail_back(): the recording server records first, then the
+    failover server releases (an overlap, nothing unrecorded); the recording gap is
+    measured -> RESTORING, or COMPLETED when restoration is off, in the same advance()
+    run. A recording server that does not record yet puts the event back to
+    WAITING_FAILBACK, where the run stops until the next probe cycle.
+7.  RESTORING -> restoration.restore(): every file recorded during the failover is
+    copied to the recording server, verified, then deleted from the failover server;
+    interrupted, it resumes where it stopped -> COMPLETED: restoration completed.
+
+Operators may end an event on the way: stop_failover() (the failover server was
+edited, disabled or deleted), end_for_removed_recording_server(), replace.py, and
+restoration.stop_restoration().
 """
 
 from __future__ import annotations
@@ -18,7 +47,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -26,24 +55,36 @@ from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cms.celery import app as celery_app
 from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError
 
 from . import gap
-from .choices import ACTING_STATES, OPEN_STATES, EventState, FailbackMode, Trigger
+from .choices import EventState, FailbackMode, RestorationState, Trigger
+from .errors import FailoverError
 from .events import (
-    FREE_LEASE,
     SYSTEM,
     bump_attempts,
+    lease_expired,
     note,
     release_lease,
     renew_lease,
     take_lease,
     transition,
 )
+from .lifecycle import (
+    ACTING_STATES,
+    OPEN_STATES,
+    RESUMABLE_STATES,
+    STOPPABLE_STATES,
+    WAITING_STATES,
+)
 from .models import ConfigSnapshot, Counter, FailoverEvent, FailoverSettings, Protection
+from .restoration import restore
+
+__all__ = ["FailoverError"]
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +96,112 @@ TRIGGER_FOR_STATUS = {
     HealthStatus.SERVICE_ABNORMAL: Trigger.SERVICE_ABNORMAL,
 }
 
-
-class FailoverError(Exception):
-    """An operator's request that cannot be carried out; the message says why."""
-
-
-def on_behalf_of(event: FailoverEvent) -> dict[str, str]:
-    """How the failover node tags what it records for this recording server."""
-    return {"id": event.node_tag, "name": event.recording_server_name[:64]}
+# The Celery task that runs advance() (failover/tasks.py registers it under this name).
+ADVANCE_TASK = "failover.tasks.advance_event"
 
 
 def confirm_timeout() -> float:
     return float(getattr(django_settings, "CMS_TAKEOVER_CONFIRM_SECONDS", 20))
 
 
-def enqueue_advance(event_id: int) -> None:
-    """Run advance() in a worker once the current transaction has committed."""
-    from . import tasks  # tasks import this module
+def wake(event_id: int) -> None:
+    """Have a worker advance() the event once the current transaction has committed.
 
-    transaction.on_commit(lambda: tasks.advance_event.delay(event_id))
+    For the operator's entry points (admin, API), which return before the work is done.
+    By task name, so that the engine does not import the task module that drives it.
+    """
+    transaction.on_commit(lambda: celery_app.send_task(ADVANCE_TASK, args=[event_id]))
+
+
+# -- the probe cycle's entry point -------------------------------------------------
+
+
+def after_probe_cycle(
+    servers: Iterable[Server], settings: FailoverSettings, now: dt.datetime
+) -> list[int]:
+    """Decide on a probe cycle's results (`servers` carry their new health); returns the
+    events a worker should advance now. One server's fault is logged and confined."""
+    open_events = list(FailoverEvent.objects.open())
+    by_server = {e.recording_server_id: e for e in open_events if e.recording_server_id}
+    protected = set(
+        Server.objects.filter(role=Role.RECORDING, protections__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    wake_now: list[int] = []
+    decided: set[int] = set()
+    for server in servers:
+        if server.role != Role.RECORDING:
+            continue
+        decided.add(server.pk)
+        try:
+            event = by_server.get(server.pk)
+            event = decide(server, event, settings, protected=server.pk in protected)
+            if event is not None and needs_worker(event, settings, now):
+                wake_now.append(event.pk)
+        except Exception:
+            log.exception("server %s (%s): failover decision failed", server.pk, server.name)
+    # Events whose recording server was not probed (disabled, deleted, replaced).
+    for event in open_events:
+        if event.recording_server_id not in decided and needs_worker(event, settings, now):
+            wake_now.append(event.pk)
+    return wake_now
+
+
+def decide(
+    server: Server, event: FailoverEvent | None, settings: FailoverSettings, *, protected: bool
+) -> FailoverEvent | None:
+    """One recording server's probe outcome: open an event or mark a recovery; returns
+    its open event, if any."""
+    trigger = TRIGGER_FOR_STATUS.get(server.status)
+    if event is None:
+        if (
+            trigger
+            and settings.auto_failover
+            and trigger in settings.triggers()
+            and protected
+            and server.consecutive_failures >= settings.failures_before_failover
+        ):
+            return open_failover(
+                server,
+                trigger,
+                reason=f"{server.last_error or trigger} "
+                f"({server.consecutive_failures} probes in a row)",
+            )
+        return None
+    if (
+        server.status == HealthStatus.NORMAL
+        and server.consecutive_successes >= settings.successes_before_recovery
+    ):
+        mark_recovered(event)
+    return event
+
+
+def needs_worker(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
+    """Whether a worker has something to do on the event now."""
+    if event.state not in OPEN_STATES:
+        return False
+    if event.recording_server_id is None and event.replacement_id is None:
+        return True  # the recording server was deleted: end the event
+    if event.state in RESUMABLE_STATES:
+        return lease_expired(event, now)  # new, handed over, or its worker died
+    return event.state in WAITING_STATES and wait_is_over(event, settings, now)
+
+
+def wait_is_over(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
+    """A waiting event may go on: a failover server is free (and there is a configuration
+    to give it), or failback is due."""
+    if event.state == EventState.NO_FAILOVER_SERVER:
+        # A manual failover reads the configuration at the takeover; any other needs
+        # the snapshot taken while the server was up.
+        has_config = (
+            event.trigger == Trigger.MANUAL
+            or ConfigSnapshot.objects.filter(server_id=event.recording_server_id).exists()
+        )
+        return lease_expired(event, now) and has_config and bool(candidates(event))
+    if event.state == EventState.WAITING_FAILBACK:
+        return failback_due(event, settings, now)
+    return False  # ACTIVE waits for a probe (recovery) or an operator
 
 
 # -- opening ----------------------------------------------------------------------
@@ -92,7 +220,7 @@ def open_failover(
                 node_tag=f"rs{server.pk}",
                 trigger=trigger,
                 state=EventState.DETECTED,
-                worked_at=FREE_LEASE,  # free for any worker
+                lease_expires_at=None,  # free for any worker
             )
             event.transitions.create(
                 from_state="",
@@ -102,7 +230,6 @@ def open_failover(
             )
     except IntegrityError:
         return None
-    enqueue_advance(event.pk)
     return event
 
 
@@ -117,6 +244,7 @@ def manual_failover(server: Server, *, actor: str) -> FailoverEvent:
     event = open_failover(server, Trigger.MANUAL, actor=actor, reason="Manual failover")
     if event is None:
         raise FailoverError(f"{server.name} already has an open failover event.")
+    wake(event.pk)
     return event
 
 
@@ -124,11 +252,22 @@ def manual_failover(server: Server, *, actor: str) -> FailoverEvent:
 
 
 def advance(event_id: int) -> str | None:
-    """Take the event one or more steps further; returns its state afterwards.
+    """Run the event's steps until it waits or ends; returns its state afterwards.
 
-    Safe to call at any time from any worker: each state's handler first takes the
-    event's lease or wins a compare-and-set, and does nothing otherwise.
+    Safe to call at any time from any worker: each step first takes the event's lease
+    or wins a compare-and-set, and does nothing otherwise (then the run stops).
     """
+    while True:
+        before = FailoverEvent.objects.filter(pk=event_id).values_list("state", flat=True).first()
+        after = step(event_id)
+        if after is None or after == before or after not in OPEN_STATES:
+            return after
+        if after in WAITING_STATES:
+            return after  # until a probe, a free failover server, the clock or an operator
+
+
+def step(event_id: int) -> str | None:
+    """Take the event one step further, if it has one to take now; returns its state."""
     event = FailoverEvent.objects.filter(pk=event_id).first()
     if event is None or not event.is_open:
         return event.state if event else None
@@ -148,8 +287,6 @@ def advance(event_id: int) -> str | None:
             fail_back(event)
     elif state == EventState.RESTORING:
         if take_lease(event, state):
-            from .restoration import restore
-
             restore(event)
     event.refresh_from_db()
     return event.state
@@ -246,12 +383,9 @@ def _claim(event: FailoverEvent, server: Server) -> bool:
 
 
 def _unclaim(event: FailoverEvent, reason: str) -> None:
-    server = event.failover_server
-    if server is not None:
-        try:
-            client_for(server).release(event.epoch)
-        except NodeError:
-            pass  # it may be down; its epoch is fenced off by the next claim anyway
+    if event.failover_server is not None:
+        # It may be down: its epoch is fenced off by the next claim anyway.
+        release_failover_server(event, event.failover_server, quiet=True)
     transition(
         event,
         EventState.DETECTED,
@@ -263,12 +397,13 @@ def _unclaim(event: FailoverEvent, reason: str) -> None:
 
 
 def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnapshot) -> bool:
-    obo = on_behalf_of(event)
+    # The node protocol calls the tag "on_behalf_of"; the name travels along for display.
+    owner = {"id": event.node_tag, "name": event.recording_server_name[:64]}
     try:
         client = client_for(server)
-        client.takeover(event.epoch, obo, snapshot.config)
+        client.takeover(event.epoch, owner, snapshot.config)
         renew_lease(event)
-        _wait_until_recording(client, obo["id"], len(snapshot.config.get("cameras", [])))
+        _wait_until_recording(client, event.node_tag, len(snapshot.config.get("cameras", [])))
     except (NodeError, TimeoutError) as exc:
         event.last_error = str(exc)
         return False
@@ -277,7 +412,7 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
         event,
         EventState.ACTIVE,
         from_states=[EventState.TAKING_OVER],
-        reason=f"{server.name} records {obo['name']}'s cameras (epoch {event.epoch})",
+        reason=f"{server.name} records {owner['name']}'s cameras (epoch {event.epoch})",
         taken_over_at=now,
         snapshot=snapshot,
         config=snapshot.config,
@@ -285,21 +420,30 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
     )
 
 
-def _wait_until_recording(client: Any, obo_id: str, cameras: int) -> None:
-    """Poll the node's health until every camera has written a segment for `obo_id`."""
-    deadline = time.monotonic() + confirm_timeout()
-    while True:
-        health = client.health()
+def _wait_until_recording(client: Any, node_tag: str, cameras: int) -> None:
+    """Poll the node's health until every camera has written a segment for `node_tag`."""
+
+    def missing(health: dict[str, Any]) -> str | None:
         recording = health.get("recording") or {}
         owner = (recording.get("on_behalf_of") or {}).get("id")
-        ours = [c for c in recording.get("cameras", []) if c.get("on_behalf_of") == obo_id]
-        if owner == obo_id and len(ours) >= cameras and all(c.get("segments") for c in ours):
-            return
+        ours = [c for c in recording.get("cameras", []) if c.get("on_behalf_of") == node_tag]
+        if owner == node_tag and len(ours) >= cameras and all(c.get("segments") for c in ours):
+            return None
+        return (
+            f"not recording after {confirm_timeout():.0f} s "
+            f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
+        )
+
+    _poll_health(client, missing)
+
+
+def _poll_health(client: Any, missing: Callable[[dict[str, Any]], str | None]) -> None:
+    """Ask the node's health until `missing` finds nothing missing; TimeoutError with what
+    it last found missing once the confirmation time is over."""
+    deadline = time.monotonic() + confirm_timeout()
+    while (lacking := missing(client.health())) is not None:
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"not recording after {confirm_timeout():.0f} s "
-                f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
-            )
+            raise TimeoutError(lacking)
         time.sleep(0.25)
 
 
@@ -311,14 +455,14 @@ def _no_failover_server(event: FailoverEvent, reason: str) -> None:
         reason=reason,
         last_error=reason,
     )
-    release_lease(event)  # retried on the next probe cycle
+    release_lease(event)  # retried when a failover server is free (engine.wait_is_over)
     if moved:
-        # One alert when the event first has nobody; retries happen every probe cycle.
+        # One alert when the event first has nobody, not one per retry.
         mail_admins(
             f"No failover server available for {event.recording_server_name}",
             f"{event.recording_server_name} is down ({event.get_trigger_display()}) and no "
-            f"failover server could take over.\n\n{reason}\n\nThe CMS tries again on every "
-            "probe cycle.",
+            f"failover server could take over.\n\n{reason}\n\nThe CMS tries again as soon as "
+            "a failover server is enabled, healthy and idle.",
             fail_silently=True,
         )
     else:
@@ -365,10 +509,8 @@ def begin_failback(event: FailoverEvent, *, actor: str, reason: str) -> bool:
         from_states=[EventState.ACTIVE, EventState.WAITING_FAILBACK],
         actor=actor,
         reason=reason,
-        worked_at=FREE_LEASE,  # free for the worker to take
+        lease_expires_at=None,  # free for the worker to take
     )
-    if moved:
-        enqueue_advance(event.pk)
     return moved
 
 
@@ -385,6 +527,7 @@ def fail_back_now(event: FailoverEvent, *, actor: str) -> None:
         )
     if not begin_failback(event, actor=actor, reason="Fail back now"):
         raise FailoverError("The event changed meanwhile; reload and try again.")
+    wake(event.pk)
 
 
 def fail_back(event: FailoverEvent) -> bool:
@@ -395,7 +538,7 @@ def fail_back(event: FailoverEvent) -> bool:
     except (NodeError, TimeoutError) as exc:
         FailoverEvent.objects.filter(pk=event.pk).update(last_error=f"Failback waits: {exc}")
         note(event, f"Failback postponed: the recording server does not record yet ({exc}).")
-        # Back to waiting: the next probe cycle tries again.
+        # Back to waiting: the next probe cycle wakes it again while failback is due.
         transition(
             event,
             EventState.WAITING_FAILBACK,
@@ -403,17 +546,11 @@ def fail_back(event: FailoverEvent) -> bool:
             reason="The recording server does not record yet",
         )
         return False
-    released = False
-    if event.failover_server is not None:
-        try:
-            client_for(event.failover_server).release(event.epoch)
-            released = True
-        except EpochRefused:
-            released = True  # a newer command already superseded this takeover
-        except NodeError as exc:
-            # The failover server went away; nothing records twice and the recording
-            # server is recording. Its files stay there until it can be reached.
-            note(event, f"The failover server could not be told to stop: {exc}")
+    # A failover server that went away is noted: nothing records twice and the
+    # recording server is recording; its files stay there until it can be reached.
+    released = event.failover_server is not None and release_failover_server(
+        event, event.failover_server
+    )
     # Before restoration moves the failover server's files; skipped when it did not
     # answer, so an unreachable server does not hold up the failback twice.
     gap_seconds = gap.measure(event) if released else None
@@ -425,20 +562,17 @@ def fail_back(event: FailoverEvent) -> bool:
         reason="Failed back; restoring recordings" if restore else "Failed back",
         failed_back_at=timezone.now(),
         recording_gap_seconds=gap_seconds,
-        worked_at=FREE_LEASE,  # free for the restoring worker
+        lease_expires_at=None,  # free for the restoring step
     )
-    if moved and restore:
-        enqueue_advance(event.pk)
     return moved
 
 
 def wait_until_records(server: Server | None) -> None:
+    """Poll until the recording server's own cameras have each written a segment."""
     if server is None:
         raise TimeoutError("the recording server was removed")
-    client = client_for(server)
-    deadline = time.monotonic() + confirm_timeout()
-    while True:
-        health = client.health()
+
+    def missing(health: dict[str, Any]) -> str | None:
         own = [
             c
             for c in (health.get("recording") or {}).get("cameras", [])
@@ -450,10 +584,27 @@ def wait_until_records(server: Server | None) -> None:
             and own
             and all(c.get("segments") for c in own)
         ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("its cameras have not written a segment yet")
-        time.sleep(0.25)
+            return None
+        return "its cameras have not written a segment yet"
+
+    _poll_health(client_for(server), missing)
+
+
+def release_failover_server(
+    event: FailoverEvent, server: Server, *, actor: str = SYSTEM, quiet: bool = False
+) -> bool:
+    """Tell `server` to stop what it records under the event's epoch; True when it has
+    stopped (a newer command superseding this one counts). A node that cannot be told is
+    noted on the event's timeline, unless `quiet`."""
+    try:
+        client_for(server).release(event.epoch)
+    except EpochRefused:
+        return True
+    except NodeError as exc:
+        if not quiet:
+            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+        return False
+    return True
 
 
 def after_commit(node_work: Callable[[], None]) -> None:
@@ -479,21 +630,15 @@ def end_for_removed_recording_server(event: FailoverEvent, *, actor: str = SYSTE
     if not transition(
         event,
         EventState.STOPPED,
-        from_states=OPEN_STATES - {EventState.RESTORING},
+        from_states=OPEN_STATES - {EventState.RESTORING},  # restoring: the files stay
         actor=actor,
         reason="The recording server was deleted; recordings made during the failover "
         "stay on the failover server.",
     ):
         return  # another request or worker ended it, and told the node
 
-    def release() -> None:
-        try:
-            client_for(acting).release(event.epoch)
-        except NodeError as exc:
-            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
-
     if acting is not None:
-        after_commit(release)
+        after_commit(lambda: release_failover_server(event, acting, actor=actor))
 
 
 def before_deleting_recording_server(server: Server, *, actor: str) -> None:
@@ -510,7 +655,7 @@ def acting_event(failover_server: Server) -> FailoverEvent | None:
     return (
         FailoverEvent.objects.open()
         .filter(failover_server=failover_server)
-        .filter(state__in=[*ACTING_STATES, EventState.RESTORING])
+        .filter(state__in=STOPPABLE_STATES)
         .first()
     )
 
@@ -525,7 +670,6 @@ def stop_failover(failover_server: Server, *, actor: str, reason: str) -> Failov
     event = acting_event(failover_server)
     if event is None:
         return None
-    obo = on_behalf_of(event)
     # The node that acts is the one the database knows now: an edit being saved may
     # already have changed `failover_server`'s address or password in memory.
     stored = Server.objects.get(pk=failover_server.pk)
@@ -533,14 +677,12 @@ def stop_failover(failover_server: Server, *, actor: str, reason: str) -> Failov
         if not transition(
             event,
             EventState.STOPPED,
-            from_states=[*ACTING_STATES, EventState.RESTORING],
+            from_states=STOPPABLE_STATES,
             actor=actor,
             reason=reason,
         ):
             return None
         if hasattr(event, "restoration"):
-            from .choices import RestorationState
-
             type(event.restoration).objects.filter(pk=event.restoration.pk).exclude(
                 state=RestorationState.COMPLETED
             ).update(state=RestorationState.STOPPED, finished_at=timezone.now())
@@ -549,7 +691,7 @@ def stop_failover(failover_server: Server, *, actor: str, reason: str) -> Failov
         try:
             client = client_for(stored)
             client.release(event.epoch)
-            deleted = client.purge_failover(obo["id"])
+            deleted = client.purge_failover(event.node_tag)
             note(event, f"Removed {deleted} file(s) recorded during the failover.", actor=actor)
         except NodeError as exc:
             note(event, f"The failover server could not be cleaned up: {exc}", actor=actor)

@@ -16,20 +16,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from .choices import EventState
+from .lifecycle import FINAL_STATES, check
 from .models import EventTransition, FailoverEvent
 
 SYSTEM = "system"
-# A worked_at this old means nobody holds the event: any worker may take it at once.
-FREE_LEASE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def lease() -> dt.timedelta:
-    """A worker renews `worked_at` while it works on an event; after this long without a
-    renewal another worker may take the event over (the first one died)."""
+    """How long a worker holds an event it works on without renewing its lease; after
+    that another worker may take the event over (the first one died)."""
     return dt.timedelta(seconds=settings.CMS_EVENT_LEASE_SECONDS)
 
 
@@ -42,8 +40,15 @@ def transition(
     reason: str = "",
     **fields: Any,
 ) -> bool:
-    """Move `event` to `to_state` if it is in one of `from_states`; True if this call did it."""
+    """Move `event` to `to_state` if it is in one of `from_states`; True if this call did it.
+
+    Raises lifecycle.IllegalTransition, whatever the event's state, when a move from one
+    of `from_states` to `to_state` is not in the lifecycle's table. The mover holds the
+    event's lease afterwards unless `fields` says otherwise (lease_expires_at=None hands
+    the event to whichever worker takes it next).
+    """
     allowed = set(from_states)
+    check(allowed, to_state)
     with transaction.atomic():
         current = (
             FailoverEvent.objects.select_for_update().filter(pk=event.pk).values("state").first()
@@ -51,15 +56,8 @@ def transition(
         if current is None or current["state"] not in allowed:
             return False
         now = timezone.now()
-        fields.setdefault("worked_at", now)
-        if to_state in {
-            EventState.COMPLETED,
-            EventState.RECOVERED,
-            EventState.STOPPED,
-            EventState.REPLACED,
-            EventState.RESTORATION_STOPPED,
-            EventState.FAILED,
-        }:
+        fields.setdefault("lease_expires_at", now + lease())
+        if to_state in FINAL_STATES:
             fields.setdefault("ended_at", now)
         FailoverEvent.objects.filter(pk=event.pk).update(state=to_state, **fields)
         EventTransition.objects.create(
@@ -85,24 +83,30 @@ def take_lease(event: FailoverEvent, state: str) -> bool:
     now = timezone.now()
     won = (
         FailoverEvent.objects.filter(pk=event.pk, state=state)
-        .filter(worked_at__lt=now - lease())
-        .update(worked_at=now)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        .update(lease_expires_at=now + lease())
     )
     if won:
-        event.worked_at = now
+        event.lease_expires_at = now + lease()
     return bool(won)
 
 
 def release_lease(event: FailoverEvent) -> None:
     """Let the next worker (or the next probe cycle's retry) start at once."""
-    FailoverEvent.objects.filter(pk=event.pk).update(worked_at=FREE_LEASE)
-    event.worked_at = FREE_LEASE
+    FailoverEvent.objects.filter(pk=event.pk).update(lease_expires_at=None)
+    event.lease_expires_at = None
 
 
 def renew_lease(event: FailoverEvent) -> None:
-    now = timezone.now()
-    FailoverEvent.objects.filter(pk=event.pk).update(worked_at=now)
-    event.worked_at = now
+    expires = timezone.now() + lease()
+    FailoverEvent.objects.filter(pk=event.pk).update(lease_expires_at=expires)
+    event.lease_expires_at = expires
+
+
+def lease_expired(event: FailoverEvent, now: dt.datetime | None = None) -> bool:
+    """Nobody holds the event: it was released, or its holder stopped renewing."""
+    expires = event.lease_expires_at
+    return expires is None or expires <= (now or timezone.now())
 
 
 def bump_attempts(event: FailoverEvent) -> None:

@@ -1,7 +1,7 @@
 """Protection, failover settings, configuration snapshots, failover events, restoration.
 
 The database is the source of truth: every state change is a compare-and-set on
-the event's state (see failover/engine.py), and partial unique constraints allow
+the event's state (see failover/events.py), and partial unique constraints allow
 at most one open event per recording server and per failover server.
 """
 
@@ -16,14 +16,8 @@ from django.db.models import F, Q
 from cms.inventory.choices import Role
 from cms.inventory.models import Server, TeamScopedQuerySet
 
-from .choices import (
-    OPEN_STATES,
-    EventState,
-    FailbackMode,
-    FileState,
-    RestorationState,
-    Trigger,
-)
+from .choices import EventState, FailbackMode, FileState, RestorationState, Trigger
+from .lifecycle import OPEN_STATES
 from .limits import RANGES, InRange, clamp, log_corrections
 
 
@@ -272,8 +266,9 @@ class FailoverEvent(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
-    # A worker that works on the event renews this; a stale value means it died.
-    worked_at = models.DateTimeField(null=True, blank=True)
+    # Empty when no worker holds the event; a worker renews it while it works, so a
+    # time in the past means the worker died and another may take over.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     replacement = models.ForeignKey(
         Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -1,5 +1,9 @@
 """Health probing: every enabled server, concurrently, once per probe interval.
 
+Probing measures; it decides nothing. A cycle's results go to the engine's one entry
+point for probes (engine.after_probe_cycle), which answers with the events a worker
+should advance now; the probe task enqueues those.
+
 The database is written when something changes, not on every probe: counters
 saturate at the thresholds (a server that has been fine for a week does not
 count its millionth success), and last-seen is refreshed at a coarse grain.
@@ -29,8 +33,6 @@ from cms.nodes.prober import HealthResult, Target, prober
 from protocol.messages import Config, Health, Info
 
 from . import engine
-from .choices import EventState
-from .events import lease
 from .models import ConfigSnapshot, FailoverEvent, FailoverSettings
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class CycleReport:
     written: int = 0
     changed: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    wake: list[int] = field(default_factory=list)  # events a worker should advance now
 
 
 def classify(health: Health) -> str:
@@ -253,19 +256,25 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     write_health(dirty)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
-    evaluate(by_id, settings)
+    stale = stale_snapshots(by_id)
+    try:
+        decided = [server for server, _ in by_id.values()]
+        report.wake = engine.after_probe_cycle(decided, settings, timezone.now())
+    finally:
+        refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
     return report
 
 
-def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSettings) -> None:
-    """Decisions after a cycle: open events, mark recoveries, retry, refresh snapshots."""
-    open_events = {e.recording_server_id: e for e in FailoverEvent.objects.open()}
+def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server]:
+    """Protected recording servers without an open event that answer normally with a
+    configuration version other than the last snapshot's: a failover needs their
+    configuration as it is now (an open event keeps the copy it took)."""
     protected = set(
         Server.objects.filter(role=Role.RECORDING, protections__isnull=False).values_list(
             "pk", flat=True
         )
-    )
+    ) - set(FailoverEvent.objects.open().values_list("recording_server_id", flat=True))
     # Only the newest version per server: the snapshot history grows, this query must not.
     newest = ConfigSnapshot.objects.filter(server=OuterRef("pk")).order_by("-taken_at", "-pk")
     latest_versions = dict(
@@ -273,77 +282,18 @@ def evaluate(by_id: dict[int, tuple[Server, ProbeResult]], settings: FailoverSet
         .annotate(version=Subquery(newest.values("version")[:1]))
         .values_list("pk", "version")
     )
-    stale_snapshots: list[Server] = []
+    stale = []
     for server_id, (server, result) in by_id.items():
-        if server.role != Role.RECORDING:
-            continue
-        try:
-            if _decide(server, result, open_events.get(server_id), settings,
-                       protected=server_id in protected,
-                       latest_version=latest_versions.get(server_id)):  # fmt: skip
-                stale_snapshots.append(server)
-        except Exception:
-            log.exception("server %s (%s): failover decision failed", server_id, server.name)
-    refresh_snapshots(stale_snapshots)
-    # Events whose recording server is no longer probed (disabled) still need driving.
-    for event in open_events.values():
-        if event.recording_server_id not in by_id and _lease_expired(event):
-            engine.enqueue_advance(event.pk)
-
-
-def _decide(
-    server: Server,
-    result: ProbeResult,
-    event: FailoverEvent | None,
-    settings: FailoverSettings,
-    *,
-    protected: bool,
-    latest_version: str | None,
-) -> bool:
-    """One recording server's decisions; True when its configuration snapshot is stale."""
-    trigger = engine.TRIGGER_FOR_STATUS.get(server.status)
-    if event is None:
         if (
-            trigger
-            and settings.auto_failover
-            and trigger in settings.triggers()
-            and protected
-            and server.consecutive_failures >= settings.failures_before_failover
+            server_id in protected
+            and server.role == Role.RECORDING
+            and result.status == HealthStatus.NORMAL
+            and result.health is not None
         ):
-            engine.open_failover(
-                server,
-                trigger,
-                reason=f"{server.last_error or trigger} "
-                f"({server.consecutive_failures} probes in a row)",
-            )
-        elif protected and result.status == HealthStatus.NORMAL and result.health is not None:
             reported = result.health.config_version
-            return reported is None or str(reported) != latest_version
-        return False
-    if (
-        server.status == HealthStatus.NORMAL
-        and server.consecutive_successes >= settings.successes_before_recovery
-    ):
-        engine.mark_recovered(event)
-        event.refresh_from_db()
-    if event.state in (
-        EventState.NO_FAILOVER_SERVER,
-        EventState.WAITING_FAILBACK,
-    ) or (event.state in _RESUMABLE and _lease_expired(event)):
-        engine.enqueue_advance(event.pk)
-    return False
-
-
-_RESUMABLE = {
-    EventState.DETECTED,
-    EventState.TAKING_OVER,
-    EventState.FAILING_BACK,
-    EventState.RESTORING,
-}
-
-
-def _lease_expired(event: FailoverEvent) -> bool:
-    return event.worked_at is None or timezone.now() - event.worked_at > lease()
+            if reported is None or str(reported) != latest_versions.get(server_id):
+                stale.append(server)
+    return stale
 
 
 def refresh_snapshots(servers: list[Server]) -> None:

@@ -30,16 +30,11 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError, NodeRefused
 
 from .choices import EventState
-from .engine import (
-    FailoverError,
-    enqueue_advance,
-    refresh_snapshot,
-    wait_until_records,
-)
-from .events import FREE_LEASE, note, transition
+from .engine import refresh_snapshot, release_failover_server, wait_until_records, wake
+from .errors import FailoverError
+from .events import note, transition
+from .lifecycle import REPLACEABLE_STATES as REPLACEABLE
 from .models import FailoverEvent, FailoverSettings, Protection
-
-REPLACEABLE = [EventState.ACTIVE, EventState.WAITING_FAILBACK]
 
 
 @dataclass
@@ -242,10 +237,7 @@ def _replace_with_other(
     except (NodeError, TimeoutError) as exc:
         raise FailoverError(f"{new.name} could not take the configuration: {exc}") from exc
     if event.failover_server is not None:
-        try:
-            client_for(event.failover_server).release(event.epoch)
-        except NodeError as exc:
-            note(event, f"The failover server could not be told to stop: {exc}", actor=actor)
+        release_failover_server(event, event.failover_server, actor=actor)
     _remove_licenses_from(original, licenses, event)
 
     restore = the_plan.restore and event.failover_server_id is not None
@@ -258,7 +250,7 @@ def _replace_with_other(
             reason=f"{new.name} replaces {original.name} and takes its name",
             replacement=new,
             failed_back_at=timezone.now(),
-            worked_at=FREE_LEASE,
+            lease_expires_at=None,  # free for the restoring worker
         ):
             raise FailoverError("The event changed meanwhile; nothing was replaced.")
         reason = f"Replace {original.name} with {new.name}"
@@ -273,7 +265,7 @@ def _replace_with_other(
         )
     _snapshot_after(new, event)
     if restore:
-        enqueue_advance(event.pk)
+        wake(event.pk)
 
 
 def _move_licenses(

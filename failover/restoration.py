@@ -25,8 +25,8 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import NodeBadResponse, NodeError
 
 from .choices import EventState, FileState, RestorationState
-from .engine import on_behalf_of
-from .events import FREE_LEASE, SYSTEM, note, renew_lease, transition
+from .errors import FailoverError
+from .events import SYSTEM, note, renew_lease, transition
 from .models import FailoverEvent, RestorationFile, RestorationJob
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ class RestorationStopped(Exception):
     """The operator stopped the restoration while a file was being copied."""
 
 
-def target_path(path: str, obo_id: str) -> str:
-    """failover/<obo>/<camera>/... on the failover node -> own/<camera>/... on the target."""
-    prefix = f"failover/{obo_id}/"
+def target_path(path: str, node_tag: str) -> str:
+    """failover/<tag>/<camera>/... on the failover node -> own/<camera>/... on the target."""
+    prefix = f"failover/{node_tag}/"
     if not path.startswith(prefix):
-        raise NodeBadResponse(f"unexpected path {path!r} for {obo_id}")
+        raise NodeBadResponse(f"unexpected path {path!r} for {node_tag}")
     return "own/" + path[len(prefix) :]
 
 
@@ -60,20 +60,20 @@ def restore(event: FailoverEvent) -> bool:
         return False
     source = client_for(event.failover_server)
     target = client_for(job.target_server)
-    obo_id = on_behalf_of(event)["id"]
+    node_tag = event.node_tag
     try:
         if job.started_at is None:
-            _take_inventory(job, source, obo_id)
+            _take_inventory(job, source, node_tag)
         RestorationJob.objects.filter(pk=job.pk, state=RestorationState.PENDING).update(
             state=RestorationState.RUNNING
         )
-        _copy_all(event, job, source, target, obo_id)
+        _copy_all(event, job, source, target, node_tag)
     except RestorationStopped:
         return False
     except NodeError as exc:
-        # Leave the job running and the lease free: the resume task tries again soon.
+        # Leave the job running and the lease free: the next probe cycle resumes it.
         RestorationJob.objects.filter(pk=job.pk).update(last_error=str(exc), errors=F("errors") + 1)
-        FailoverEvent.objects.filter(pk=event.pk).update(worked_at=FREE_LEASE, last_error=str(exc))
+        FailoverEvent.objects.filter(pk=event.pk).update(lease_expires_at=None, last_error=str(exc))
         note(event, f"Restoration interrupted, will resume: {exc}")
         return False
 
@@ -82,18 +82,17 @@ def restore(event: FailoverEvent) -> bool:
     )
     if not finished:
         return False
-    done_state = EventState.REPLACED if event.replacement_id else EventState.COMPLETED
     job.refresh_from_db()
     return transition(
         event,
-        done_state,
+        EventState.REPLACED if event.replacement_id else EventState.COMPLETED,
         from_states=[EventState.RESTORING],
         reason=f"Restored {job.files_done} file(s), {job.bytes_done} bytes",
     )
 
 
-def _take_inventory(job: RestorationJob, source: Any, obo_id: str) -> None:
-    items = list(source.list_recordings(origin="failover", on_behalf_of=obo_id))
+def _take_inventory(job: RestorationJob, source: Any, node_tag: str) -> None:
+    items = list(source.list_recordings(origin="failover", on_behalf_of=node_tag))
     RestorationFile.objects.bulk_create(
         [
             RestorationFile(
@@ -118,7 +117,7 @@ def _take_inventory(job: RestorationJob, source: Any, obo_id: str) -> None:
 
 
 def _copy_all(
-    event: FailoverEvent, job: RestorationJob, source: Any, target: Any, obo_id: str
+    event: FailoverEvent, job: RestorationJob, source: Any, target: Any, node_tag: str
 ) -> None:
     """COPIES files in flight: one file's verify, fsync and delete overlap the next
     one's transfer. Each file still goes copy -> verified -> deleted on the source."""
@@ -134,7 +133,7 @@ def _copy_all(
         try:
             while (item := next_item()) is not None:
                 if item.state == FileState.PENDING:
-                    _copy_one(item, source, target, obo_id, meter)
+                    _copy_one(item, source, target, node_tag, meter)
                     RestorationFile.objects.filter(pk=item.pk).update(state=FileState.VERIFIED)
                 source.delete_file(item.path)  # only after the target verified it
                 RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
@@ -166,7 +165,9 @@ def _copy_all(
     meter.flush(force=True)
 
 
-def _copy_one(item: RestorationFile, source: Any, target: Any, obo_id: str, meter: _Meter) -> None:
+def _copy_one(
+    item: RestorationFile, source: Any, target: Any, node_tag: str, meter: _Meter
+) -> None:
     downloads: list[Any] = []
 
     def chunks_from(offset: int) -> Iterable[bytes]:
@@ -178,7 +179,7 @@ def _copy_one(item: RestorationFile, source: Any, target: Any, obo_id: str, mete
 
     try:
         target.upload(
-            target_path(item.path, obo_id),
+            target_path(item.path, node_tag),
             chunks_from,
             item.size,
             item.sha256,
@@ -261,8 +262,6 @@ def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
         actor=actor,
         reason="Restoration stopped; the recordings left on the failover server are removed.",
     ):
-        from .engine import FailoverError
-
         raise FailoverError("This event is not restoring recordings.")
     if job is not None:
         RestorationJob.objects.filter(pk=job.pk).exclude(state=RestorationState.COMPLETED).update(
@@ -271,7 +270,7 @@ def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
     deleted = 0
     if event.failover_server is not None:
         try:
-            deleted = client_for(event.failover_server).purge_failover(on_behalf_of(event)["id"])
+            deleted = client_for(event.failover_server).purge_failover(event.node_tag)
             note(event, f"Removed {deleted} file(s) from the failover server.", actor=actor)
         except NodeError as exc:
             note(event, f"Could not remove the files from the failover server: {exc}", actor=actor)

@@ -1,4 +1,9 @@
-"""Thin Celery tasks: load ids, call the services. Decisions live in engine.py."""
+"""The entry points that run in workers: the probe tick and the event driver.
+
+The probe task is where the probe cycle's decisions turn into work: it enqueues the
+events the engine says a worker should advance now. Nothing below this module
+enqueues, except the operator's entry points (engine.wake) which return at once.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,18 @@ from . import engine, probing
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
 def probe_tick() -> None:
     """Beat fires this every second; a cycle runs only when the database says it is due."""
-    probing.run_cycle()
+    for event_id in probing.run_cycle().wake:
+        advance_event.delay(event_id)
 
 
-@shared_task(ignore_result=True, acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+@shared_task(
+    name=engine.ADVANCE_TASK,
+    ignore_result=True,
+    acks_late=True,
+    time_limit=6 * 3600,
+    soft_time_limit=6 * 3600 - 60,
+)
 def advance_event(event_id: int) -> None:
-    """Drive one failover event forward; idempotent (every step is a compare-and-set)."""
+    """Drive one failover event until it waits or ends; idempotent (every step is a
+    compare-and-set)."""
     engine.advance(event_id)

@@ -1,4 +1,6 @@
-"""Shared fixtures. Tests are grouped by kind: unit/, integration/, browser/."""
+"""Shared fixtures. Tests are grouped by what they need: unit/ (no database, no
+processes), engine/ (the database only), integration/ (the database and real agents,
+brokers and workers), browser/ (all that and Chromium)."""
 
 from __future__ import annotations
 

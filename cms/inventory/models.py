@@ -108,14 +108,8 @@ class ServerQuerySet(TeamScopedQuerySet):
             obj.name_key = name_key(obj.name)
         return super().bulk_create(objs, *args, **kwargs)
 
-    def recording(self) -> ServerQuerySet:
-        return self.filter(role=Role.RECORDING)
-
     def failover(self) -> ServerQuerySet:
         return self.filter(role=Role.FAILOVER)
-
-    def enabled(self) -> ServerQuerySet:
-        return self.filter(enabled=True)
 
     def set_enabled(self, enabled: bool) -> int:
         """Enable or disable each server with a save, so the audit trail records who did."""
@@ -183,7 +177,6 @@ class Server(models.Model):
     cms_mode = models.CharField(
         "CMS mode", max_length=16, choices=CmsMode.choices, blank=True, editable=False
     )
-    camera_capacity = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     # Health counters, written when something changes (not on every probe).
     last_seen = models.DateTimeField(null=True, blank=True, editable=False)

@@ -3,8 +3,9 @@
 Plain ``requests`` underneath, with:
 
 * kept-alive connections: one ``Session`` per (thread, node address, pin), reused by
-  every client built for that node in that thread, so probing thousands of nodes
-  does not pay a TCP (and TLS) handshake each time;
+  every client built for that node in that thread, so a failover's many calls to one
+  node do not pay a TCP (and TLS) handshake each time (health probes do not come
+  through here: they go through the asynchronous prober, ``prober.py``);
 * ``(connect, read)`` timeouts on every request, and an overall deadline per call
   (``deadline``, default 20 s; see ``transport.py`` for how a dripping node is cut off);
 * bounded answers: JSON bodies over 1 MiB or nested over 32 levels are refused before
@@ -16,7 +17,7 @@ Plain ``requests`` underneath, with:
 * HTTPS pinned by certificate fingerprint (trust on first use): the first contact
   reads the certificate's SHA-256 and reports it through ``on_pin``; afterwards a
   different certificate raises :class:`CertificateChanged`;
-* tokens cached per (scheme, host, port, user) so a probe does not log in each time;
+* tokens cached per (scheme, host, port, user) so a call does not log in each time;
   a 401 on a cached token logs in again once.
 
 This module needs no Django: only :func:`client_for` touches the inventory model,
@@ -495,7 +496,9 @@ class NodeClient:
         on_behalf_of: dict[str, str],
         config: dict[str, Any] | list[dict[str, Any]],
     ) -> dict[str, Any]:
-        """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``."""
+        """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``.
+
+        The protocol's ``on_behalf_of`` id is what the CMS calls the event's node tag."""
         cameras = config if isinstance(config, list) else config.get("cameras", [])
         return self._post(
             TakeoverAnswer,
@@ -550,9 +553,10 @@ class NodeClient:
             f"bad answer to /recordings: the listing did not end after {max_pages} pages"
         )
 
-    def purge_failover(self, on_behalf_of: str) -> int:
-        """Delete every file recorded during a failover for ``on_behalf_of``."""
-        return self._post(PurgeAnswer, "/recordings/purge", {"on_behalf_of": on_behalf_of}).deleted
+    def purge_failover(self, node_tag: str) -> int:
+        """Delete every file recorded during a failover for the recording server that
+        ``node_tag`` stands for."""
+        return self._post(PurgeAnswer, "/recordings/purge", {"on_behalf_of": node_tag}).deleted
 
     def open_download(self, path: str, offset: int = 0, etag: str | None = None) -> Download:
         """Stream a file from ``offset``. With ``etag``, a changed file restarts at 0."""

@@ -243,8 +243,8 @@ def test_stopping_a_restoration_says_what_is_lost_then_removes_the_recordings(pa
                message="recordings made during the failover")  # fmt: skip
     fleet.recording_node.client().set_fault("clear")
     cycles(2)  # Lobby is back: failback is due at once (hold-down 0)
-    assert engine.advance(event.pk) == EventState.FAILING_BACK
-    assert engine.advance(event.pk) == EventState.RESTORING
+    assert engine.step(event.pk) == EventState.FAILING_BACK
+    assert engine.step(event.pk) == EventState.RESTORING
     # The restoration starts, then Lobby goes away before the first file is copied:
     # the job is running, nothing copied yet, waiting to resume. Nothing resumes it
     # here (no worker, no beat), so it is still restoring when the operator acts.

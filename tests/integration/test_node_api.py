@@ -244,11 +244,28 @@ def test_it_keeps_state_across_restart_and_refuses_a_second_agent(node_agent, st
     assert [x["key"] for x in client.licenses()] == ["KEEP-0001"]
 
 
-def test_it_relogs_once_when_the_token_expired(start_node):
-    node = start_node(token_ttl=31)  # the client renews 30 s early: this one is stale at once
+def test_it_relogs_once_when_the_token_expired(start_node, monkeypatch):
+    from cms.nodes import client as client_module
+
+    node = start_node(token_ttl=31)
     client = node.client()
+    logins = []
+    real_login = client.login
+    monkeypatch.setattr(client, "login", lambda: logins.append(1) or real_login())
     client.health()
-    client.health()  # works: a stale cached token just means a new login
+    first = client_module._tokens[client._token_key][0]
+
+    # Stale by the client's own clock: a new login before the request, not a 401.
+    client_module._tokens[client._token_key] = (first, 0.0)
+    client.health()
+    second = client_module._tokens[client._token_key][0]
+    assert second != first and len(logins) == 2
+
+    # The node forgot it (restarted): a 401, then one new login, and the call succeeds.
+    client_module._tokens[client._token_key] = ("forgotten-token", time.monotonic() + 3600)
+    assert client.health()["state"] in ("normal", "degraded")
+    assert len(logins) == 3
+    assert client_module._tokens[client._token_key][0] not in ("forgotten-token", second)
 
 
 def test_it_refuses_malformed_and_oversized_bodies(node_agent):

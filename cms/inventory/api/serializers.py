@@ -59,13 +59,13 @@ class ServerSerializer(serializers.ModelSerializer):
             "use_https", "quickconnect_id", "quickconnect_enrollment_secret", "address",
             "admin_username", "admin_password",
             "enabled", "locked", "status", "model", "serial", "software_version", "cms_mode",
-            "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
+            "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
             "confirm_stop_failover",
         ]  # fmt: skip
         read_only_fields = [
             "role", "name_source", "status", "model", "serial", "software_version", "cms_mode",
-            "camera_capacity", "tls_fingerprint", "last_seen", "consecutive_failures",
+            "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
         ]  # fmt: skip
         validators: list = []  # the model's clean() says which rule was broken
