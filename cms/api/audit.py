@@ -30,7 +30,7 @@ def register_models() -> None:
     # Signals name the instance's own class, so the admin tabs' proxies are registered too.
     for model in (Server, RecordingServer, FailoverServer):
         if not auditlog.contains(model):
-            auditlog.register(model, exclude_fields=["admin_password", "name_key"])
+            auditlog.register(model, exclude_fields=["admin_password", "pairing_key", "name_key"])
     for model in (License, Team, TeamMembership, Protection, FailoverSettings, FailoverEvent):
         if not auditlog.contains(model):
             auditlog.register(model)
