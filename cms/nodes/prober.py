@@ -10,9 +10,9 @@ background thread of the worker process, so the (synchronous) Celery task calls
 
 Every node is untrusted and isolated: each request of a probe (/info, the SCRAM login,
 the request) ends within the probe timeout, body included, and a probe makes at most
-seven; a node whose serial is not the one the server was added with gets nothing but
-the public ``GET /info`` (``identity_changed``), and one that cannot finish the SCRAM
-exchange as the real node would gets no request with a token;
+seven; before each login a node whose serial is not the one the server was added with
+gets nothing but the public ``GET /info`` (``identity_changed``), and one that cannot
+finish the SCRAM exchange as the real node would gets no request with a token;
 bodies are capped and depth-checked before parsing and then validated against
 ``protocol.messages``; and one probe's exception is turned into that node's result,
 never into the cycle's.
@@ -210,19 +210,6 @@ class HealthProber:
         self, target: Target, path: str, result: HealthResult,
         limit: aiohttp.ClientTimeout, progress: _Progress,
     ) -> None:  # fmt: skip
-        if target.serial:
-            status, body = await self._call(target, "GET", "/info", result, limit, progress)
-            if status != 200:
-                raise _Refused("bad_response", f"/info answered {status}; is this a cms-node?")
-            info = _parsed(Info, body, "/info")
-            if info.serial != target.serial:
-                raise _Refused(
-                    "identity_changed",
-                    f"{target.host}:{target.port} answers as serial {info.serial!r}, not "
-                    f"{target.serial!r}, the server added at this address; nothing was sent "
-                    "to it. If the node was replaced on purpose, add it again.",
-                )
-            result.info = info if target.want_info else None
         for attempt in (1, 2):
             token = await self._token(target, result, limit, progress)
             status, body = await self._call(
@@ -236,7 +223,7 @@ class HealthProber:
                 raise _Refused("bad_response", f"{path} answered {status}")
             result.answer = _parsed(ANSWERS[path], body, path)
             break
-        if target.want_info and not target.serial:
+        if target.want_info:
             status, body = await self._call(target, "GET", "/info", result, limit, progress)
             result.info = _parsed(Info, body, "/info") if status == 200 else None
 
@@ -276,6 +263,20 @@ class HealthProber:
                 return response.status, b""  # unread: aiohttp closes the connection
             return response.status, await _read_bounded(response, path)
 
+    async def _check_identity(
+        self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
+        progress: _Progress,
+    ) -> None:  # fmt: skip
+        """Before a login: the node must have the serial the server was added with. A node
+        replaced at the address does not know the session token, so the next probe logs
+        in again and gets here."""
+        status, body = await self._call(target, "GET", "/info", result, limit, progress)
+        if status != 200:
+            raise _Refused("bad_response", f"/info answered {status}; is this a cms-node?")
+        info = _parsed(Info, body, "/info")
+        if info.serial != target.serial:
+            raise _Refused("identity_changed", _identity_message(target, info.serial))
+
     async def _token(
         self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
         progress: _Progress,
@@ -283,14 +284,20 @@ class HealthProber:
         cached = self._tokens.get(target.endpoint)
         if cached and cached[1] > time.monotonic():
             return cached[0]
+        if target.serial:
+            await self._check_identity(target, result, limit, progress)
         exchange = scram.ScramLogin(target.username, target.password)
         status, body = await self._call(
             target, "POST", "/auth/scram/start", result, limit, progress, json=exchange.start()
         )  # fmt: skip
         _login_status(target, status, "/auth/scram/start")
         start = _parsed(ScramStartAnswer, body, "/auth/scram/start")
+        if target.serial and start.serial not in (None, target.serial):
+            raise _Refused("identity_changed", _identity_message(target, start.serial))
         try:
-            final = exchange.finish(start.session, start.server_first)
+            # PBKDF2 (once per node and process) off the event loop: the other probes go
+            # on meanwhile, and it is outside every request's deadline.
+            final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
         except scram.ScramFailed as exc:
             raise _Refused("bad_answer", f"bad answer to /auth/scram/start: {exc}") from None
         status, body = await self._call(
@@ -309,6 +316,14 @@ class HealthProber:
             time.monotonic() + login.expires_in - TOKEN_MARGIN,
         )
         return login.token
+
+
+def _identity_message(target: Target, serial: str) -> str:
+    return (
+        f"{target.host}:{target.port} answers as serial {serial!r}, not {target.serial!r}, "
+        "the server added at this address; nothing was sent to it. If the node was "
+        "replaced on purpose, add it again."
+    )
 
 
 def _login_status(target: Target, status: int, path: str) -> None:
