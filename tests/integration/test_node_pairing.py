@@ -254,3 +254,19 @@ def test_a_refused_epoch_reaches_the_event_timeline(make_fleet):
     reasons = " ".join(event.transitions.values_list("reason", flat=True))
     assert "without the proof" in reasons, reasons
     assert fleet.failover_nodes[0].client().health()["recording"]["on_behalf_of"] is None
+
+
+def test_only_the_node_itself_unpairs_it_and_only_while_stopped(start_node):
+    node = start_node(mode="failover")
+    paired(node)
+    refused = node.cli("unpair")
+    assert refused.returncode == 1 and "stop it first" in refused.stderr
+    assert node.get_info()["locked"] is True
+    node.stop()
+    done = node.cli("unpair")
+    assert done.returncode == 0, done.stderr
+    node.start()
+    info = node.get_info()
+    assert info["paired"] is False and info["locked"] is False
+    assert info["cms_mode"] == "failover"
+    NodeClient(node.host, node.port, password=node.password).install_license("FREE-0001")
