@@ -7,6 +7,7 @@ recorded, and a second CMS that knows the password but not the pairing key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import socket
@@ -270,3 +271,26 @@ def test_only_the_node_itself_unpairs_it_and_only_while_stopped(start_node):
     assert info["paired"] is False and info["locked"] is False
     assert info["cms_mode"] == "failover"
     NodeClient(node.host, node.port, password=node.password).install_license("FREE-0001")
+
+
+def test_the_paired_cms_restores_to_a_locked_node_and_no_one_else_does(start_node):
+    node = start_node(mode="recording")
+    first, _ = paired(node)
+    data = b"restored bytes " * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    spec = {"camera": "door", "origin": "failover", "on_behalf_of": "rec",
+            "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:05Z"}  # fmt: skip
+    path = "failover/rec/door/2026-01-01/000000.000.seg"
+    other = NodeClient(node.host, node.port, password=node.password, cms_host_id="cms-b")
+    with pytest.raises(NodeRefused) as exc:
+        other.upload(path, data, len(data), digest, **spec)
+    assert exc.value.code == "locked"
+    # Chunks are streamed (UNSIGNED-PAYLOAD): the signed POST /uploads fixed their digest.
+    result = first.upload(path, data, len(data), digest, chunk_size=4096, **spec)
+    assert result.sent == len(data)
+    with first.open_download(path) as dl:
+        assert hashlib.sha256(b"".join(dl.chunks())).hexdigest() == digest
+    with pytest.raises(NodeRefused) as exc:
+        other.delete_file(path)
+    assert exc.value.code == "locked"
+    first.delete_file(path)
