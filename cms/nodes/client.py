@@ -1044,8 +1044,9 @@ def client_for(
     stored_key = getattr(server, "pairing_key", None)
     stored_key = stored_key.reveal() if hasattr(stored_key, "reveal") else (stored_key or "")
 
-    if not stored_key and getattr(server, "pk", None) and getattr(server, "serial", ""):
-        stored_key = _adopt_pending_pairing(server)
+    if getattr(server, "pk", None) and getattr(server, "serial", ""):
+        # A pairing made since (from the search, before a save) is the node's key now.
+        stored_key = _adopt_pending_pairing(server) or stored_key
 
     def save_pairing(key: bytes, serial: str) -> None:
         # Stored on the server (encrypted; never logged). A server not saved yet keeps it
@@ -1053,6 +1054,7 @@ def client_for(
         server.pairing_key = key.hex()
         if getattr(server, "pk", None):
             type(server).objects.filter(pk=server.pk).update(pairing_key=key.hex())
+            _forget_pending_pairing(serial)  # older than this one
         else:
             _remember_pending_pairing(serial, key)
 
@@ -1085,6 +1087,12 @@ def _remember_pending_pairing(serial: str, key: bytes) -> None:
     from cms.nodes.models import PendingPairing
 
     PendingPairing.objects.update_or_create(serial=serial, defaults={"key": key.hex()})
+
+
+def _forget_pending_pairing(serial: str) -> None:
+    from cms.nodes.models import PendingPairing
+
+    PendingPairing.objects.filter(serial=serial).delete()
 
 
 def _adopt_pending_pairing(server: Any) -> str:
