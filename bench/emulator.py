@@ -8,8 +8,12 @@ Linux routes all of 127.0.0.0/8 to lo) and is told apart by the local address of
 the connection. Connections to any non-loopback address are closed at once.
 
 It serves what probing needs, in the node's shapes (docs/node-api.md):
-``POST /api/v1/auth/login``, ``GET /api/v1/health``, ``GET /api/v1/info`` and
-``GET /api/v1/config``. Control, on 127.0.0.1 only:
+the SCRAM-SHA-256 login (``POST /api/v1/auth/scram/start`` and ``/finish``, with the
+password ``emulated``), ``GET /api/v1/health``, ``GET /api/v1/info`` and
+``GET /api/v1/config``. Each emulated server has its own salt, at SCRAM's minimum
+iteration count (4096) so that starting thousands costs seconds: a real agent uses
+120,000, which the CMS pays once per node and process (it caches the salted password).
+Control, on 127.0.0.1 only:
 ``POST /_emulator/mode {"servers": [i, ...], "mode": "ok|volume|service|down"}``,
 ``GET /_emulator/stats`` and ``POST /_emulator/reset``. Mode ``down`` resets every
 connection of that server when a request arrives (the CMS sees it unreachable).
@@ -21,13 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import signal
 import sys
 from collections import Counter
 from typing import Any
 
+from scramp import ScramMechanism
+
 MAX_HEADER = 64 * 1024
+PASSWORD = "emulated"  # noqa: S105 (every emulated server's, bench/probe.py registers it)
+ITERATIONS = 4096
+SCRAM = ScramMechanism("SCRAM-SHA-256")
 
 
 def address(index: int) -> str:
@@ -98,6 +108,41 @@ class Fleet:
         self.ok_health = [health_body(i, "ok") for i in range(servers)]
         self.stats: Counter[str] = Counter()
         self.open_connections = 0
+        self.verifiers: dict[int, tuple[bytes, bytes, bytes, int]] = {}
+        self.logins: dict[str, Any] = {}  # SCRAM session -> the exchange in progress
+
+    def verifier(self, index: int) -> tuple[bytes, bytes, bytes, int]:
+        if index not in self.verifiers:
+            salt = hashlib.sha256(f"emulated-{index}".encode()).digest()[:16]
+            self.verifiers[index] = SCRAM.make_auth_info(PASSWORD, ITERATIONS, salt)
+        return self.verifiers[index]
+
+    def scram_start(self, index: int, body: bytes) -> bytes:
+        try:
+            exchange = SCRAM.make_server(lambda _user: self.verifier(index))
+            exchange.set_client_first(json.loads(body)["client_first"])
+            server_first = exchange.get_server_first()
+        except Exception:
+            return _error(400, "bad_request", "not a SCRAM client-first message")
+        session = f"{index}-{len(self.logins)}-{id(exchange)}"
+        if len(self.logins) > 100_000:
+            self.logins.clear()
+        self.logins[session] = (index, exchange)
+        answer = {"session": session, "server_first": server_first, "serial": f"EMU{index:08d}"}
+        return _response(200, json.dumps(answer).encode())
+
+    def scram_finish(self, index: int, body: bytes) -> bytes:
+        try:
+            request = json.loads(body)
+            owner, exchange = self.logins.pop(request["session"])
+            if owner != index:
+                raise ValueError("another server's session")
+            exchange.set_client_final(request["client_final"])
+            server_final = exchange.get_server_final()
+        except Exception:
+            return _error(401, "auth_failed", "wrong username or password")
+        answer = {"token": f"tok-{index}", "expires_in": 3600, "server_final": server_final}
+        return _response(200, json.dumps(answer).encode())
 
     def health(self, index: int) -> bytes:
         mode = self.modes.get(index, "ok")
@@ -125,7 +170,8 @@ class Fleet:
 
 
 def _response(status: int, body: bytes, extra: str = "") -> bytes:
-    reason = {200: "OK", 204: "No Content", 401: "Unauthorized", 404: "Not Found"}[status]
+    reason = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+              404: "Not Found"}[status]  # fmt: skip
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n{extra}\r\n"
@@ -203,8 +249,10 @@ class NodeProtocol(asyncio.Protocol):
             return
         if method == "GET" and path == "/api/v1/info":
             out = _response(200, fleet.info(index))
-        elif method == "POST" and path == "/api/v1/auth/login":
-            out = _response(200, json.dumps({"token": f"tok-{index}", "expires_in": 3600}).encode())
+        elif method == "POST" and path == "/api/v1/auth/scram/start":
+            out = fleet.scram_start(index, body)
+        elif method == "POST" and path == "/api/v1/auth/scram/finish":
+            out = fleet.scram_finish(index, body)
         elif headers.get("authorization", "") != f"Bearer tok-{index}":
             out = _error(401, "token_invalid", "token expired or unknown")
         elif method == "GET" and path == "/api/v1/health":

@@ -118,7 +118,7 @@ def register(servers: int, port: int, failover_every: int) -> None:
                 name=f"EMU-{i}",
                 host=address(i),
                 port=port,
-                admin_password="emulated",  # noqa: S106 (the emulator accepts anything)
+                admin_password="emulated",  # noqa: S106 (the emulator's password)
             )
         )
     Server.objects.bulk_create(rows, batch_size=1000)
@@ -349,6 +349,7 @@ def asyncio_loop(servers: list[Any], timeout: float, cycles: int, emulator: Emul
     from failover import probing
     from protocol import parse
     from protocol.messages import Health
+    from protocol.scram import ScramFailed, ScramLogin
 
     targets = [(s.pk, s.host, s.port, s.admin_password.reveal()) for s in servers]
     conns: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
@@ -383,13 +384,23 @@ def asyncio_loop(servers: list[Any], timeout: float, cycles: int, emulator: Emul
             try:
                 async with asyncio.timeout(timeout):
                     if pk not in tokens:
-                        body = json.dumps({"username": "admin", "password": password}).encode()
-                        _, answer = await exchange(pk, host, port, _post(host, "/auth/login", body))
-                        tokens[pk] = json.loads(answer)["token"]
+                        login = ScramLogin("admin", password)
+                        body = json.dumps(login.start()).encode()
+                        _, answer = await exchange(
+                            pk, host, port, _post(host, "/auth/scram/start", body)
+                        )
+                        start = json.loads(answer)
+                        body = json.dumps(login.finish(start["session"], start["server_first"]))
+                        _, answer = await exchange(
+                            pk, host, port, _post(host, "/auth/scram/finish", body.encode())
+                        )
+                        finish = json.loads(answer)
+                        login.verify(finish["server_final"])
+                        tokens[pk] = finish["token"]
                     status, answer = await exchange(
                         pk, host, port, _get(host, "/health", tokens[pk])
                     )
-            except (OSError, TimeoutError, ValueError, KeyError):
+            except (OSError, TimeoutError, ValueError, KeyError, ScramFailed):
                 return "disconnected"
             return probing.classify(parse(Health, answer)) if status == 200 else "error"
 

@@ -95,12 +95,13 @@ def target_for(server: Server) -> Target | None:
     return Target(
         key=server.pk, host=host, port=port, https=https,
         username=server.admin_username or "admin", password=server.admin_password.reveal(),
-        fingerprint=server.tls_fingerprint, want_info=not server.model,
+        fingerprint=server.tls_fingerprint, want_info=not server.model, serial=server.serial,
     )  # fmt: skip
 
 
 _STATUS_FOR_ERROR = {
     "certificate_changed": HealthStatus.CERTIFICATE_CHANGED,
+    "identity_changed": HealthStatus.IDENTITY_CHANGED,
     "auth_failed": HealthStatus.AUTH_FAILED,
     "bad_answer": HealthStatus.BAD_ANSWER,
 }

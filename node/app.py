@@ -35,6 +35,7 @@ from node.openapi import build_schema
 from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
+from protocol import scram
 
 log = logging.getLogger("node.app")
 
@@ -51,8 +52,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """Read a bounded JSON object body; 413 when too large, 400 when malformed."""
+async def read_raw(request: Request, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The body, bounded: 413 when too large. Kept on the request, so a later
+    :func:`read_json` parses these bytes instead of reading the stream again."""
+    cached = getattr(request, "_body", None)
+    if cached is not None:
+        return cached
     length = request.headers.get("content-length")
     if length is not None and ascii_int(length, "Content-Length") > limit:
         raise ApiError(413, "too_large", f"request body over {limit} bytes")
@@ -62,11 +67,18 @@ async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, 
         if size > limit:
             raise ApiError(413, "too_large", f"request body over {limit} bytes")
         chunks.append(chunk)
+    request._body = b"".join(chunks)
+    return request._body
+
+
+async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Read a bounded JSON object body; 413 when too large, 400 when malformed."""
+    raw = await read_raw(request, limit)
     malformed = ApiError(400, "malformed_json", "request body is not valid JSON")
     try:
         # Strict JSON: NaN and Infinity are not numbers a node can store; nesting
         # deep enough to exhaust the parser's recursion is refused like any bad body.
-        body = json.loads(b"".join(chunks) or b"null", parse_constant=_no_constant)
+        body = json.loads(raw or b"null", parse_constant=_no_constant)
         # A lone surrogate ("\ud800") parses into a str that cannot be encoded again:
         # stored, it would break every later answer that shows it.
         json.dumps(body, ensure_ascii=False).encode()
@@ -82,30 +94,24 @@ def client_address(request: Request) -> str:
 
 
 def build_app(rt: NodeRuntime) -> Starlette:
-    def endpoint(auth: bool = True, mutating: bool = False) -> Callable[[Handler], Handler]:
-        """Wrap a handler with the bearer-token check and the security-lock check."""
+    def endpoint(
+        auth: bool = True, mutating: bool = False, streamed_body: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Wrap a handler with the bearer-token check and the security-lock check.
+
+        A locked node takes a change only when it is signed with the pairing key
+        (``X-CMS-*`` headers over method, raw path, the body's sha256, time, nonce and
+        token); ``streamed_body`` (upload chunks) signs ``UNSIGNED-PAYLOAD`` instead."""
 
         def wrap(fn: Handler) -> Handler:
             async def handler(request: Request) -> Response:
                 try:
+                    request.state.signed = False
                     if auth:
-                        header = request.headers.get("authorization", "")
-                        scheme, _, token = header.partition(" ")
-                        if scheme.lower() != "bearer" or not token:
-                            raise ApiError(
-                                401,
-                                "auth_required",
-                                "log in first (Bearer token)",
-                                headers={"WWW-Authenticate": "Bearer"},
-                            )
-                        if rt.tokens.check(token.strip()) is None:
-                            raise ApiError(
-                                401,
-                                "token_invalid",
-                                "token expired or unknown",
-                                headers={"WWW-Authenticate": "Bearer"},
-                            )
-                        rt.check_host(request.headers.get("x-cms-host"), mutating)
+                        token = bearer_token(request)
+                        if mutating and rt.locked():
+                            request.state.signed = await is_signed(request, token, streamed_body)
+                            rt.check_lock(request.state.signed)
                     return await fn(request)
                 except ApiError as exc:
                     return error_response(exc)
@@ -114,6 +120,41 @@ def build_app(rt: NodeRuntime) -> Starlette:
             return handler
 
         return wrap
+
+    def bearer_token(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "auth_required",
+                "log in first (Bearer token)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if rt.tokens.check(token.strip()) is None:
+            raise ApiError(
+                401,
+                "token_invalid",
+                "token expired or unknown",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return token.strip()
+
+    async def is_signed(request: Request, token: str, streamed_body: bool) -> bool:
+        if scram.HEADER_SIGNATURE.lower() not in request.headers:
+            return False
+        if streamed_body:
+            digest = scram.UNSIGNED_PAYLOAD
+        else:
+            digest = scram.body_digest(await read_raw(request))
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        return rt.verify_signature(
+            request.method,
+            raw_path.decode("latin-1"),
+            digest,
+            request.headers,
+            token,
+        )
 
     def cms_host(request: Request) -> str | None:
         return request.headers.get("x-cms-host")
@@ -130,15 +171,21 @@ def build_app(rt: NodeRuntime) -> Starlette:
 
     @endpoint(auth=False)
     async def login(request: Request) -> Response:
+        return JSONResponse(rt.login())
+
+    @endpoint(auth=False)
+    async def scram_start(request: Request) -> Response:
         body = await read_json(request)
-        result = await run_in_threadpool(  # pbkdf2 is deliberately slow: off the event loop
-            rt.login,
-            body.get("username"),
-            body.get("password"),
-            client_address(request),
-            cms_host(request),
+        return JSONResponse(
+            rt.scram_start(body.get("username"), body.get("client_first"), client_address(request))
         )
-        return JSONResponse(result)
+
+    @endpoint(auth=False)
+    async def scram_finish(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(
+            rt.scram_finish(body.get("session"), body.get("client_final"), client_address(request))
+        )
 
     @endpoint()
     async def logout(request: Request) -> Response:
@@ -264,7 +311,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
         await run_in_threadpool(rt.storage.abort_upload, request.path_params["id"])
         return Response(status_code=204)
 
-    @endpoint(mutating=True)
+    @endpoint(mutating=True, streamed_body=True)
     async def patch_upload(request: Request) -> Response:
         upload_id = request.path_params["id"]
         offset = ascii_int(request.headers.get("upload-offset"), "Upload-Offset header")
@@ -324,11 +371,11 @@ def build_app(rt: NodeRuntime) -> Starlette:
         await run_in_threadpool(rt.remove_license, request.path_params["key"])
         return Response(status_code=204)
 
-    @endpoint(auth=False)
+    @endpoint(mutating=True)
     async def enable_cms(request: Request) -> Response:
         body = await read_json(request)
         result = await run_in_threadpool(
-            rt.enable_cms, body, cms_host(request), client_address(request)
+            rt.enable_cms, body, cms_host(request), request.state.signed
         )
         return JSONResponse(result)
 
@@ -345,6 +392,8 @@ def build_app(rt: NodeRuntime) -> Starlette:
         route("/info", GET=info),
         route("/openapi.json", GET=openapi),
         route("/auth/login", POST=login),
+        route("/auth/scram/start", POST=scram_start),
+        route("/auth/scram/finish", POST=scram_finish),
         route("/auth/logout", POST=logout),
         route("/health", GET=health),
         route("/config", GET=get_config, PUT=put_config),

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print the node's identity")
     i.add_argument("--data-dir", required=True, type=Path)
 
+    u = sub.add_parser(
+        "unpair", help="forget the CMS pairing and the security lock (the agent stopped)"
+    )
+    u.add_argument("--data-dir", required=True, type=Path)
+
     f = sub.add_parser("fault", help="simulate a fault (or clear faults)")
     f.add_argument("--data-dir", required=True, type=Path)
     f.add_argument("kind", choices=FAULT_KINDS)
@@ -99,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args)
     if args.command == "info":
         return info(args.data_dir)
+    if args.command == "unpair":
+        return unpair(args.data_dir)
     return fault(args.data_dir, args.kind)
 
 
@@ -125,6 +132,37 @@ def info(data_dir: Path) -> int:
     if isinstance(run, dict) and _pid_alive(run.get("pid")):
         out["running"] = run
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def unpair(data_dir: Path) -> int:
+    """Free a node whose CMS is gone: only someone with the node's data folder can, and
+    only while its agent is stopped (the folder's lock says so)."""
+    if read_state_file(data_dir) is None:
+        print(f"cms-node: no node in {data_dir}", file=sys.stderr)
+        return 1
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"cms-node: {exc}; stop it first", file=sys.stderr)
+        return 1
+    try:
+        store = StateStore(data_dir)
+        store.load()
+
+        def forget(st: dict[str, Any]) -> None:
+            st["cms"] |= {
+                "host": None,
+                "pairing_key": None,
+                "refuse_other_hosts": False,
+                "refuse_local_changes": False,
+            }
+
+        store.update(forget)
+    finally:
+        lock.release()
+    print(json.dumps({"paired": False, "locked": False}))
     return 0
 
 

@@ -13,24 +13,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scramp import ScramException, ScramMechanism
+
 from node import API_VERSION, __version__
-from node.auth import LoginThrottle, TokenStore, retry_after_header
+from node.auth import LoginThrottle, ReplayGuard, ScramSessions, TokenStore, retry_after_header
 from node.config import validate_config, validate_id
 from node.errors import ApiError, bad_request, conflict, not_found
 from node.recorder import Recorder
-from node.state import FaultWatcher, StateStore, check_password, write_fault
+from node.state import FaultWatcher, StateStore, write_fault
 from node.storage import Storage
 from node.timeutil import iso
+from protocol import scram
 from protocol.messages import (
     Faults,
     FaultsAnswer,
     Health,
     Info,
     Licenses,
-    LoginAnswer,
     OnBehalfOf,
     PurgeAnswer,
     RecordingStatus,
+    ScramFinishAnswer,
+    ScramStartAnswer,
     Service,
     TakeoverAnswer,
     Volume,
@@ -40,7 +44,10 @@ LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{3,63}$")
 CMS_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 DEGRADED_FREE_BYTES = 100 * 1024**2
 MAX_USERNAME = 64
-MAX_PASSWORD = 1024
+_MECHANISM = ScramMechanism(scram.MECHANISM)
+# scramp raises its own exception for protocol errors, but bad base64 or a missing
+# attribute in a hostile message can surface as the underlying Python error.
+_SCRAM_ERRORS = (ScramException, ValueError, KeyError, IndexError, TypeError)
 
 
 @dataclass
@@ -71,6 +78,8 @@ class NodeRuntime:
         )
         self.tokens = TokenStore(options.token_ttl)
         self.throttle = LoginThrottle()
+        self.scram_sessions = ScramSessions()
+        self.replays = ReplayGuard(scram.SIGNATURE_WINDOW)
         self.port = options.port
         self.quickconnect_status: dict[str, Any] = {"registered": False, "error": None}
 
@@ -95,30 +104,55 @@ class NodeRuntime:
 
     # -- access rules --------------------------------------------------------
 
-    def check_host(self, cms_host: str | None, mutating: bool) -> None:
-        """Enforce the security lock chosen when the CMS service was enabled.
-
-        ``refuse_other_hosts``: a request that names another CMS host is refused.
-        ``refuse_local_changes``: a change that does not come from the paired host
-        (no ``X-CMS-Host`` or another one) is refused.
-        """
+    def locked(self) -> bool:
         cms = self.store.read()["cms"]
-        paired = cms["host"]
-        if paired and cms["refuse_other_hosts"] and cms_host and cms_host != paired:
-            raise ApiError(403, "locked", "this node is paired with another CMS host and locked")
-        if mutating and paired and cms["refuse_local_changes"] and cms_host != paired:
+        return bool(cms["host"] and (cms["refuse_other_hosts"] or cms["refuse_local_changes"]))
+
+    def check_lock(self, signed: bool) -> None:
+        """A locked node accepts a change only when it is signed with the pairing key of
+        the CMS it is paired with (``signed``: see :meth:`verify_signature`). A node
+        locked before pairing keys existed has none to check: the CMS pairs it again."""
+        cms = self.store.read()["cms"]
+        if self.locked() and cms.get("pairing_key") and not signed:
             raise ApiError(
-                403, "locked", "local changes are locked; only the paired CMS host may change this"
+                403,
+                "locked",
+                "this node is locked: only a change signed by the CMS it is paired with "
+                "is accepted",
             )
 
-    def login(self, username: object, password: object, client: str, cms_host: str | None) -> dict:
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise bad_request("username and password must be strings")
-        if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
-            raise bad_request(
-                f"username and password must be at most {MAX_USERNAME} and {MAX_PASSWORD} "
-                "characters"
-            )
+    def verify_signature(
+        self, method: str, raw_path: str, body_sha256: str, headers: Any, token: str
+    ) -> bool:
+        """True when the ``X-CMS-*`` headers sign this request with the pairing key, the
+        time is within the window and the nonce is new (a captured request sent again is
+        refused)."""
+        key = self.store.read()["cms"].get("pairing_key")
+        stamp = headers.get(scram.HEADER_TIME, "")
+        nonce = headers.get(scram.HEADER_NONCE, "")
+        signature = headers.get(scram.HEADER_SIGNATURE, "")
+        if not key or not stamp or not signature or not 16 <= len(nonce) <= 64:
+            return False
+        try:
+            sent = float(stamp)
+        except ValueError:
+            return False
+        if not abs(time.time() - sent) <= scram.SIGNATURE_WINDOW:
+            return False
+        expected = scram.request_signature(
+            bytes.fromhex(key), method, raw_path, body_sha256, stamp, nonce, token
+        )
+        return scram.same(expected, signature) and self.replays.first_use(nonce)
+
+    def login(self, *_: object) -> dict:
+        raise ApiError(
+            410,
+            "login_removed",
+            "password logins are gone: the password never travels; log in with "
+            "SCRAM-SHA-256 (POST /auth/scram/start, then /auth/scram/finish)",
+        )
+
+    def _throttled(self, client: str) -> None:
         wait = self.throttle.wait_needed(client)
         if wait > 0:
             raise ApiError(
@@ -128,13 +162,77 @@ class NodeRuntime:
                 headers={"Retry-After": retry_after_header(wait)},
                 extra={"retry_after": round(wait, 1)},
             )
-        self.check_host(cms_host, mutating=False)
-        admin = self.store.read()["admin"]
-        if username != admin["username"] or not check_password(admin, password):
+
+    def scram_start(self, username: object, client_first: object, client: str) -> dict:
+        if not isinstance(username, str) or not isinstance(client_first, str):
+            raise bad_request("username and client_first must be strings")
+        if len(username) > MAX_USERNAME or len(client_first) > scram.MAX_MESSAGE:
+            raise bad_request(
+                f"username and client_first must be at most {MAX_USERNAME} and "
+                f"{scram.MAX_MESSAGE} characters"
+            )
+        self._throttled(client)
+        st = self.store.read()
+        admin = st["admin"]
+
+        named: list[str] = []
+
+        def verifier(user: str) -> tuple[bytes, bytes, bytes, int]:
+            named.append(user)
+            if user == admin["username"] == username:
+                return (
+                    bytes.fromhex(admin["salt"]),
+                    bytes.fromhex(admin["stored_key"]),
+                    bytes.fromhex(admin["server_key"]),
+                    int(admin["iterations"]),
+                )
+            # An unknown user gets a stable salt and keys nobody knows: the answer looks
+            # like a real account's and the finish fails like a wrong password.
+            salt = scram.verifier_keys(bytes.fromhex(admin["server_key"]) + user.encode())[0]
+            return (
+                salt[:16],
+                scram.new_pairing_key(),
+                scram.new_pairing_key(),
+                int(admin["iterations"]),
+            )
+
+        exchange = _MECHANISM.make_server(verifier)
+        try:
+            exchange.set_client_first(client_first)
+            server_first = exchange.get_server_first()
+        except _SCRAM_ERRORS as exc:
+            raise bad_request(f"client_first is not a SCRAM-SHA-256 message: {exc}") from None
+        if named != [username]:
+            raise bad_request("client_first names another user than username")
+        session = self.scram_sessions.open((exchange, username), client)
+        return ScramStartAnswer(
+            session=session, server_first=server_first, serial=st["serial"]
+        ).to_json()
+
+    def scram_finish(self, session: object, client_final: object, client: str) -> dict:
+        if not isinstance(session, str) or not isinstance(client_final, str):
+            raise bad_request("session and client_final must be strings")
+        if len(session) > 128 or len(client_final) > scram.MAX_MESSAGE:
+            raise bad_request("session or client_final is too long")
+        self._throttled(client)
+        entry = self.scram_sessions.take(session, client)
+        if entry is None:
+            raise ApiError(
+                401, "session_unknown", "no such SCRAM session (expired, used or never started)"
+            )
+        exchange, username = entry
+        try:
+            exchange.set_client_final(client_final)
+            server_final = exchange.get_server_final()
+        except _SCRAM_ERRORS:
             self.throttle.failed(client)
-            raise ApiError(401, "auth_failed", "wrong username or password")
+            raise ApiError(401, "auth_failed", "wrong username or password") from None
         self.throttle.succeeded(client)
-        return LoginAnswer(token=self.tokens.issue(username), expires_in=self.tokens.ttl).to_json()
+        return ScramFinishAnswer(
+            server_final=server_final,
+            token=self.tokens.issue(username),
+            expires_in=self.tokens.ttl,
+        ).to_json()
 
     # -- read-only views -----------------------------------------------------
 
@@ -243,6 +341,7 @@ class NodeRuntime:
         cameras = validate_config(body.get("config"))
 
         def mutate(st: dict[str, Any]) -> dict[str, Any]:
+            _check_proof(st, body, epoch, "takeover")
             if st["cms"]["mode"] != "failover":
                 raise conflict(
                     "wrong_mode",
@@ -279,6 +378,7 @@ class NodeRuntime:
         epoch = _epoch(body)
 
         def mutate(st: dict[str, Any]) -> dict[str, Any]:
+            _check_proof(st, body, epoch, "release")
             newest = st["epoch"]
             if epoch < newest:
                 raise _stale(epoch, newest)
@@ -349,8 +449,10 @@ class NodeRuntime:
 
     # -- CMS service ---------------------------------------------------------
 
-    def enable_cms(self, body: dict[str, Any], cms_host: str | None, client: str) -> dict:
-        """Pair with a CMS host; the body carries the admin credentials (no token yet)."""
+    def enable_cms(self, body: dict[str, Any], cms_host: str | None, signed: bool) -> dict:
+        """Pair with a CMS: after a SCRAM login (the caller checked the token), with the
+        pairing key wrapped under this node's ServerKey. Re-pairing a locked node needs a
+        request signed with the current pairing key: knowing the password is not enough."""
         if not cms_host or not CMS_HOST_RE.match(cms_host):
             raise bad_request("X-CMS-Host must name the CMS host (its id)")
         mode = body.get("mode")
@@ -359,19 +461,23 @@ class NodeRuntime:
         lock = body.get("lock") or {}
         if not isinstance(lock, dict):
             raise bad_request("lock must be an object")
-        # Same credential check (and slow-down) as /auth/login.
-        self.login(body.get("username"), body.get("password"), client, cms_host)
+        self.check_lock(signed)
+        st = self.store.read()
+        try:
+            key = scram.unwrap_pairing_key(
+                body.get("pairing"), bytes.fromhex(st["admin"]["server_key"]), st["serial"]
+            )
+        except ValueError as exc:
+            raise bad_request(f"pairing: {exc}") from None
 
         def mutate(st: dict[str, Any]) -> None:
-            cms = st["cms"]
-            if cms["host"] and cms["host"] != cms_host and cms["refuse_other_hosts"]:
-                raise ApiError(403, "locked", "this node is paired with another CMS host")
             if st.get("takeover") and mode != "failover":
                 raise conflict("busy", "this node is taking over for a server; release first")
             st["cms"] = {
                 "enabled": True,
                 "mode": mode,
                 "host": cms_host,
+                "pairing_key": key.hex(),
                 "refuse_other_hosts": bool(lock.get("refuse_other_hosts")),
                 "refuse_local_changes": bool(lock.get("refuse_local_changes")),
             }
@@ -387,6 +493,7 @@ class NodeRuntime:
                 "enabled": False,
                 "mode": "standalone",
                 "host": None,
+                "pairing_key": None,
                 "refuse_other_hosts": False,
                 "refuse_local_changes": False,
             }
@@ -414,6 +521,25 @@ def _epoch(body: dict[str, Any]) -> int:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch < 2**62:
         raise bad_request("epoch must be a positive integer")
     return epoch
+
+
+def _check_proof(st: dict[str, Any], body: dict[str, Any], epoch: int, action: str) -> None:
+    """Only the paired CMS issues epochs: ``proof`` is its HMAC of (epoch, serial, action)
+    under the pairing key. Without it anyone who can log in could send an epoch far in
+    the future and fence this node for good."""
+    key = st["cms"].get("pairing_key")
+    proof = body.get("proof")
+    if not key:
+        raise ApiError(
+            403, "epoch_unproven", "this node is not paired with a CMS: it accepts no epoch"
+        )
+    expected = scram.epoch_proof(bytes.fromhex(key), epoch, st["serial"], action)
+    if not isinstance(proof, str) or not scram.same(expected, proof):
+        raise ApiError(
+            403,
+            "epoch_unproven",
+            f"epoch {epoch} comes without the proof of the CMS this node is paired with",
+        )
 
 
 def _stale(epoch: int, newest: int, message: str | None = None) -> ApiError:

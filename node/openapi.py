@@ -13,10 +13,11 @@ from typing import Any
 
 from node import API_VERSION, __version__
 from node.config import MAX_CAMERAS, MAX_SOURCE_LENGTH, STREAM_SCHEMES, SYNTHETIC, TEST_PATTERN
-from node.core import MAX_PASSWORD, MAX_USERNAME
+from node.core import MAX_USERNAME
 from node.state import FAULT_KINDS, MODES
 from node.storage import KINDS, MAX_CURSOR_LENGTH, MAX_UPLOAD_BYTES, ORIGINS
 from node.timeutil import MAX_TIME_TEXT
+from protocol import scram
 
 PREFIX = "/api/v1"
 ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
@@ -64,12 +65,36 @@ SCHEMAS: dict[str, Any] = {
         https={"type": "boolean"},
         quickconnect_id=NULLABLE_STRING,
     ),
-    "Login": _obj(
-        ["username", "password"],
+    "ScramStart": _obj(
+        ["username", "client_first"],
         username={"type": "string", "maxLength": MAX_USERNAME},
-        password={"type": "string", "maxLength": MAX_PASSWORD},
+        client_first={
+            "type": "string",
+            "maxLength": scram.MAX_MESSAGE,
+            "description": "SCRAM-SHA-256 client-first message (RFC 5802)",
+        },
     ),
-    "Token": _obj(["token", "expires_in"], token={"type": "string"}, expires_in=COUNT),
+    "ScramChallenge": _obj(
+        ["session", "server_first"],
+        session={"type": "string"},
+        server_first={"type": "string", "description": "salt, iteration count, nonce"},
+        serial={"type": "string"},
+    ),
+    "ScramFinish": _obj(
+        ["session", "client_final"],
+        session={"type": "string", "maxLength": 128},
+        client_final={
+            "type": "string",
+            "maxLength": scram.MAX_MESSAGE,
+            "description": "SCRAM-SHA-256 client-final message: the proof, not the password",
+        },
+    ),
+    "Token": _obj(
+        ["token", "expires_in", "server_final"],
+        token={"type": "string"},
+        expires_in=COUNT,
+        server_final={"type": "string", "description": "the node's proof (ServerSignature)"},
+    ),
     "OnBehalfOf": _obj(["id", "name"], id=ID, name={"type": "string"}),
     "CameraStatus": _obj(
         ["id", "name", "origin", "state", "segments"],
@@ -154,10 +179,21 @@ SCHEMAS: dict[str, Any] = {
         ["cameras"],
         cameras={"type": "array", "maxItems": MAX_CAMERAS, "items": _ref("CameraInput")},
     ),
-    "Epoch": _obj(["epoch"], epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1}),
-    "Takeover": _obj(
-        ["epoch", "on_behalf_of", "config"],
+    "Epoch": _obj(
+        ["epoch", "proof"],
         epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1},
+        proof={
+            "type": "string",
+            "description": "HMAC-SHA256 with the pairing key of (epoch, serial, action)",
+        },
+    ),
+    "Takeover": _obj(
+        ["epoch", "proof", "on_behalf_of", "config"],
+        epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1},
+        proof={
+            "type": "string",
+            "description": "HMAC-SHA256 with the pairing key of (epoch, serial, action)",
+        },
         on_behalf_of=_obj(["id"], id=ID, name={"type": "string", "minLength": 1, "maxLength": 64}),
         config=_ref("ConfigInput"),
     ),
@@ -228,10 +264,16 @@ SCHEMAS: dict[str, Any] = {
         licenses={"type": "array", "maxItems": 1000, "items": _ref("LicenseInput")},
     ),
     "Enable": _obj(
-        ["username", "password", "mode"],
-        username={"type": "string", "maxLength": MAX_USERNAME},
-        password={"type": "string", "maxLength": MAX_PASSWORD},
+        ["mode", "pairing"],
         mode={"enum": ["recording", "failover"]},
+        pairing=_obj(
+            ["nonce", "key"],
+            nonce={"type": "string", "description": "AES-GCM nonce, base64"},
+            key={
+                "type": "string",
+                "description": "the pairing key sealed under HKDF(ServerKey, serial), base64",
+            },
+        ),
         lock=_obj(
             [],
             refuse_other_hosts={"type": "boolean"},
@@ -245,8 +287,10 @@ SCHEMAS: dict[str, Any] = {
 ERROR_TEXT = {
     400: "bad request: malformed JSON, a field or header out of its rule (code says which)",
     401: "log in first, or the token expired (auth_required, token_invalid, auth_failed)",
-    403: "refused by the security lock (locked)",
+    403: "refused by the security lock (locked: a change not signed with the pairing key) "
+    "or an epoch without the paired CMS's proof (epoch_unproven)",
     404: "not found",
+    410: "gone: password logins were removed (login_removed); log in by SCRAM",
     409: "conflict (stale_epoch, wrong_mode, busy, license_exists, file_exists, ...)",
     412: "If-Match does not match the config's ETag",
     413: "body over its limit",
@@ -261,9 +305,27 @@ CMS_HOST = {
     "name": "X-CMS-Host",
     "in": "header",
     "required": False,
-    "description": "the CMS host's id (the security lock compares it with the paired host)",
+    "description": "the CMS host's id: a label recorded at pairing, not a credential",
     "schema": {"type": "string"},
 }
+SIGNATURE_HEADERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": text,
+        "schema": {"type": "string"},
+    }
+    for name, text in (
+        (scram.HEADER_TIME, "POSIX seconds the request was signed at (a locked node: required)"),
+        (scram.HEADER_NONCE, "16-64 characters, never used before"),
+        (
+            scram.HEADER_SIGNATURE,
+            "HMAC-SHA256 with the pairing key over method, raw path, sha256 of the body, "
+            "time, nonce and sha256 of the token",
+        ),
+    )
+]
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -292,7 +354,7 @@ def _operation(
     responses: dict[str, Any] = {str(code): resp for code, resp in ok.items()}
     responses |= {str(code): _error(code) for code in sorted(statuses)}
     op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
-    params = [*(parameters or []), CMS_HOST]
+    params = [*(parameters or []), CMS_HOST, *(SIGNATURE_HEADERS if auth else [])]
     op["parameters"] = params
     if body:
         op["requestBody"] = {
@@ -336,11 +398,30 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
         "/auth/login": {
             "post": _operation(
                 "login",
-                "exchange the admin credentials for a bearer token",
-                {200: _json(_ref("Token"))},
-                (401, 403, 429),
+                "removed: the password never travels (answers 410; log in by SCRAM)",
+                {},
+                (410,),
                 auth=False,
-                body="Login",
+            )
+        },
+        "/auth/scram/start": {
+            "post": _operation(
+                "scram_start",
+                "SCRAM-SHA-256, first step: the client-first message for a challenge",
+                {200: _json(_ref("ScramChallenge"))},
+                (429,),
+                auth=False,
+                body="ScramStart",
+            )
+        },
+        "/auth/scram/finish": {
+            "post": _operation(
+                "scram_finish",
+                "SCRAM-SHA-256, second step: the client's proof for the node's and a token",
+                {200: _json(_ref("Token"))},
+                (401, 429),
+                auth=False,
+                body="ScramFinish",
             )
         },
         "/auth/logout": {"post": _operation("logout", "revoke this token", NO_CONTENT)},
@@ -508,10 +589,9 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
         "/cms/enable": {
             "post": _operation(
                 "enable_cms",
-                "pair with a CMS host (X-CMS-Host required; the body carries the credentials)",
+                "pair with a CMS (after a SCRAM login; the pairing key sealed for this node)",
                 {200: _json(_ref("Info"))},
-                (401, 403, 409, 429),
-                auth=False,
+                (409,),
                 body="Enable",
             )
         },

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from node.fsutil import read_json, write_json_atomic
+from protocol.scram import salted_password, verifier_keys
 
 MODES = ("recording", "failover", "standalone")
 PBKDF2_ITERATIONS = 120_000
@@ -63,17 +62,33 @@ class DataDirLock:
             self._fd = None
 
 
-def hash_password(password: str, salt: bytes | None = None) -> dict[str, Any]:
+def make_verifier(password: str, salt: bytes | None = None) -> dict[str, Any]:
+    """The SCRAM-SHA-256 verifier kept instead of the password (salt, iterations,
+    StoredKey, ServerKey): enough to check a login and prove the node's side of it,
+    not enough to log in anywhere."""
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ITERATIONS)
-    return {"salt": salt.hex(), "hash": digest.hex(), "iterations": PBKDF2_ITERATIONS}
+    stored, server = verifier_keys(salted_password(password, salt, PBKDF2_ITERATIONS))
+    return {
+        "salt": salt.hex(),
+        "iterations": PBKDF2_ITERATIONS,
+        "stored_key": stored.hex(),
+        "server_key": server.hex(),
+    }
 
 
-def check_password(stored: dict[str, Any], password: str) -> bool:
-    digest = hashlib.pbkdf2_hmac(
-        "sha256", password.encode(), bytes.fromhex(stored["salt"]), int(stored["iterations"])
-    )
-    return hmac.compare_digest(digest.hex(), stored["hash"])
+def migrate_admin(admin: dict[str, Any]) -> bool:
+    """Turn an older state's password hash into the verifier, in place; True if changed.
+
+    The old hash is PBKDF2-HMAC-SHA256(password, salt, iterations), which is SCRAM's
+    SaltedPassword: the verifier follows from it without the password."""
+    if "stored_key" in admin and "server_key" in admin:
+        return False
+    if "hash" not in admin:
+        raise ValueError("state.json: the admin account has neither a verifier nor a hash")
+    stored, server = verifier_keys(bytes.fromhex(admin.pop("hash")))
+    admin["stored_key"], admin["server_key"] = stored.hex(), server.hex()
+    admin["iterations"] = int(admin["iterations"])
+    return True
 
 
 def new_state(name: str, model: str, mode: str, password: str) -> dict[str, Any]:
@@ -84,11 +99,12 @@ def new_state(name: str, model: str, mode: str, password: str) -> dict[str, Any]
         "name": name,
         "model": model,
         "created_at": time.time(),
-        "admin": {"username": "admin", **hash_password(password)},
+        "admin": {"username": "admin", **make_verifier(password)},
         "cms": {
             "enabled": mode != "standalone",
             "mode": mode,
             "host": None,
+            "pairing_key": None,
             "refuse_other_hosts": False,
             "refuse_local_changes": False,
         },
@@ -115,6 +131,14 @@ class StateStore:
     def load(self) -> None:
         with self._lock:
             self._state = json.loads(self.path.read_text())
+            cms = self._state["cms"]
+            changed = migrate_admin(self._state["admin"])
+            if "pairing_key" not in cms:
+                # Paired before pairing keys existed: the CMS pairs again to get one.
+                cms["pairing_key"] = None
+                changed = True
+            if changed:  # the old hash leaves the disk now, not at the next change
+                write_json_atomic(self.path, self._state)
 
     def create(self, state: dict[str, Any]) -> None:
         with self._lock:

@@ -102,7 +102,7 @@ class DiscoveryAnswer(Answer):
 
 
 class LoginAnswer(Answer):
-    """``POST /auth/login``."""
+    """A session token (the end of a login)."""
 
     token: Annotated[str, Field(min_length=1, max_length=4096)]
     expires_in: Annotated[float, Field(gt=0, le=MAX_TOKEN_TTL)] = 3600.0
@@ -110,6 +110,20 @@ class LoginAnswer(Answer):
     @field_serializer("expires_in")
     def _whole_seconds(self, value: float) -> int | float:
         return int(value) if value.is_integer() else value
+
+
+class ScramStartAnswer(Answer):
+    """``POST /auth/scram/start``: the node's SCRAM server-first message."""
+
+    session: Annotated[str, Field(min_length=1, max_length=128)]
+    server_first: Annotated[str, Field(min_length=1, max_length=1024)]
+    serial: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class ScramFinishAnswer(LoginAnswer):
+    """``POST /auth/scram/finish``: the node's proof (server-final) and the token."""
+
+    server_final: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 # -- health -----------------------------------------------------------------------------

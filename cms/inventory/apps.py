@@ -23,6 +23,6 @@ class InventoryConfig(AppConfig):
         # name's uniqueness key follows the name, which the trail already shows. Signals
         # name the instance's own class, so the admin tabs' proxies are registered too.
         audit.register(Server, RecordingServer, FailoverServer, scoped=True,
-                       exclude_fields=["admin_password", "name_key"])  # fmt: skip
+                       exclude_fields=["admin_password", "pairing_key", "name_key"])  # fmt: skip
         audit.register(License, scoped=True)
         audit.register(Team, TeamMembership)

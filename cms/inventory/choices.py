@@ -23,6 +23,8 @@ class HealthStatus(models.TextChoices):
     SERVICE_ABNORMAL = "service_abnormal", "Surveillance service abnormal"
     AUTH_FAILED = "auth_failed", "Authentication failed"
     CERTIFICATE_CHANGED = "certificate_changed", "Certificate changed"
+    # Another serial answers at the server's address: nothing is sent to it.
+    IDENTITY_CHANGED = "identity_changed", "Identity changed"
     # Answers, but not as the protocol says (wrong types, too large, too deep, too
     # slow): a fault to fix on the node, not a reason to fail over.
     BAD_ANSWER = "bad_answer", "Bad answer"

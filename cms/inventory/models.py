@@ -159,6 +159,9 @@ class Server(models.Model):
     admin_password = EncryptedSecretField(blank=True)
     # The audit trail records this instead of the secret itself.
     password_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The key the node was paired with (/cms/enable): it signs this CMS's changes to a
+    # locked node and proves the epochs it issues. Write-only, like the password.
+    pairing_key = EncryptedSecretField(blank=True, editable=False)
 
     enabled = models.BooleanField(default=True, db_index=True)
     locked = models.BooleanField(

@@ -17,6 +17,12 @@ Plain ``requests`` underneath, with:
 * HTTPS pinned by certificate fingerprint (trust on first use): the first contact
   reads the certificate's SHA-256 and reports it through ``on_pin``; afterwards a
   different certificate raises :class:`CertificateChanged`;
+* a SCRAM-SHA-256 login (``protocol.scram``): the password never travels, and a peer
+  that cannot prove it holds the node's verifier gets no further;
+* identity: with the serial fixed when the server was added, ``/info`` is read before
+  anything else is sent, and another serial raises :class:`IdentityChanged`;
+* with the pairing key, every authenticated request is signed and every epoch proven
+  (what a locked node requires);
 * tokens cached per (scheme, host, port, user) so a call does not log in each time;
   a 401 on a cached token logs in again once.
 
@@ -29,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
+import secrets
 import socket
 import ssl
 import threading
@@ -36,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -44,6 +52,8 @@ import urllib3.exceptions
 from cms.nodes.errors import (
     CertificateChanged,
     EpochRefused,
+    EpochUnproven,
+    IdentityChanged,
     NodeAuthFailed,
     NodeBadAnswer,
     NodeBadResponse,
@@ -62,7 +72,7 @@ from cms.nodes.transport import (
     shutdown,
     time_left,
 )
-from protocol import BadAnswer, loads_bounded, validate
+from protocol import BadAnswer, loads_bounded, scram, validate
 from protocol.limits import MAX_LISTING_PAGES, MAX_PAGE_ITEMS
 from protocol.messages import (
     Answer,
@@ -73,9 +83,10 @@ from protocol.messages import (
     Info,
     License,
     Licenses,
-    LoginAnswer,
     PurgeAnswer,
     RecordingsPage,
+    ScramFinishAnswer,
+    ScramStartAnswer,
     TakeoverAnswer,
     UploadStatus,
 )
@@ -215,6 +226,9 @@ class NodeClient:
         retries: int = 1,
         cms_host_id: str | None = None,
         deadline: float | None = DEFAULT_DEADLINE,
+        serial: str | None = None,
+        pairing_key: bytes | None = None,
+        on_pair: Callable[[bytes, str], None] | None = None,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -228,6 +242,11 @@ class NodeClient:
         self.retries = retries
         self.cms_host_id = cms_host_id
         self.deadline = deadline
+        self.serial = serial or None  # the identity fixed when the server was added
+        self._pairing_key = pairing_key or None  # never logged, never in repr
+        self.on_pair = on_pair
+        self._identity_checked = False
+        self._last_login: scram.ScramLogin | None = None
         self.scheme = "https" if https else "http"
         netloc = f"[{host}]" if ":" in host else host
         self.base_url = f"{self.scheme}://{netloc}:{self.port}{API}"
@@ -344,24 +363,55 @@ class NodeClient:
             return NodeUnreachable(f"cannot reach {self.host}:{self.port}: {_reason(exc)}")
         return NodeBadResponse(f"{self.host}:{self.port}: {_reason(exc)}")
 
-    def login(self) -> str:
-        """Log in with the admin password and cache the token."""
-        with deadline(self.deadline):
-            resp = self._send(
-                "POST",
-                "/auth/login",
-                json={"username": self.username, "password": self._password},
+    def check_identity(self) -> None:
+        """Before anything with a secret goes out: the node answering must have the serial
+        the server was added with. Once per client (a client serves one operation)."""
+        if not self.serial or self._identity_checked:
+            return
+        actual = self.info().get("serial", "")
+        if actual != self.serial:
+            raise IdentityChanged(
+                f"{self.host}:{self.port} answers as serial {actual!r}, not {self.serial!r}, "
+                "the server that was added at this address: nothing was sent to it. If the "
+                "node was replaced on purpose, add it again.",
+                expected=self.serial,
+                actual=actual,
             )
+        self._identity_checked = True
+
+    def login(self) -> str:
+        """Log in by SCRAM-SHA-256 (the password does not travel) and cache the token."""
+        with deadline(self.deadline):
+            self.check_identity()
+            exchange = scram.ScramLogin(self.username, self._password)
+            resp = self._send("POST", "/auth/scram/start", json=exchange.start())
+            if resp.status_code == 200:
+                start = _answer(ScramStartAnswer, resp, "/auth/scram/start")
+                if self.serial and start.serial not in (None, self.serial):
+                    raise IdentityChanged(
+                        f"{self.host}:{self.port} logs in as serial {start.serial!r}, not "
+                        f"{self.serial!r}",
+                        expected=self.serial,
+                        actual=start.serial or "",
+                    )
+                try:
+                    final = exchange.finish(start.session, start.server_first)
+                except scram.ScramFailed as exc:
+                    raise NodeBadAnswer(f"bad answer to /auth/scram/start: {exc}") from None
+                resp = self._send("POST", "/auth/scram/finish", json=final)
         if resp.status_code == 200:
+            answer = _answer(ScramFinishAnswer, resp, "/auth/scram/finish")
             try:
-                body = loads_bounded(resp.content)
-            except BadAnswer as exc:
-                raise NodeBadAnswer(f"bad answer to /auth/login: {exc}") from None
-            if not isinstance(body, dict) or "token" not in body:
-                raise NodeBadResponse(
-                    "login answer has no token; is this a cms-node?", code="not_a_node"
-                )
-            answer = _validated(LoginAnswer, body, "/auth/login")
+                exchange.verify(answer.server_final)
+            except scram.ScramFailed as exc:
+                # Whoever answers does not hold the node's verifier: its token is worthless
+                # and nothing more goes to it.
+                raise NodeAuthFailed(
+                    f"{self.host}:{self.port} is not the node it claims to be: {exc}",
+                    code="node_unproven",
+                    status=200,
+                ) from None
+            self._last_login = exchange
             with _tokens_lock:
                 _tokens[self._token_key] = (
                     answer.token,
@@ -369,6 +419,12 @@ class NodeClient:
                 )
             return answer.token
         code, message, extra = _error_of(resp)
+        if code is None and resp.status_code in (404, 405):
+            raise NodeBadResponse(
+                f"{self.host}:{self.port} has no SCRAM login; is this a cms-node?",
+                code="not_a_node",
+                status=resp.status_code,
+            )
         if resp.status_code == 401:
             raise NodeAuthFailed(
                 f"{self.host}:{self.port} refused the credentials of {self.username!r}: {message}",
@@ -413,13 +469,19 @@ class NodeClient:
         The login, the request and a re-login after a 401 share the client's deadline;
         ``bounded=False`` (an upload's body) keeps only an enclosing one.
         """
+        if "json" in kwargs:  # serialised here: a signature covers these exact bytes
+            kwargs["data"] = json.dumps(kwargs.pop("json"), separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
         with deadline(self.deadline if bounded else None):
             for attempt in (1, 2):
                 hdrs = dict(headers or {})
                 token = ""
                 if auth:
+                    self.check_identity()
                     token = self._token()
                     hdrs["Authorization"] = f"Bearer {token}"
+                    if self._pairing_key:
+                        hdrs.update(self._signature(method, path, kwargs.get("data"), token))
                 resp = self._send(method, path, headers=hdrs, **kwargs)
                 if resp.status_code == 401 and auth and attempt == 1:
                     # Expired or forgotten (node restarted): log in again, once.
@@ -433,6 +495,26 @@ class NodeClient:
         if resp.status_code == 401:
             raise NodeAuthFailed(message, code=code or "auth_failed", status=401)
         raise _refusal(resp, code, message, extra)
+
+    def _signature(self, method: str, path: str, data: Any, token: str) -> dict[str, str]:
+        """``X-CMS-*`` headers: HMAC with the pairing key over method, raw path, body
+        digest, time, a fresh nonce and the token (a locked node checks all of them)."""
+        assert self._pairing_key is not None
+        raw_path = urlsplit(requests.utils.requote_uri(self.base_url + path)).path
+        if data is None:
+            digest = scram.body_digest(b"")
+        elif isinstance(data, bytes):
+            digest = scram.body_digest(data)
+        else:  # a streamed upload chunk: fixed by the signed POST /uploads (its sha256)
+            digest = scram.UNSIGNED_PAYLOAD
+        stamp, nonce = f"{time.time():.3f}", secrets.token_hex(16)
+        return {
+            scram.HEADER_TIME: stamp,
+            scram.HEADER_NONCE: nonce,
+            scram.HEADER_SIGNATURE: scram.request_signature(
+                self._pairing_key, method, raw_path, digest, stamp, nonce, token
+            ),
+        }
 
     def _get(self, model: type[A], path: str, **kwargs: Any) -> A:
         return _answer(model, self.request("GET", path, **kwargs), path)
@@ -496,18 +578,44 @@ class NodeClient:
         on_behalf_of: dict[str, str],
         config: dict[str, Any] | list[dict[str, Any]],
     ) -> dict[str, Any]:
-        """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``.
+        """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``,
+        which carries this CMS's proof (HMAC with the pairing key).
 
         The protocol's ``on_behalf_of`` id is what the CMS calls the event's node tag."""
         cameras = config if isinstance(config, list) else config.get("cameras", [])
+        proof = self._epoch_proof(epoch, "takeover")
         return self._post(
             TakeoverAnswer,
             "/takeover",
-            {"epoch": epoch, "on_behalf_of": on_behalf_of, "config": {"cameras": cameras}},
+            {
+                "epoch": epoch,
+                "proof": proof,
+                "on_behalf_of": on_behalf_of,
+                "config": {"cameras": cameras},
+            },
         ).to_json()
 
     def release(self, epoch: int) -> dict[str, Any]:
-        return self._post(TakeoverAnswer, "/release", {"epoch": epoch}).to_json()
+        proof = self._epoch_proof(epoch, "release")
+        return self._post(TakeoverAnswer, "/release", {"epoch": epoch, "proof": proof}).to_json()
+
+    def _epoch_proof(self, epoch: int, action: str) -> str:
+        """A node accepts an epoch only from the CMS it is paired with. A server this CMS
+        holds no pairing key for (added before pairing keys, or enabled on the node
+        itself) is paired first, in the mode and lock it has now."""
+        if not self._pairing_key:
+            info = self.info()
+            if info["cms_mode"] not in ("recording", "failover"):
+                raise NodeRefused(
+                    f"{self.host}:{self.port} has no CMS service enabled", code="wrong_mode"
+                )
+            locked = bool(info.get("locked"))
+            self.enable_cms(
+                info["cms_mode"], refuse_other_hosts=locked, refuse_local_changes=locked
+            )
+        assert self._pairing_key is not None
+        serial = self.serial or self.info()["serial"]
+        return scram.epoch_proof(self._pairing_key, epoch, serial, action)
 
     # -- recordings ----------------------------------------------------------
 
@@ -689,23 +797,38 @@ class NodeClient:
     def enable_cms(
         self, mode: str, *, refuse_other_hosts: bool = False, refuse_local_changes: bool = False
     ) -> dict[str, Any]:
-        """Enable the CMS service in ``mode`` (recording|failover) and pair with this host."""
-        if not self.cms_host_id:
-            raise ValueError("enable_cms needs cms_host_id (the X-CMS-Host identity)")
-        return self._post(
-            Info,
-            "/cms/enable",
-            {
-                "username": self.username,
-                "password": self._password,
-                "mode": mode,
-                "lock": {
-                    "refuse_other_hosts": refuse_other_hosts,
-                    "refuse_local_changes": refuse_local_changes,
+        """Enable the CMS service in ``mode`` (recording|failover) and pair with this host.
+
+        After a fresh SCRAM login, the pairing key (this client's, or a new random one)
+        goes to the node wrapped under a key derived from the node's ServerKey, which
+        only the CMS knowing the password and the node holding the verifier can compute.
+        ``on_pair`` gets the key to store; a locked node takes this only when signed with
+        the key it already has."""
+        if not self.cms_host_id:  # a label the node shows, not a credential
+            self.cms_host_id = _settings_host_id() or "cms"
+        with deadline(self.deadline):
+            self.check_identity()
+            self.login()  # a session of its own: its SCRAM values give the ServerKey
+            exchange = self._last_login
+            assert exchange is not None
+            serial = self.serial or self.info()["serial"]
+            key = self._pairing_key or scram.new_pairing_key()
+            info = self._post(
+                Info,
+                "/cms/enable",
+                {
+                    "mode": mode,
+                    "lock": {
+                        "refuse_other_hosts": refuse_other_hosts,
+                        "refuse_local_changes": refuse_local_changes,
+                    },
+                    "pairing": scram.wrap_pairing_key(key, exchange.server_key(), serial),
                 },
-            },
-            auth=False,
-        ).to_json()
+            ).to_json()
+        self._pairing_key = key
+        if self.on_pair:
+            self.on_pair(key, info["serial"])
+        return info
 
     def disable_cms(self) -> dict[str, Any]:
         return self._post(Info, "/cms/disable", {}).to_json()
@@ -805,6 +928,8 @@ def _refusal(
             code="not_a_node",
             status=status,
         )
+    if code == "epoch_unproven":
+        return EpochUnproven(message, status=status)
     if code == "stale_epoch":
         newest = extra.get("newest_epoch")
         valid = isinstance(newest, int) and not isinstance(newest, bool)
@@ -920,6 +1045,23 @@ def client_for(
         host, port = server.host, server.port
         https, fingerprint = bool(server.use_https), (server.tls_fingerprint or None)
 
+    stored_key = getattr(server, "pairing_key", None)
+    stored_key = stored_key.reveal() if hasattr(stored_key, "reveal") else (stored_key or "")
+
+    if getattr(server, "pk", None) and getattr(server, "serial", ""):
+        # A pairing made since (from the search, before a save) is the node's key now.
+        stored_key = _adopt_pending_pairing(server) or stored_key
+
+    def save_pairing(key: bytes, serial: str) -> None:
+        # Stored on the server (encrypted; never logged). A server not saved yet keeps it
+        # on this object (saved with it: batch add) and by serial until one is added.
+        server.pairing_key = key.hex()
+        if getattr(server, "pk", None):
+            type(server).objects.filter(pk=server.pk).update(pairing_key=key.hex())
+            _forget_pending_pairing(serial)  # older than this one
+        else:
+            _remember_pending_pairing(serial, key)
+
     def save_pin(fp: str) -> None:
         if not pin:  # Test Connection: report the fingerprint, change nothing
             return
@@ -939,7 +1081,44 @@ def client_for(
         retries=retries,
         cms_host_id=cms_host_id,
         deadline=deadline,
+        serial=getattr(server, "serial", "") or None,
+        pairing_key=_key_bytes(stored_key),
+        on_pair=save_pairing,
     )
+
+
+def _remember_pending_pairing(serial: str, key: bytes) -> None:
+    from cms.nodes.models import PendingPairing
+
+    PendingPairing.objects.update_or_create(serial=serial, defaults={"key": key.hex()})
+
+
+def _forget_pending_pairing(serial: str) -> None:
+    from cms.nodes.models import PendingPairing
+
+    PendingPairing.objects.filter(serial=serial).delete()
+
+
+def _adopt_pending_pairing(server: Any) -> str:
+    """The key handed to this server's node before the server was saved, now stored on
+    the server ("" if there is none)."""
+    from cms.nodes.models import PendingPairing
+
+    pending = PendingPairing.objects.filter(serial=server.serial).first()
+    if pending is None:
+        return ""
+    key = pending.key.reveal()
+    server.pairing_key = key
+    type(server).objects.filter(pk=server.pk).update(pairing_key=key)
+    pending.delete()
+    return key
+
+
+def _key_bytes(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text) or None
+    except ValueError:
+        return None
 
 
 def _settings_host_id() -> str | None:

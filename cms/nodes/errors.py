@@ -57,6 +57,18 @@ class CertificateChanged(NodeError):
         self.actual = actual
 
 
+class IdentityChanged(NodeError):
+    """The node at the server's address is not the one that was added (another serial):
+    nothing more is sent to it, the password exchange included."""
+
+    code = "identity_changed"
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
 class NodeBadResponse(NodeError):
     """The peer answered, but not like a node (not JSON, wrong shape, 5xx, no TLS)."""
 
@@ -93,3 +105,11 @@ class NodeRefused(NodeError):
     """Any other refusal (4xx) with the node's own code: ``locked``, ``bad_path``, ..."""
 
     code = "refused"
+
+
+class EpochUnproven(NodeRefused):
+    """The node refused an epoch because it came without the proof of the CMS it is
+    paired with (paired with another CMS, or reset): unlike :class:`EpochRefused` the
+    command was not superseded, so the caller must not take it as done."""
+
+    code = "epoch_unproven"

@@ -1,8 +1,11 @@
-"""The QuickConnect directory: where each QuickConnect ID's node can be reached now."""
+"""The QuickConnect directory (where each QuickConnect ID's node can be reached now) and
+pairing keys waiting for their server."""
 
 from __future__ import annotations
 
 from django.db import models
+
+from cms.inventory.fields import EncryptedSecretField
 
 
 class QuickConnectEntry(models.Model):
@@ -65,3 +68,16 @@ class RegistrationRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingPairing(models.Model):
+    """A pairing key handed to a node before its server was saved (the CMS service
+    enabled from the LAN search, then the server added): kept here, by the node's
+    serial, until the server with that serial takes it over (``client_for``)."""
+
+    serial = models.CharField(max_length=64, unique=True)
+    key = EncryptedSecretField()
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"pairing pending for {self.serial}"

@@ -8,8 +8,11 @@ per request. The loop runs in a
 background thread of the worker process, so the (synchronous) Celery task calls
 `probe_all()` and gets plain results back.
 
-Every node is untrusted and isolated: each request of a probe (login, the request,
-/info) ends within the probe timeout, body included, and a probe makes at most five;
+Every node is untrusted and isolated: each request of a probe (/info, the SCRAM login,
+the request) ends within the probe timeout, body included, and a probe makes at most
+seven; before each login a node whose serial is not the one the server was added with
+gets nothing but the public ``GET /info`` (``identity_changed``), and one that cannot
+finish the SCRAM exchange as the real node would gets no request with a token;
 bodies are capped and depth-checked before parsing and then validated against
 ``protocol.messages``; and one probe's exception is turned into that node's result,
 never into the cycle's.
@@ -29,9 +32,9 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel
 
-from protocol import BadAnswer, parse
+from protocol import BadAnswer, parse, scram
 from protocol.limits import MAX_ANSWER_BYTES
-from protocol.messages import Config, Health, Info, LoginAnswer
+from protocol.messages import Config, Health, Info, ScramFinishAnswer, ScramStartAnswer
 from protocol.parsing import too_large
 
 from .client import API, TOKEN_MARGIN, normalize_fingerprint
@@ -54,6 +57,7 @@ class Target:
     password: str = field(repr=False)  # never in a log line or a traceback
     fingerprint: str = ""  # pinned; empty: pin the one seen now
     want_info: bool = False  # also read /info (model, serial, version) this time
+    serial: str = ""  # the identity fixed when the server was added; checked first
 
     @property
     def base_url(self) -> str:
@@ -70,8 +74,9 @@ class Target:
 class HealthResult:
     key: int
     answer: Any = None  # the validated answer: a Health, or a Config for /config
-    # "", "unreachable", "auth_failed", "certificate_changed", "bad_response" (an HTTP
-    # refusal), "bad_answer" (against the protocol), "internal" (a fault of the prober)
+    # "", "unreachable", "auth_failed", "certificate_changed", "identity_changed" (another
+    # serial), "bad_response" (an HTTP refusal), "bad_answer" (against the protocol),
+    # "internal" (a fault of the prober)
     error: str = ""
     message: str = ""
     latency_ms: float | None = None
@@ -258,6 +263,20 @@ class HealthProber:
                 return response.status, b""  # unread: aiohttp closes the connection
             return response.status, await _read_bounded(response, path)
 
+    async def _check_identity(
+        self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
+        progress: _Progress,
+    ) -> None:  # fmt: skip
+        """Before a login: the node must have the serial the server was added with. A node
+        replaced at the address does not know the session token, so the next probe logs
+        in again and gets here."""
+        status, body = await self._call(target, "GET", "/info", result, limit, progress)
+        if status != 200:
+            raise _Refused("bad_response", f"/info answered {status}; is this a cms-node?")
+        info = _parsed(Info, body, "/info")
+        if info.serial != target.serial:
+            raise _Refused("identity_changed", _identity_message(target, info.serial))
+
     async def _token(
         self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
         progress: _Progress,
@@ -265,21 +284,54 @@ class HealthProber:
         cached = self._tokens.get(target.endpoint)
         if cached and cached[1] > time.monotonic():
             return cached[0]
+        if target.serial:
+            await self._check_identity(target, result, limit, progress)
+        exchange = scram.ScramLogin(target.username, target.password)
         status, body = await self._call(
-            target, "POST", "/auth/login", result, limit, progress,
-            json={"username": target.username, "password": target.password},
+            target, "POST", "/auth/scram/start", result, limit, progress, json=exchange.start()
         )  # fmt: skip
-        if status in (401, 429):
-            raise _Refused("auth_failed", f"{target.host}:{target.port} refused the credentials "
-                           f"of {target.username!r} ({status})")  # fmt: skip
-        if status != 200:
-            raise _Refused("bad_response", f"/auth/login answered {status}; is this a cms-node?")
-        login = _parsed(LoginAnswer, body, "/auth/login")
+        _login_status(target, status, "/auth/scram/start")
+        start = _parsed(ScramStartAnswer, body, "/auth/scram/start")
+        if target.serial and start.serial not in (None, target.serial):
+            raise _Refused("identity_changed", _identity_message(target, start.serial))
+        try:
+            # PBKDF2 (once per node and process) off the event loop: the other probes go
+            # on meanwhile, and it is outside every request's deadline.
+            final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
+        except scram.ScramFailed as exc:
+            raise _Refused("bad_answer", f"bad answer to /auth/scram/start: {exc}") from None
+        status, body = await self._call(
+            target, "POST", "/auth/scram/finish", result, limit, progress, json=final
+        )  # fmt: skip
+        _login_status(target, status, "/auth/scram/finish")
+        login = _parsed(ScramFinishAnswer, body, "/auth/scram/finish")
+        try:
+            exchange.verify(login.server_final)
+        except scram.ScramFailed as exc:
+            raise _Refused(
+                "auth_failed", f"{target.host}:{target.port} is not the node it claims: {exc}"
+            ) from None
         self._tokens[target.endpoint] = (
             login.token,
             time.monotonic() + login.expires_in - TOKEN_MARGIN,
         )
         return login.token
+
+
+def _identity_message(target: Target, serial: str) -> str:
+    return (
+        f"{target.host}:{target.port} answers as serial {serial!r}, not {target.serial!r}, "
+        "the server added at this address; nothing was sent to it. If the node was "
+        "replaced on purpose, add it again."
+    )
+
+
+def _login_status(target: Target, status: int, path: str) -> None:
+    if status in (401, 429):
+        raise _Refused("auth_failed", f"{target.host}:{target.port} refused the credentials "
+                       f"of {target.username!r} ({status})")  # fmt: skip
+    if status != 200:
+        raise _Refused("bad_response", f"{path} answered {status}; is this a cms-node?")
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, path: str) -> bytes:

@@ -61,8 +61,8 @@ def test_it_slows_down_repeated_failed_logins(node_agent):
     status, headers, body = raw(
         node_agent,
         "POST",
-        "/api/v1/auth/login",
-        json.dumps({"username": "admin", "password": "x"}).encode(),
+        "/api/v1/auth/scram/start",
+        json.dumps({"username": "admin", "client_first": "n,,n=admin,r=abcdefgh"}).encode(),
     )
     assert status == 429 and int(headers["retry-after"]) >= 1
     assert body["error"]["code"] == "too_many_attempts"
@@ -280,7 +280,7 @@ def test_it_refuses_malformed_and_oversized_bodies(node_agent):
     assert status == 413 and body["error"]["code"] == "too_large"
     status, _, body = raw(node_agent, "POST", "/api/v1/takeover", b'{"epoch": "x"}', auth)
     assert status == 400 and body["error"]["code"] == "bad_request"
-    status, _, body = raw(node_agent, "POST", "/api/v1/auth/login", b"\xff\xfe", {})
+    status, _, body = raw(node_agent, "POST", "/api/v1/auth/scram/start", b"\xff\xfe", {})
     assert status == 400 and body["error"]["code"] == "malformed_json"
     status, _, body = raw(node_agent, "DELETE", "/api/v1/info", None, auth)
     assert status == 405 and body["error"]["code"] == "method_not_allowed"
@@ -305,11 +305,12 @@ def test_it_enables_cms_and_honours_the_security_lock(start_node):
     with pytest.raises(NodeRefused) as exc:
         host_b.enable_cms("recording")
     assert exc.value.status == 403 and exc.value.code == "locked"
+    host_b.login()  # the password logs in; the lock is about changes
     with pytest.raises(NodeRefused) as exc:
-        host_b.login()
+        host_b.install_license("OTHER-0001")
     assert exc.value.code == "locked"
 
-    local = node.client()  # no X-CMS-Host: a local admin
+    local = node.client()  # no pairing key: a local admin
     assert local.licenses()  # reading is allowed
     with pytest.raises(NodeRefused) as exc:
         local.install_license("LOCAL-0001")

@@ -91,16 +91,19 @@ def test_a_row_stored_by_an_older_version_does_not_break_listings(start_node):
 def test_bodies_that_break_the_json_parser_or_encoder_are_a_400(start_node):
     node = start_node(mode="recording")
     before = node.client().get_config()
-    lone_surrogate = b'{"username": "admin", "password": "\\ud800"}'
-    refused(raw_request(node, "POST", "/api/v1/auth/login", lone_surrogate), code="malformed_json")
+    lone_surrogate = b'{"username": "admin", "client_first": "\\ud800"}'
+    refused(
+        raw_request(node, "POST", "/api/v1/auth/scram/start", lone_surrogate),
+        code="malformed_json",
+    )
     bad_name = b'{"cameras": [{"id": "c1", "name": "\\udc00"}]}'
     refused(send(node, "PUT", "/config", bad_name, **{"If-Match": "*"}), code="malformed_json")
     refused(
         send(node, "PUT", "/config", b"[" * 100_000, **{"If-Match": "*"}), code="malformed_json"
     )
     refused(send(node, "POST", "/release", b'{"epoch": Infinity}'), code="malformed_json")
-    long = json.dumps({"username": "admin", "password": "p" * 5000}).encode()
-    refused(raw_request(node, "POST", "/api/v1/auth/login", long))
+    long = json.dumps({"username": "admin", "client_first": "p" * 5000}).encode()
+    refused(raw_request(node, "POST", "/api/v1/auth/scram/start", long))
     assert node.client().get_config() == before
 
 

@@ -17,6 +17,8 @@ from protocol.messages import (
     Licenses,
     LoginAnswer,
     RecordingsPage,
+    ScramFinishAnswer,
+    ScramStartAnswer,
     TakeoverAnswer,
 )
 
@@ -119,6 +121,7 @@ def test_unknown_fields_are_ignored_and_known_ones_kept():
 def test_the_agent_answers_with_the_models(tmp_path):
     from node.core import NodeRuntime, Options
     from node.state import StateStore, new_state
+    from protocol import scram
 
     store = StateStore(tmp_path)
     store.create(new_state("UNIT-1", "TEST", "failover", "pw"))
@@ -126,13 +129,27 @@ def test_the_agent_answers_with_the_models(tmp_path):
     runtime.start()
     try:
         runtime.install_license({"key": "ABCD-1234", "cameras": 4})
+        exchange = scram.ScramLogin("admin", "pw")
+        first = exchange.start()
+        started = runtime.scram_start(first["username"], first["client_first"], "127.0.0.1")
+        final = exchange.finish(started["session"], started["server_first"])
+        login = runtime.scram_finish(final["session"], final["client_final"], "127.0.0.1")
+        exchange.verify(login["server_final"])
+        serial = runtime.info()["serial"]
+        key = scram.new_pairing_key()
+        runtime.enable_cms(
+            {"mode": "failover",
+             "pairing": scram.wrap_pairing_key(key, exchange.server_key(), serial)},
+            "cms-a", False,
+        )  # fmt: skip
         taken = runtime.takeover({"epoch": 3, "on_behalf_of": {"id": "rs1", "name": "Lobby"},
+                                  "proof": scram.epoch_proof(key, 3, serial, "takeover"),
                                   "config": {"cameras": [{"id": "cam1"}]}})  # fmt: skip
-        login = runtime.login("admin", "pw", "127.0.0.1", None)
         for model, answer in [
             (Info, runtime.info()),
             (Health, runtime.health()),
-            (LoginAnswer, login),
+            (ScramStartAnswer, started),
+            (ScramFinishAnswer, login),
             (Licenses, runtime.licenses()),
             (TakeoverAnswer, taken),
             (Config, runtime.get_config()),

@@ -5,6 +5,7 @@ from django.db import transaction
 
 from cms.inventory import secrets
 from cms.inventory.models import Server
+from cms.nodes.models import PendingPairing
 
 
 class Command(BaseCommand):
@@ -39,13 +40,19 @@ class Command(BaseCommand):
 
         count = 0
         with transaction.atomic():
-            for pk, secret in (
-                Server.objects.select_for_update()
-                .exclude(admin_password="")
-                .values_list("pk", "admin_password")
-                .iterator()
+            # Node passwords and pairing keys, and pairing keys waiting for their server.
+            for model, field in (
+                (Server, "admin_password"),
+                (Server, "pairing_key"),
+                (PendingPairing, "key"),
             ):
-                rotated = secrets.Secret.from_token(secrets.rotate(secret.token()))
-                Server.objects.filter(pk=pk).update(admin_password=rotated)
-                count += 1
+                for pk, secret in (
+                    model.objects.select_for_update()
+                    .exclude(**{field: ""})
+                    .values_list("pk", field)
+                    .iterator()
+                ):
+                    rotated = secrets.Secret.from_token(secrets.rotate(secret.token()))
+                    model.objects.filter(pk=pk).update(**{field: rotated})
+                    count += 1
         self.stdout.write(f"Re-encrypted {count} secret(s) with the newest key.")
