@@ -21,12 +21,15 @@ run: $(STAMP)
 	$(BIN)/python manage.py ensure_admin
 	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python manage.py run_stack
 
-# Tests keep their database, broker and keys apart from `make run`'s.
+# Tests keep their database, broker and keys apart from `make run`'s. Test files run in
+# parallel processes (pytest-xdist, one file per process at a time): most tests wait on
+# real agents and workers rather than on the CPU. PYTEST_WORKERS=0 runs them in one.
+PYTEST_WORKERS ?= 3
 test: export CMS_VAR_DIR ?= $(CURDIR)/var/test
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -72,7 +72,9 @@ def make_server(db, team):
 def pytest_configure(config):
     # Password hashing is deliberately slow; tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    if settings.CMS_EMBEDDED_BROKER:
+    # Under pytest-xdist the controller starts the one broker before its workers and stops
+    # it after them; every worker has its own queue (tests/fixtures/celery.py).
+    if settings.CMS_EMBEDDED_BROKER and not hasattr(config, "workerinput"):
         # No CELERY_BROKER_URL: the tests' own private redis-server, as `make run` has.
         from cms import broker
 
