@@ -19,10 +19,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from cms.audit import SYSTEM
+
 from .lifecycle import FINAL_STATES, check
 from .models import EventTransition, FailoverEvent
-
-SYSTEM = "system"
 
 
 def lease() -> dt.timedelta:

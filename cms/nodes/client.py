@@ -305,7 +305,7 @@ class NodeClient:
                         **kwargs,
                     )
                 except requests.RequestException as exc:
-                    if call.expired:
+                    if call.out_of_time:
                         raise DeadlinePassed from None
                     raise self._transport_error(exc) from None
                 if stream and resp.status_code < 300:

@@ -146,6 +146,12 @@ class Call:
         left = max(0.05, self.end - time.monotonic())
         return min(connect, left), min(read, left)
 
+    @property
+    def out_of_time(self) -> bool:
+        """Expired, or so near the end that a socket timeout was the deadline's own: the
+        timeouts above are cut to the time left, so they race the watchdog for one instant."""
+        return self.expired or (self.end is not None and time.monotonic() >= self.end - 0.1)
+
     def _expire(self) -> None:
         with self._lock:
             if self._done:
