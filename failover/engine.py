@@ -331,6 +331,17 @@ def needs_worker(event: FailoverEvent, settings: FailoverSettings, now: dt.datet
     return event.state in WAITING_STATES and wait_is_over(event, settings, now)
 
 
+def abandoned(now: dt.datetime) -> list[int]:
+    """Events a worker held and stopped renewing (it died): their lease ran out while
+    they had work in progress. A released lease (empty) is not one: those wait for the
+    probe cycle (an interrupted restoration is retried once per cycle, not per tick)."""
+    return list(
+        FailoverEvent.objects.filter(
+            state__in=RESUMABLE_STATES, lease_expires_at__isnull=False, lease_expires_at__lte=now
+        ).values_list("pk", flat=True)
+    )
+
+
 def wait_is_over(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
     """A waiting event may go on: a failover server is free (and there is a configuration
     to give it), or failback is due."""

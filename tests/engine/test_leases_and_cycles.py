@@ -121,3 +121,17 @@ def test_holding_does_not_renew_a_lease_that_ran_out_or_moved_on(make_server, se
         time.sleep(0.8)
         event.refresh_from_db()
         assert lease_expired(event, timezone.now())  # not kept alive by the first holder
+
+
+def test_an_event_whose_worker_died_is_handed_on_at_the_next_tick(protected):
+    from failover.engine import abandoned
+    from failover.events import release_lease
+
+    recording, _ = protected
+    now = timezone.now()
+    event = event_in(recording, EventState.TAKING_OVER)
+    assert take_lease(event, EventState.TAKING_OVER)
+    assert abandoned(now) == []  # held
+    assert abandoned(now + dt.timedelta(seconds=10)) == [event.pk]  # its holder died
+    release_lease(event)
+    assert abandoned(now + dt.timedelta(seconds=10)) == []  # released: the cycle's business
