@@ -14,6 +14,7 @@ import pytest
 from django.db.models import F
 
 from failover import engine
+from failover.api.serializers import FailoverEventSerializer
 from failover.choices import EventState
 from failover.models import FailoverSettings
 from tests.faults.helpers import acting_nodes, cycles, failover_files, own_files, recording_for
@@ -58,6 +59,8 @@ def test_a_failover_server_that_dies_while_acting_is_replaced_by_the_next(make_f
     ]  # fmt: skip
     assert "Standby 1 failed while acting" in moves[3][1]
     assert "Standby 2" in moves[4][1]
+    shown = FailoverEventSerializer(event).data["earlier_failover_servers"]  # what the API says
+    assert [(e["name"], e["epoch"]) for e in shown] == [("Standby 1", first_epoch)]
 
     # The first comes back: a node resumes its takeover on restart, and the CMS tells it
     # to stop with its old epoch, which never stops the second (it holds a newer one).
