@@ -337,12 +337,13 @@ def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
             state=RestorationState.STOPPED, finished_at=timezone.now()
         )
     deleted = 0
-    if event.failover_server is not None:
+    for server in sources(event):  # every failover server that recorded for it
         try:
-            deleted = client_for(event.failover_server).purge_failover(event.node_tag)
-            note(event, f"Removed {deleted} file(s) from the failover server.", actor=actor)
+            removed = client_for(server).purge_failover(event.node_tag)
+            note(event, f"Removed {removed} file(s) from {server.name}.", actor=actor)
+            deleted += removed
         except NodeError as exc:
-            note(event, f"Could not remove the files from the failover server: {exc}", actor=actor)
+            note(event, f"Could not remove the files from {server.name}: {exc}", actor=actor)
     return deleted
 
 

@@ -98,3 +98,26 @@ def test_no_second_failover_server_free_keeps_the_event_waiting_for_one(make_fle
                message="the takeover once the failover server is back")  # fmt: skip
     event.refresh_from_db()
     assert recording_for(fleet.failover_nodes[0]) == event.node_tag
+
+
+def test_stopping_the_restoration_of_a_cascaded_event_removes_it_from_every_server(make_fleet):
+    from failover.restoration import stop_restoration
+
+    fleet = make_fleet(failovers=2)
+    first_node, second_node = fleet.failover_nodes
+    event = fleet.fail_over("kill")
+    wait_until(lambda: failover_files(first_node, event.node_tag), message="first recordings")
+    first_node.kill()
+    cycles(2)
+    assert engine.advance(event.pk) == EventState.ACTIVE
+    wait_until(lambda: failover_files(second_node, event.node_tag), message="second recordings")
+    first_node.restart()
+    fleet.recording_node.restart()
+    cycles(2)
+    assert engine.step(event.pk) == EventState.FAILING_BACK
+    assert engine.step(event.pk) == EventState.RESTORING
+    assert failover_files(first_node, event.node_tag)  # still there: nothing restored yet
+
+    stop_restoration(event, actor="root")
+    assert failover_files(first_node, event.node_tag) == []
+    assert failover_files(second_node, event.node_tag) == []
