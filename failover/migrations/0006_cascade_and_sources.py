@@ -4,6 +4,16 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def files_name_their_source(apps, schema_editor):
+    """Rows from before sources are on their event's own failover server."""
+    files = apps.get_model("failover", "RestorationFile").objects
+    for job_id, server_id in (
+        files.filter(source=None).values_list("job_id", "job__event__failover_server_id").distinct()
+    ):
+        if server_id is not None:
+            files.filter(job_id=job_id, source=None).update(source_id=server_id)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("failover", "0005_lease_expires_at"),
@@ -42,4 +52,5 @@ class Migration(migrations.Migration):
                 fields=("job", "source", "path"), name="unique_restoration_file_per_source"
             ),
         ),
+        migrations.RunPython(files_name_their_source, migrations.RunPython.noop),
     ]
