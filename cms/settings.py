@@ -290,7 +290,7 @@ CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_TIMEZONE = TIME_ZONE
 # Failover engine timings (seconds).
-CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "45"))
+CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "3"))
 CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
 # The LAN search (the magnifier button): UDP broadcast to this address and port.
 CMS_DISCOVERY_ADDRESS = os.environ.get("CMS_DISCOVERY_ADDRESS", "255.255.255.255")

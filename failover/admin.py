@@ -308,8 +308,19 @@ class FailoverEventAdmin(admin.ModelAdmin):
                        "failover_server", "failover_server_name", "trigger", "state", "epoch",
                        "node_tag", "detected_at", "taken_over_at", "recording_gap_seconds",
                        "recovered_at", "failed_back_at", "ended_at", "attempts", "last_error",
-                       "replacement"]  # fmt: skip
-    exclude = ["config", "snapshot", "lease_expires_at"]
+                       "replacement", "failover_servers_before"]  # fmt: skip
+    exclude = ["config", "snapshot", "lease_expires_at", "earlier_failover_servers"]
+
+    @admin.display(description="failover servers that acted before")
+    def failover_servers_before(self, event: FailoverEvent) -> str:
+        """Each one keeps what it recorded until restoration pulls it from there."""
+        return (
+            "; ".join(
+                f"{e.get('name', e['id'])} (epoch {e['epoch']}): {e.get('why', '')}"
+                for e in event.earlier_failover_servers
+            )
+            or "-"
+        )
 
     def get_queryset(self, request: HttpRequest):
         return FailoverEvent.objects.for_user(request.user)

@@ -67,6 +67,7 @@ from .errors import FailoverError
 from .events import (
     SYSTEM,
     bump_attempts,
+    holding,
     lease_expired,
     note,
     release_lease,
@@ -130,6 +131,15 @@ def after_probe_cycle(
     )
     wake_now: list[int] = []
     decided: set[int] = set()
+    servers = list(servers)
+    # Failover servers first: an acting one that failed is replaced before its recording
+    # server's own decision, which then sees the event as it is now.
+    for server in servers:
+        if server.role == Role.FAILOVER:
+            try:
+                wake_now += decide_failover_server(server, open_events, settings)
+            except Exception:
+                log.exception("server %s (%s): cascade decision failed", server.pk, server.name)
     for server in servers:
         if server.role != Role.RECORDING:
             continue
@@ -145,7 +155,113 @@ def after_probe_cycle(
     for event in open_events:
         if event.recording_server_id not in decided and needs_worker(event, settings, now):
             wake_now.append(event.pk)
+    return list(dict.fromkeys(wake_now))
+
+
+def failed_by_probes(server: Server, settings: FailoverSettings) -> bool:
+    """The detection rule, for either role: N failed probes in a row with a fault status."""
+    return (
+        server.status in TRIGGER_FOR_STATUS
+        and server.consecutive_failures >= settings.failures_before_failover
+    )
+
+
+def decide_failover_server(
+    server: Server, open_events: list[FailoverEvent], settings: FailoverSettings
+) -> list[int]:
+    """A failover server's probe outcome: the event it acts for goes on without it when it
+    failed; events it acted for before are woken to stop it once it answers again."""
+    wake_now = []
+    for event in open_events:
+        if event.failover_server_id == server.pk and failed_by_probes(server, settings):
+            if replace_failed_failover_server(event, server):
+                wake_now.append(event.pk)
+        elif server.status == HealthStatus.NORMAL and any(
+            e["id"] == server.pk and not e.get("released") for e in event.earlier_failover_servers
+        ):
+            wake_now.append(event.pk)  # a worker tells it to stop (release_earlier_servers)
     return wake_now
+
+
+def _earlier_entry(event: FailoverEvent, server: Server, why: str) -> list[dict[str, Any]]:
+    entry = {
+        "id": server.pk, "name": server.name, "epoch": event.epoch,
+        "until": timezone.now().isoformat(), "why": why[:300], "released": False,
+    }  # fmt: skip
+    return [*event.earlier_failover_servers, entry]
+
+
+def replace_failed_failover_server(event: FailoverEvent, server: Server) -> bool:
+    """Cascade: the failover server acting for `event` failed by the probes' rule.
+
+    While the recording server is down the event goes back to DETECTED: the next free
+    failover server in protection order takes over with a new epoch (fencing the failed
+    one off). Once the recording server counts as recovered it fails back at once
+    instead: it is the one server left that can record its cameras. Either way the
+    failed server stays on the event, in `earlier_failover_servers` (or as the
+    restoration's source), so what it recorded is restored once it answers again.
+    """
+    why = f"{server.name} failed while acting: {server.last_error or server.status} " \
+        f"({server.consecutive_failures} probes in a row)"  # fmt: skip
+    if event.state == EventState.ACTIVE:
+        return transition(
+            event,
+            EventState.DETECTED,
+            from_states=[EventState.ACTIVE],
+            actor=SYSTEM,
+            reason=f"{why}; the next failover server takes over",
+            failover_server=None,
+            failover_server_name="",
+            earlier_failover_servers=_earlier_entry(event, server, why),
+            lease_expires_at=None,  # free for the first worker
+        )
+    if event.state == EventState.WAITING_FAILBACK:
+        return transition(
+            event,
+            EventState.FAILING_BACK,
+            from_states=[EventState.WAITING_FAILBACK],
+            actor=SYSTEM,
+            reason=f"{why}; the recovered recording server records again now",
+            lease_expires_at=None,
+        )
+    return False  # taking over: not confirmed in time, the next is tried; later: released
+
+
+def release_earlier_servers(event: FailoverEvent) -> None:
+    """Tell failover servers that acted for the event before, and answer again, to stop
+    recording for it (a node resumes its takeover after a restart). Their epoch is older
+    than the current one, so this never stops the acting server."""
+    pending = [e for e in event.earlier_failover_servers if not e.get("released")]
+    if not pending:
+        return
+    servers = Server.objects.in_bulk([e["id"] for e in pending])
+    stopped = set()
+    for entry in pending:
+        server = servers.get(entry["id"])
+        if server is None:
+            stopped.add((entry["id"], entry["epoch"]))  # deleted: nothing to tell
+            continue
+        if server.status != HealthStatus.NORMAL:
+            continue
+        try:
+            client_for(server).release(entry["epoch"])
+        except EpochRefused:
+            pass  # it took a newer command since: not recording for this epoch
+        except NodeError:
+            continue
+        stopped.add((entry["id"], entry["epoch"]))
+        note(event, f"{entry['name']} answers again and was told to stop (epoch {entry['epoch']})")
+    if stopped:
+        with transaction.atomic():
+            fresh = FailoverEvent.objects.select_for_update().filter(pk=event.pk).first()
+            if fresh is None:
+                return
+            entries = [
+                dict(e, released=True) if (e["id"], e["epoch"]) in stopped else e
+                for e in fresh.earlier_failover_servers
+            ]
+            FailoverEvent.objects.filter(pk=event.pk).update(earlier_failover_servers=entries)
+        event.earlier_failover_servers = entries
 
 
 def decide(
@@ -154,21 +270,48 @@ def decide(
     """One recording server's probe outcome: open an event or mark a recovery; returns
     its open event, if any."""
     trigger = TRIGGER_FOR_STATUS.get(server.status)
+    fails_over = bool(
+        trigger
+        and settings.auto_failover
+        and trigger in settings.triggers()
+        and protected
+        and server.consecutive_failures >= settings.failures_before_failover
+    )
+    why = f"{server.last_error or trigger} ({server.consecutive_failures} probes in a row)"
     if event is None:
-        if (
-            trigger
-            and settings.auto_failover
-            and trigger in settings.triggers()
-            and protected
-            and server.consecutive_failures >= settings.failures_before_failover
-        ):
-            return open_failover(
-                server,
-                trigger,
-                reason=f"{server.last_error or trigger} "
-                f"({server.consecutive_failures} probes in a row)",
-            )
+        if fails_over:
+            return open_failover(server, trigger, reason=why)
         return None
+    if event.state == EventState.WAITING_FAILBACK and trigger:
+        # One failed probe is enough: recovered means stable for the whole hold-down.
+        transition(
+            event,
+            EventState.ACTIVE,
+            from_states=[EventState.WAITING_FAILBACK],
+            reason=f"The recording server failed again ({why}); the hold-down restarts "
+            "once it has recovered",
+            recovered_at=None,
+            lease_expires_at=None,
+        )
+        return event
+    if event.state == EventState.RESTORING and fails_over and event.replacement_id is None:
+        failed_over_to = event.failover_server
+        transition(
+            event,
+            EventState.DETECTED,
+            from_states=[EventState.RESTORING],
+            reason=f"The recording server failed again while restoring ({why}); it is "
+            "failed over again, and restoration resumes once it is back",
+            failover_server=None,
+            failover_server_name="",
+            earlier_failover_servers=(
+                _earlier_entry(event, failed_over_to, "failed back before the new fault")
+                if failed_over_to is not None
+                else event.earlier_failover_servers
+            ),
+            lease_expires_at=None,
+        )
+        return event
     if (
         server.status == HealthStatus.NORMAL
         and server.consecutive_successes >= settings.successes_before_recovery
@@ -186,6 +329,17 @@ def needs_worker(event: FailoverEvent, settings: FailoverSettings, now: dt.datet
     if event.state in RESUMABLE_STATES:
         return lease_expired(event, now)  # new, handed over, or its worker died
     return event.state in WAITING_STATES and wait_is_over(event, settings, now)
+
+
+def abandoned(now: dt.datetime) -> list[int]:
+    """Events a worker held and stopped renewing (it died): their lease ran out while
+    they had work in progress. A released lease (empty) is not one: those wait for the
+    probe cycle (an interrupted restoration is retried once per cycle, not per tick)."""
+    return list(
+        FailoverEvent.objects.filter(
+            state__in=RESUMABLE_STATES, lease_expires_at__isnull=False, lease_expires_at__lte=now
+        ).values_list("pk", flat=True)
+    )
 
 
 def wait_is_over(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
@@ -275,24 +429,30 @@ def step(event_id: int) -> str | None:
         end_for_removed_recording_server(event)
         event.refresh_from_db()
         return event.state
+    release_earlier_servers(event)
     state = event.state
-    if state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER, EventState.TAKING_OVER):
+    if state in TAKEOVER_STATES:
         if take_lease(event, state):
-            take_over(event)
+            with holding(event, TAKEOVER_STATES):
+                take_over(event)
     elif state == EventState.WAITING_FAILBACK:
         if failback_due(event, FailoverSettings.load(), timezone.now()):
             begin_failback(event, actor=SYSTEM, reason="Failback setting")
     elif state == EventState.FAILING_BACK:
         if take_lease(event, state):
-            fail_back(event)
+            with holding(event, [state]):
+                fail_back(event)
     elif state == EventState.RESTORING:
         if take_lease(event, state):
-            restore(event)
+            with holding(event, [state]):
+                restore(event)
     event.refresh_from_db()
     return event.state
 
 
 # -- taking over -------------------------------------------------------------------
+
+TAKEOVER_STATES = (EventState.DETECTED, EventState.NO_FAILOVER_SERVER, EventState.TAKING_OVER)
 
 
 def candidates(event: FailoverEvent) -> list[Server]:
@@ -348,6 +508,8 @@ def take_over(event: FailoverEvent) -> bool:
 
     if event.state == EventState.TAKING_OVER and event.failover_server_id:
         # A worker died mid-takeover: finish with the same server and epoch (idempotent).
+        note(event, f"Resuming the takeover by {event.failover_server_name} (epoch "
+             f"{event.epoch}) that a stopped worker left")  # fmt: skip
         if _push_and_confirm(event, event.failover_server, snapshot):
             return True
         _unclaim(event, "Resumed takeover did not confirm")
@@ -475,6 +637,10 @@ def _no_failover_server(event: FailoverEvent, reason: str) -> None:
 def mark_recovered(event: FailoverEvent) -> None:
     """The recording server has passed M good probes."""
     if event.state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER):
+        if event.earlier_failover_servers:
+            # A failover server recorded for it: the event goes on to a failback and a
+            # restoration, through the next takeover, so that nothing it recorded is lost.
+            return
         transition(
             event,
             EventState.RECOVERED,

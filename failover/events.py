@@ -11,11 +11,14 @@ worker harmless.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -23,6 +26,10 @@ from cms.audit import SYSTEM
 
 from .lifecycle import FINAL_STATES, check
 from .models import EventTransition, FailoverEvent
+
+RENEWALS_PER_LEASE = 4  # a lease survives three missed renewals
+
+log = logging.getLogger(__name__)
 
 
 def lease() -> dt.timedelta:
@@ -97,10 +104,51 @@ def release_lease(event: FailoverEvent) -> None:
     event.lease_expires_at = None
 
 
-def renew_lease(event: FailoverEvent) -> None:
+def renew_lease(event: FailoverEvent) -> bool:
+    """Extend the lease while the event is still in the state its holder works on; False
+    when it moved on meanwhile (a probe or an operator changed it): the holder stops."""
     expires = timezone.now() + lease()
-    FailoverEvent.objects.filter(pk=event.pk).update(lease_expires_at=expires)
-    event.lease_expires_at = expires
+    renewed = FailoverEvent.objects.filter(pk=event.pk, state=event.state).update(
+        lease_expires_at=expires
+    )
+    if renewed:
+        event.lease_expires_at = expires
+    return bool(renewed)
+
+
+@contextmanager
+def holding(event: FailoverEvent, states: Iterable[str]) -> Iterator[None]:
+    """Keep the event's lease alive while the block works on it in one of `states`.
+
+    A node call may block for its whole timeout, longer than a lease: a thread renews
+    the lease meanwhile, so the lease can be as short as a few seconds and a worker
+    that dies (SIGKILL, power) holds a takeover up for no longer than that. Only a live
+    lease is renewed: one released or run out belongs to nobody, and not to us.
+    """
+    states = list(states)
+    stop = threading.Event()
+    every = lease().total_seconds() / RENEWALS_PER_LEASE
+
+    def renew() -> None:
+        try:
+            while not stop.wait(every):
+                now = timezone.now()
+                try:
+                    FailoverEvent.objects.filter(
+                        pk=event.pk, state__in=states, lease_expires_at__gt=now
+                    ).update(lease_expires_at=now + lease())
+                except Exception:  # the next renewal retries; the lease has slack for it
+                    log.warning("event %s: lease renewal failed", event.pk, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=renew, name=f"lease-{event.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every + 5)
 
 
 def lease_expired(event: FailoverEvent, now: dt.datetime | None = None) -> bool:

@@ -17,6 +17,14 @@ The main road (MOVES below has every move, with who makes it and why):
     failing_back       -> restoring | completed | waiting_failback (postponed)
     restoring          -> completed
 
+Faults during faults go back along the road, on the same event (one event per
+incident, so a server that keeps failing fails over once):
+
+    active             -> detected (the acting failover server failed: cascade)
+    waiting_failback   -> active (a new fault: the hold-down starts again)
+    waiting_failback   -> failing_back (the acting failover server failed)
+    restoring          -> detected (the recording server failed again)
+
 and the endings an operator or a deletion chooses: stopped (from any open state),
 replaced (active or waiting_failback; from restoring once restored to the
 replacement), restoration_stopped; failed when restoration has nothing left to work
@@ -104,6 +112,16 @@ MOVES: tuple[Move, ...] = (
     Move(EventState.FAILING_BACK, EventState.RESTORING, ENGINE,
          "failed back; recordings to restore"),
     Move(EventState.FAILING_BACK, EventState.COMPLETED, ENGINE, "failed back; restoration off"),
+    # faults during faults
+    Move(EventState.ACTIVE, EventState.DETECTED, PROBE,
+         "the acting failover server failed; the next one takes over with a new epoch"),
+    Move(EventState.WAITING_FAILBACK, EventState.ACTIVE, PROBE,
+         "the recording server failed again after it recovered; the hold-down restarts"),
+    Move(EventState.WAITING_FAILBACK, EventState.FAILING_BACK, PROBE,
+         "the acting failover server failed; the recovered recording server records again"),
+    Move(EventState.RESTORING, EventState.DETECTED, PROBE,
+         "the recording server failed again while restoring; it is failed over again and "
+         "restoration resumes once it is back"),
     # restoration
     Move(EventState.RESTORING, EventState.COMPLETED, ENGINE, "every file restored"),
     Move(EventState.RESTORING, EventState.REPLACED, ENGINE,

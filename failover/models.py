@@ -240,6 +240,10 @@ class FailoverEvent(models.Model):
         Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="acting_events"
     )
     failover_server_name = models.CharField(max_length=64, blank=True)
+    # Every failover server that acted for the event before the current one, in order:
+    # {"id", "name", "epoch", "until", "why", "released"}. What each one recorded is
+    # still on it, under `node_tag`: restoration pulls from all of them.
+    earlier_failover_servers = models.JSONField(default=list, blank=True)
     trigger = models.CharField(max_length=24, choices=Trigger.choices)
     state = models.CharField(
         max_length=24, choices=EventState.choices, default=EventState.DETECTED, db_index=True
@@ -378,11 +382,21 @@ class RestorationFile(models.Model):
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     state = models.CharField(max_length=16, choices=FileState.choices, default=FileState.PENDING)
+    # The failover server the file is on (an event may have had several, one after the
+    # other); empty for the event's own failover server in rows from before sources.
+    source = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Where it was stored on the target when another file already had its name (never
+    # overwritten: both are kept); empty when stored under its own name.
+    restored_as = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["pk"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "path"], name="unique_restoration_file")
+            models.UniqueConstraint(
+                fields=["job", "source", "path"], name="unique_restoration_file_per_source"
+            )
         ]
 
     def __str__(self) -> str:

@@ -222,12 +222,23 @@ def write_health(servers: list[Server]) -> None:
 
 
 def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
-    """One probe cycle per interval, whatever the number of beats or workers."""
-    due = now - dt.timedelta(seconds=max(settings.probe_interval - 0.5, 0.5))
+    """One probe cycle per interval, whatever the number of beats, workers or their phase.
+
+    Time is cut into slots of one interval (on the epoch, so every process cuts it the
+    same way); the cycle of a slot is claimed by compare-and-set of the slot's start,
+    and the first tick of a slot wins it. A clock set back by more than an interval
+    starts counting again from the new time, rather than waiting for the old one.
+    """
+    interval = max(int(settings.probe_interval), 1)
+    slot = dt.datetime.fromtimestamp(now.timestamp() // interval * interval, tz=dt.UTC)
     return bool(
         FailoverSettings.objects.filter(pk=settings.pk)
-        .filter(Q(last_probe_cycle_at__isnull=True) | Q(last_probe_cycle_at__lte=due))
-        .update(last_probe_cycle_at=now)
+        .filter(
+            Q(last_probe_cycle_at__isnull=True)
+            | Q(last_probe_cycle_at__lt=slot)
+            | Q(last_probe_cycle_at__gt=slot + dt.timedelta(seconds=interval))
+        )
+        .update(last_probe_cycle_at=slot)
     )
 
 

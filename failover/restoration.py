@@ -21,8 +21,9 @@ from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from cms.inventory.models import Server
 from cms.nodes.client import client_for
-from cms.nodes.errors import NodeBadResponse, NodeError
+from cms.nodes.errors import NodeBadResponse, NodeError, NodeRefused
 
 from .choices import EventState, FileState, RestorationState
 from .errors import FailoverError
@@ -48,6 +49,16 @@ def target_path(path: str, node_tag: str) -> str:
     return "own/" + path[len(prefix) :]
 
 
+def sources(event: FailoverEvent) -> list[Server]:
+    """Every failover server that recorded for the event and still exists: the current
+    one first, then those that acted before it (a cascade, or a new fault while
+    restoring), each once."""
+    ids = [event.failover_server_id] + [e["id"] for e in event.earlier_failover_servers]
+    ids = list(dict.fromkeys(i for i in ids if i is not None))
+    found = Server.objects.in_bulk(ids)
+    return [found[i] for i in ids if i in found]
+
+
 def restore(event: FailoverEvent) -> bool:
     """Copy, verify, delete; True when the event is done restoring."""
     job, _ = RestorationJob.objects.get_or_create(
@@ -55,26 +66,39 @@ def restore(event: FailoverEvent) -> bool:
     )
     if job.state in (RestorationState.STOPPED, RestorationState.COMPLETED):
         return job.state == RestorationState.COMPLETED
-    if event.failover_server is None or job.target_server is None:
+    servers = sources(event)
+    if not servers or job.target_server is None:
         _fail(event, job, "The failover server or the target server was removed.")
         return False
-    source = client_for(event.failover_server)
     target = client_for(job.target_server)
     node_tag = event.node_tag
-    try:
-        if job.started_at is None:
-            _take_inventory(job, source, node_tag)
-        RestorationJob.objects.filter(pk=job.pk, state=RestorationState.PENDING).update(
-            state=RestorationState.RUNNING
-        )
-        _copy_all(event, job, source, target, node_tag)
-    except RestorationStopped:
-        return False
-    except NodeError as exc:
+    # Older rows name no source: they are on the event's own failover server.
+    if event.failover_server_id is not None:
+        job.files.filter(source=None).update(source_id=event.failover_server_id)
+    RestorationJob.objects.filter(pk=job.pk, state=RestorationState.PENDING).update(
+        state=RestorationState.RUNNING
+    )
+    errors: list[str] = []
+    for server in servers:
+        # Each run takes the inventory again: a new fault while restoring adds what the
+        # next failover recorded; files already restored are gone from the source.
+        try:
+            source = client_for(server)
+            _take_inventory(job, source, server, node_tag)
+            _copy_all(event, job, server, source, target, node_tag)
+        except RestorationStopped:
+            return False
+        except NodeError as exc:
+            errors.append(f"{server.name}: {exc}")
+    if errors:
+        error = "; ".join(errors)
         # Leave the job running and the lease free: the next probe cycle resumes it.
-        RestorationJob.objects.filter(pk=job.pk).update(last_error=str(exc), errors=F("errors") + 1)
-        FailoverEvent.objects.filter(pk=event.pk).update(lease_expires_at=None, last_error=str(exc))
-        note(event, f"Restoration interrupted, will resume: {exc}")
+        if error != job.last_error:  # one note per new trouble, not one per retry
+            note(event, f"Restoration interrupted, will resume: {error}")
+        RestorationJob.objects.filter(pk=job.pk).update(last_error=error, errors=F("errors") + 1)
+        FailoverEvent.objects.filter(pk=event.pk, state=EventState.RESTORING).update(
+            lease_expires_at=None, last_error=error
+        )
         return False
 
     finished = RestorationJob.objects.filter(pk=job.pk, state=RestorationState.RUNNING).update(
@@ -91,12 +115,13 @@ def restore(event: FailoverEvent) -> bool:
     )
 
 
-def _take_inventory(job: RestorationJob, source: Any, node_tag: str) -> None:
+def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: str) -> None:
     items = list(source.list_recordings(origin="failover", on_behalf_of=node_tag))
     RestorationFile.objects.bulk_create(
         [
             RestorationFile(
                 job=job,
+                source=server,
                 path=item["path"],
                 kind=item.get("kind", "recording"),
                 camera=item.get("camera", ""),
@@ -107,22 +132,28 @@ def _take_inventory(job: RestorationJob, source: Any, node_tag: str) -> None:
         ],
         ignore_conflicts=True,
     )
-    totals = job.files.aggregate(n=Sum(1), size=Sum("size"))
+    totals = job.files.aggregate(size=Sum("size"))
     RestorationJob.objects.filter(pk=job.pk).update(
         files_total=job.files.count(),
         bytes_total=totals["size"] or 0,
-        started_at=timezone.now(),
+        started_at=job.started_at or timezone.now(),
     )
     job.refresh_from_db()
 
 
 def _copy_all(
-    event: FailoverEvent, job: RestorationJob, source: Any, target: Any, node_tag: str
+    event: FailoverEvent,
+    job: RestorationJob,
+    server: Server,
+    source: Any,
+    target: Any,
+    node_tag: str,
 ) -> None:
     """COPIES files in flight: one file's verify, fsync and delete overlap the next
     one's transfer. Each file still goes copy -> verified -> deleted on the source."""
     meter = _Meter(event, job)
-    pending = iter(list(job.files.exclude(state=FileState.DELETED).order_by("pk")))
+    todo = job.files.filter(source=server).exclude(state=FileState.DELETED).order_by("pk")
+    pending = iter(list(todo))
     take = threading.Lock()
 
     def next_item() -> RestorationFile | None:
@@ -133,8 +164,16 @@ def _copy_all(
         try:
             while (item := next_item()) is not None:
                 if item.state == FileState.PENDING:
-                    _copy_one(item, source, target, node_tag, meter)
-                    RestorationFile.objects.filter(pk=item.pk).update(state=FileState.VERIFIED)
+                    stored_as = _copy_one(item, source, target, node_tag, meter)
+                    RestorationFile.objects.filter(pk=item.pk).update(
+                        state=FileState.VERIFIED, restored_as=stored_as
+                    )
+                    if stored_as:
+                        note(
+                            event,
+                            f"{item.path}: the recording server already had another file "
+                            f"under its name; both are kept, this one as {stored_as}",
+                        )
                 source.delete_file(item.path)  # only after the target verified it
                 RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
                 meter.file_done(item.size)
@@ -146,7 +185,7 @@ def _copy_all(
         # Node sessions and the database connection are per thread: the helper's
         # connection is closed when it is done, not left to the pool thread.
         try:
-            work(client_for(event.failover_server), client_for(job.target_server))
+            work(client_for(server), client_for(job.target_server))
         finally:
             connection.close()
 
@@ -165,21 +204,30 @@ def _copy_all(
     meter.flush(force=True)
 
 
-def _copy_one(
-    item: RestorationFile, source: Any, target: Any, node_tag: str, meter: _Meter
-) -> None:
+def _copy_one(item: RestorationFile, source: Any, target: Any, node_tag: str, meter: _Meter) -> str:
+    """Copy one file; returns the other name it was stored under, or "" for its own.
+
+    The target never overwrites: a file of the same name with the same sha256 counts as
+    restored (the node answers complete), one with another sha256 (both servers
+    recorded the camera in the failback overlap, in the same millisecond) stays, and
+    this one is stored next to it under a name with its own sha256.
+    """
     downloads: list[Any] = []
 
     def chunks_from(offset: int) -> Iterable[bytes]:
+        if offset >= item.size:
+            # Every byte arrived before the target died, but it never completed the
+            # upload: an empty request at the end makes it verify and keep the file.
+            return iter(())
         download = source.open_download(item.path, offset, etag=item.sha256)
         downloads.append(download)
         if download.offset != offset:
             raise NodeBadResponse(f"{item.path} changed on the failover server")
         return meter.count(download.chunks(CHUNK))
 
-    try:
+    def upload(path: str) -> None:
         target.upload(
-            target_path(item.path, node_tag),
+            path,
             chunks_from,
             item.size,
             item.sha256,
@@ -187,9 +235,29 @@ def _copy_one(
             camera=item.camera or "unknown",
             origin="own",
         )
+
+    path = target_path(item.path, node_tag)
+    try:
+        try:
+            upload(path)
+            return ""
+        except NodeRefused as exc:
+            if exc.code != "file_exists":
+                raise
+        other = conflict_name(path, item.sha256)
+        upload(other)  # the same refusal again would be a real error: it propagates
+        return other
     finally:
         for download in downloads:
             download.close()
+
+
+def conflict_name(path: str, sha256: str) -> str:
+    """own/cam/20260101-120000.123.ts -> own/cam/20260101-120000.123.<sha256[:16]>.ts"""
+    folder, _, name = path.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    named = f"{stem}.{sha256[:16]}.{suffix}" if dot else f"{name}.{sha256[:16]}"
+    return f"{folder}/{named}" if folder else named
 
 
 class _Meter:
@@ -245,10 +313,11 @@ class _Meter:
         updated = RestorationJob.objects.filter(
             pk=self.job.pk, state=RestorationState.RUNNING
         ).update(bytes_done=bytes_done, files_done=files_done, rate_bps=rate)
-        if not updated:
+        if not updated or not renew_lease(self.event):
+            # Stopped by an operator, or the event moved on (the recording server
+            # failed again): the next restoring run resumes where this one stopped.
             self.halted.set()
             raise RestorationStopped()
-        renew_lease(self.event)
 
 
 def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
@@ -268,12 +337,13 @@ def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
             state=RestorationState.STOPPED, finished_at=timezone.now()
         )
     deleted = 0
-    if event.failover_server is not None:
+    for server in sources(event):  # every failover server that recorded for it
         try:
-            deleted = client_for(event.failover_server).purge_failover(event.node_tag)
-            note(event, f"Removed {deleted} file(s) from the failover server.", actor=actor)
+            removed = client_for(server).purge_failover(event.node_tag)
+            note(event, f"Removed {removed} file(s) from {server.name}.", actor=actor)
+            deleted += removed
         except NodeError as exc:
-            note(event, f"Could not remove the files from the failover server: {exc}", actor=actor)
+            note(event, f"Could not remove the files from {server.name}: {exc}", actor=actor)
     return deleted
 
 

@@ -8,14 +8,20 @@ enqueues, except the operator's entry points (engine.wake) which return at once.
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
 
 from . import engine, probing
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
 def probe_tick() -> None:
-    """Beat fires this every second; a cycle runs only when the database says it is due."""
-    for event_id in probing.run_cycle().wake:
+    """Beat fires this every second; a cycle runs only when the database says it is due.
+
+    An event whose worker died is handed on at every tick, not only at the next cycle:
+    its lease is a few seconds, and a probe interval may be longer than that.
+    """
+    wake = probing.run_cycle().wake
+    for event_id in dict.fromkeys([*wake, *engine.abandoned(timezone.now())]):
         advance_event.delay(event_id)
 
 

@@ -80,7 +80,8 @@ class FailoverEventSerializer(serializers.ModelSerializer):
                   "failover_server_name", "trigger", "state", "epoch", "detected_at",
                   "taken_over_at", "recording_gap_seconds", "recovered_at", "failed_back_at",
                   "ended_at", "time_to_take_over", "attempts", "last_error", "replacement",
-                  "restoration", "timeline"]  # fmt: skip
+                  "earlier_failover_servers", "restoration", "timeline"]  # fmt: skip
+        read_only_fields = ["earlier_failover_servers"]
 
     def get_time_to_take_over(self, event: FailoverEvent) -> float | None:
         delta = event.time_to_take_over
