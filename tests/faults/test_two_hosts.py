@@ -13,7 +13,7 @@ Invariants, for each of the three moments:
   the same sha256 (the bytes hashed as each node serves them), or still on the
   failover server: none lost.
 
-The workers' lease is 3 s here (CMS_EVENT_LEASE_SECONDS), so that a dead host's claim
+The workers' lease is 3 s here (conftest.HOST_ENV), so that a dead host's claim
 runs out quickly; the bounds include it.
 
 On SQLite both hosts share the database file (the local run); in CI they share
@@ -41,13 +41,12 @@ from failover.choices import EventState
 from failover.engine import ADVANCE_TASK
 from failover.models import FailoverEvent
 from tests.faults.invariants import FileLedger, one_takeover, settles, timeline
-from tests.fixtures.celery import SESSION_QUEUE, WorkerProcess, purge, start_beat, start_worker
+from tests.fixtures.celery import WorkerProcess
 from tests.fixtures.nodes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"CMS_EVENT_LEASE_SECONDS": "3", "CMS_TAKEOVER_CONFIRM_SECONDS": "20"}
 TAKEOVER_BOUND = 60.0  # from the death: detection, the dead host's lease, the takeover
 STORY_BOUND = 120.0  # from the return: recovery, failback and restoration
 
@@ -74,24 +73,11 @@ class Host:
 
 
 @pytest.fixture
-def two_hosts(tmp_path):
-    hosts = []
-    purge(SESSION_QUEUE)
-    for name in ("a", "b"):
-        host = Host(name)
-        host.processes.append(start_worker(tmp_path / name, queue=SESSION_QUEUE, **ENV))
-        host.processes.append(start_beat(tmp_path / name, f"beat-{name}", **ENV))
-        hosts.append(host)
+def two_hosts(cms_host):
+    hosts = [Host(name, cms_host(name)) for name in ("a", "b")]
     yield hosts
     for host in hosts:
         host.kill()
-
-
-@pytest.fixture
-def tmp_path(tmp_path):
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-    return tmp_path
 
 
 def the_event() -> FailoverEvent | None:
