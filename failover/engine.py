@@ -60,6 +60,7 @@ from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError
+from cms.nodes.transport import deadline
 
 from . import gap
 from .choices import EventState, FailbackMode, RestorationState, Trigger
@@ -99,6 +100,8 @@ TRIGGER_FOR_STATUS = {
 
 # The Celery task that runs advance() (failover/tasks.py registers it under this name).
 ADVANCE_TASK = "failover.tasks.advance_event"
+# How long a takeover that failed waits to tell its server to stop before the next one.
+UNCLAIM_RELEASE_SECONDS = 3.0
 
 
 def confirm_timeout() -> float:
@@ -546,8 +549,10 @@ def _claim(event: FailoverEvent, server: Server) -> bool:
 
 def _unclaim(event: FailoverEvent, reason: str) -> None:
     if event.failover_server is not None:
-        # It may be down: its epoch is fenced off by the next claim anyway.
-        release_failover_server(event, event.failover_server, quiet=True)
+        # It may be down, or take every byte and never answer: its epoch is fenced off by
+        # the next claim anyway, so the next server must not wait a whole call deadline.
+        with deadline(UNCLAIM_RELEASE_SECONDS):
+            release_failover_server(event, event.failover_server, quiet=True)
     transition(
         event,
         EventState.DETECTED,

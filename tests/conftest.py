@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.node_io",
     "tests.fixtures.proxy",
     "tests.fixtures.hostile",
+    "tests.fixtures.faulty_network",
 ]
 
 
