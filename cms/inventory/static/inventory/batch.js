@@ -191,12 +191,12 @@
   });
 
   // -- Enable: the CMS service, with the security lock --------------------------
-  const enable = $("cms-batch-enable");
+  const enable = $("cms-enable-dialog");
   let enabling = null;
 
   function openEnable(row) {
     enabling = row;
-    $("cms-batch-enable-server").textContent = `${row.found.name} (${row.found.model}) at ` +
+    $("cms-enable-server").textContent = `${row.found.name} (${row.found.model}) at ` +
       `${row.found.address}:${row.found.port}, as a ${role} server.`;
     $("cms-enable-password").value = "";
     $("cms-enable-other-hosts").checked = false; // each server's lock is chosen for it

@@ -58,24 +58,55 @@
     say(`Filled in ${found.name} at ${found.address}:${found.port}.`, true);
   }
 
+  // Enable: the password goes in the dialog's password field, never in a prompt. The
+  // dialog comes after the page's form (a form inside it would submit the page's own),
+  // so after this script: it is looked up once the page is parsed.
+  const dialogField = (id) => document.getElementById(id);
+  let dialog = null;
+  let enabling = null;
+
   function enable(found, button) {
-    const password = window.prompt(`Admin password of ${found.name} to enable its CMS service:`);
-    if (!password) return;
+    enabling = { found, button };
+    dialogField("cms-enable-server").textContent = `${found.name} (${found.model}) at ` +
+      `${found.address}:${found.port}, as a ${role} server.`;
+    dialogField("cms-enable-password").value = "";
+    dialogField("cms-enable-other-hosts").checked = false;
+    dialogField("cms-enable-local").checked = false;
+    dialog.showModal();
+    dialogField("cms-enable-password").focus();
+  }
+
+  function wireDialog() {
+    dialog = dialogField("cms-enable-dialog");
+    dialog.addEventListener("close", () => {
+      if (enabling && dialog.returnValue !== "ok") enabling.button.focus();
+    });
+    dialogField("cms-enable-ok").addEventListener("click", enableNow);
+  }
+
+  function enableNow() {
+    const { found, button } = enabling;
+    const password = dialogField("cms-enable-password").value;
     button.disabled = true;
+    say("Enabling…", true);
     post(script.dataset.enable, {
       connection_type: "address", host: found.address, port: found.port,
       use_https: found.https ? "on" : "", admin_password_input: password,
+      refuse_other_hosts: dialogField("cms-enable-other-hosts").checked ? "on" : "",
+      refuse_local_changes: dialogField("cms-enable-local").checked ? "on" : "",
     }).then(({ data }) => {
-      say(data.message, data.ok);
+      say(data.message || Object.values(data.errors || {}).flat().join(" ") ||
+          "The CMS could not enable it.", !!data.ok);
       if (data.ok) {
         found.cms_enabled = true;
         found.cms_mode = data.cms_mode;
         field("admin_password_input").value = password;
         use(found);
+        say(data.message, true);
       } else {
         button.disabled = false;
       }
-    });
+    }).catch(() => { say("The CMS did not answer.", false); button.disabled = false; });
   }
 
   function search() {
@@ -121,4 +152,9 @@
   document.getElementById("cms-test-connection").addEventListener("click", testConnection);
   document.getElementById("cms-search").addEventListener("click", search);
   showFieldsForType();
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", wireDialog);
+  } else {
+    wireDialog();
+  }
 })();
