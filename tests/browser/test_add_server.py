@@ -15,6 +15,16 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def search_until(page, name: str):
+    """The search results' row of ``name``, searching again if a datagram was lost."""
+    for _ in range(3):  # UDP may drop a datagram
+        page.click("#cms-search")
+        page.wait_for_selector("#cms-connect-result:has-text('found')")
+        if page.locator("#cms-search-results td", has_text=name).count():
+            break
+    return page.locator("#cms-search-results tr", has_text=name)
+
+
 def test_add_a_failover_server_through_search_and_test_connection(page, start_node, settings, team):
     from cms.inventory.models import FailoverServer
 
@@ -26,12 +36,7 @@ def test_add_a_failover_server_through_search_and_test_connection(page, start_no
     page.select_option("#id_team", str(team.pk))
 
     # the magnifier: results list, "Use" fills address and port
-    for _ in range(3):  # UDP may drop a datagram
-        page.click("#cms-search")
-        page.wait_for_selector("#cms-connect-result:has-text('found')")
-        if page.locator("#cms-search-results td", has_text="standby-b").count():
-            break
-    row = page.locator("#cms-search-results tr", has_text="standby-b")
+    row = search_until(page, "standby-b")
     row.get_by_role("button", name="Use").click()
     assert page.input_value("#id_host") == "127.0.0.1"
     assert page.input_value("#id_port") == str(node.port)
@@ -78,12 +83,7 @@ def test_enable_asks_for_the_password_in_a_dialog_never_in_a_prompt(
     page.on("dialog", lambda d: (prompts.append(d.type), d.dismiss()))
     page.goto("/admin/inventory/failoverserver/add/")
     page.select_option("#id_team", str(team.pk))
-    for _ in range(3):  # UDP may drop a datagram
-        page.click("#cms-search")
-        page.wait_for_selector("#cms-connect-result:has-text('found')")
-        if page.locator("#cms-search-results td", has_text="fresh-box").count():
-            break
-    row = page.locator("#cms-search-results tr", has_text="fresh-box")
+    row = search_until(page, "fresh-box")
 
     row.get_by_role("button", name="Enable").click()
     password = page.locator("#cms-enable-dialog #cms-enable-password")

@@ -12,11 +12,7 @@ and the CMS goes on afterwards: the recording server's return still ends the eve
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,18 +27,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 OUTAGE = 3.0
 TAKEOVER_BOUND = 45.0
 STORY_BOUND = 90.0
-
-
-@pytest.fixture
-def private_broker() -> Iterator[Path]:
-    """An embedded broker of this test alone (a short path: unix sockets allow ~100 bytes)."""
-    var_dir = Path(tempfile.mkdtemp(prefix="cms-broker-", dir="/tmp"))
-    broker.start_daemon(var_dir)
-    try:
-        yield var_dir
-    finally:
-        broker.stop(var_dir)
-        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 def test_a_takeover_survives_a_broker_restart(make_fleet, cms_host, private_broker, fresh_tokens):

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from kombu import Connection
 
 from cms import broker
@@ -17,18 +12,6 @@ from cms.inventory.models import WorkerHeartbeat
 from cms.inventory.tasks import worker_heartbeat
 from tests.fixtures.celery import start_worker
 from tests.fixtures.nodes import wait_until
-
-
-@pytest.fixture
-def private_broker() -> Iterator[Path]:
-    """An embedded broker of this test alone (a short path: unix sockets allow ~100 bytes)."""
-    var_dir = Path(tempfile.mkdtemp(prefix="cms-broker-", dir="/tmp"))
-    broker.start_daemon(var_dir)
-    try:
-        yield var_dir
-    finally:
-        broker.stop(var_dir)
-        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 def send_heartbeats(url: str, queue: str, count: int, note: str = "load") -> None:
