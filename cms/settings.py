@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "auditlog",
     "csp",
     "axes",
+    "django_htmx",
     "cms.inventory",
     "cms.nodes",
     "failover",
@@ -102,6 +103,7 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     # Last, as django-axes requires: turns a lockout into its answer.
     "axes.middleware.AxesMiddleware",

@@ -305,12 +305,18 @@ def serve(args: argparse.Namespace) -> int:
     runtime.start()
     advertised = None if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
 
-    def describe() -> dict[str, Any]:
+    def describe(searcher: str | None) -> dict[str, Any]:
         i = runtime.info()
+        paired_with = runtime.store.read()["cms"]["host"]
         return {
             k: i[k]
             for k in ("name", "model", "serial", "version", "cms_mode", "cms_enabled", "https")
-        } | {"address": advertised, "port": port}
+        } | {
+            "address": advertised,
+            "port": port,
+            "paired_elsewhere": paired_with is not None and paired_with != searcher,
+            "locked": bool(i["locked"]),
+        }
 
     helpers: list[Any] = []
     if args.discovery_port:

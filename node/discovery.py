@@ -10,9 +10,14 @@ so several agents share a port; multicast DNS needs a multicast-capable interfac
 
 Wire format (one JSON object per datagram, UTF-8, at most 1 KiB each way)::
 
-    search: {"type": "cms-node-search", "v": 1, "nonce": "<random>"}
+    search: {"type": "cms-node-search", "v": 1, "nonce": "<random>", "host": "<cms id>"}
     answer: {"type": "cms-node-here", "v": 1, "nonce": "<same>", "name", "model",
-             "serial", "version", "address", "port", "https", "cms_mode", "cms_enabled"}
+             "serial", "version", "address", "port", "https", "cms_mode", "cms_enabled",
+             "paired_elsewhere", "locked"}
+
+``paired_elsewhere`` is true when the node is paired with a CMS host other than the
+searching one (``host``; any host when the search names none); ``locked`` is its
+security lock. Booleans only: the pairing key and the other host's id are not told.
 
 ``address`` is null when the agent listens on every address: the searcher then
 uses the source address of the answer.
@@ -38,7 +43,7 @@ MAX_DATAGRAM = 1024
 
 
 class DiscoveryResponder(threading.Thread):
-    def __init__(self, port: int, describe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, port: int, describe: Callable[[str | None], dict[str, Any]]) -> None:
         super().__init__(name="discovery", daemon=True)
         self.port = port
         self.describe = describe
@@ -64,7 +69,7 @@ class DiscoveryResponder(threading.Thread):
                 continue  # not ours: ignore silently, never answer garbage
             try:
                 answer = DiscoveryAnswer(
-                    type="cms-node-here", v=1, nonce=search.nonce, **self.describe()
+                    type="cms-node-here", v=1, nonce=search.nonce, **self.describe(search.host)
                 ).to_json()
             except ValidationError as exc:  # our own identity does not fit the protocol
                 log.warning("discovery answer not sent: %s", exc.errors()[0]["msg"])

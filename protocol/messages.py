@@ -82,6 +82,9 @@ class DiscoverySearch(Answer):
     type: Literal["cms-node-search"]
     v: int = 1
     nonce: Annotated[str, Field(max_length=64)]
+    # The searching CMS host's id (X-CMS-Host): the node answers whether it is paired
+    # with another host than this one. A label, not a credential.
+    host: Annotated[str, Field(max_length=64)] | None = None
 
 
 class DiscoveryAnswer(Answer):
@@ -99,6 +102,10 @@ class DiscoveryAnswer(Answer):
     https: bool
     cms_mode: CmsMode
     cms_enabled: bool
+    # Booleans only: who the node is paired with and its pairing key stay on the node.
+    # None: an older node that does not say.
+    paired_elsewhere: bool | None = None  # paired with (managed by) another CMS host
+    locked: bool | None = None  # security lock on (refuses other hosts or local changes)
 
 
 class LoginAnswer(Answer):

@@ -25,6 +25,7 @@ from cms.permissions import can, may_use_stored_password
 
 from . import actions
 from .connection import DEFAULTS, errors_of, server_for
+from .found import with_status
 from .models import Server
 
 
@@ -122,7 +123,7 @@ def search_view(request: HttpRequest, role: str) -> JsonResponse:
             found = search(timeout=2.0, port=settings.CMS_DISCOVERY_PORT, address=address)
     except NodeBusy as exc:
         return JsonResponse({"results": [], "message": exc.message}, status=503)
-    return JsonResponse({"results": found})
+    return JsonResponse({"results": with_status(found, request.user, role)})
 
 
 @require_POST

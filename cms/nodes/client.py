@@ -805,7 +805,7 @@ class NodeClient:
         ``on_pair`` gets the key to store; a locked node takes this only when signed with
         the key it already has."""
         if not self.cms_host_id:  # a label the node shows, not a credential
-            self.cms_host_id = _settings_host_id() or "cms"
+            self.cms_host_id = pairing_host_id()
         with deadline(self.deadline):
             self.check_identity()
             self.login()  # a session of its own: its SCRAM values give the ServerKey
@@ -1119,6 +1119,11 @@ def _key_bytes(text: str) -> bytes | None:
         return bytes.fromhex(text) or None
     except ValueError:
         return None
+
+
+def pairing_host_id() -> str:
+    """The id this CMS host pairs nodes under (X-CMS-Host)."""
+    return _settings_host_id() or "cms"
 
 
 def _settings_host_id() -> str | None:

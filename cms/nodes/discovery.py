@@ -14,6 +14,7 @@ import socket
 import time
 from typing import Any
 
+from cms.nodes.client import pairing_host_id
 from cms.nodes.transport import time_left
 from protocol import BadAnswer, loads_bounded, validate
 from protocol.messages import DiscoveryAnswer, DiscoverySearch
@@ -21,7 +22,10 @@ from protocol.messages import DiscoveryAnswer, DiscoverySearch
 DEFAULT_PORT = 19997
 BROADCAST = "255.255.255.255"
 MAX_DATAGRAM = 1024
-FIELDS = ("name", "model", "serial", "version", "port", "https", "cms_mode", "cms_enabled")
+FIELDS = (
+    "name", "model", "serial", "version", "port", "https", "cms_mode", "cms_enabled",
+    "paired_elsewhere", "locked",
+)  # fmt: skip
 
 
 def search(
@@ -37,13 +41,14 @@ def search(
     address to ask only that host. The search is sent ``repeats`` times because
     UDP may drop a datagram; answers are deduplicated by serial number.
     Each result: name, model, serial, version, address, port, https, cms_mode,
-    cms_enabled.
+    cms_enabled, paired_elsewhere, locked (None when an older node does not say).
     """
     left = time_left()  # inside a web request: never past its deadline
     if left is not None:
         timeout = min(timeout, left)
     nonce = secrets.token_hex(8)
-    query = json.dumps(DiscoverySearch(type="cms-node-search", nonce=nonce).to_json()).encode()
+    search_msg = DiscoverySearch(type="cms-node-search", nonce=nonce, host=pairing_host_id())
+    query = json.dumps(search_msg.to_json()).encode()
     found: dict[str, dict[str, Any]] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)

@@ -10,6 +10,7 @@ from cms.api.serializers import VisibleField, model_clean
 
 from ..choices import ConnectionType, NameSource
 from ..connection import DEFAULTS, errors_of, server_for
+from ..found import FoundStatus
 from ..models import License, LicenseMove, Server, Team
 from ..naming import NamingRule
 
@@ -144,6 +145,20 @@ class SearchResultSerializer(serializers.Serializer):
     cms_enabled = serializers.BooleanField()
     serial = serializers.CharField(required=False)
     https = serializers.BooleanField(required=False)
+    version = serializers.CharField(required=False)
+    paired_elsewhere = serializers.BooleanField(
+        allow_null=True, help_text="Paired with (managed by) another CMS host; null: not said."
+    )
+    locked = serializers.BooleanField(allow_null=True, help_text="Its security lock is on.")
+    status = serializers.ChoiceField(
+        FoundStatus.choices,
+        help_text="What it is to this CMS: only an available server can be added.",
+    )
+    status_label = serializers.CharField(help_text='As the admin shows it, e.g. "Added (Lobby)".')
+    status_detail = serializers.CharField(allow_blank=True)
+    selectable = serializers.BooleanField(
+        help_text="Available and its CMS service is on in this list's mode."
+    )
 
 
 class BatchItemSerializer(ConnectionSerializer):

@@ -32,6 +32,7 @@ from .. import licenses as license_service
 from ..batch import batch_add
 from ..choices import Role
 from ..connection import server_for
+from ..found import with_status
 from ..models import FailoverServer, License, RecordingServer, Server, Team
 from . import serializers as s
 
@@ -164,6 +165,7 @@ class ServerViewSet(CrudViewSet):
                 port=settings.CMS_DISCOVERY_PORT,
                 address=address,
             )
+        found = with_status(found, request.user, self.role)
         return Response(s.SearchResultSerializer(found, many=True).data)
 
     @extend_schema(request=s.BatchAddSerializer, responses={201: s.ServerSerializer(many=True)})

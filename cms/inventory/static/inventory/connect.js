@@ -121,21 +121,27 @@
       for (const found of data.results || []) {
         const tr = document.createElement("tr");
         for (const text of [found.name, found.model, `${found.address}:${found.port}`,
-                            found.cms_enabled ? found.cms_mode : "CMS service not enabled"]) {
+                            found.cms_enabled ? found.cms_mode : "CMS service not enabled",
+                            found.status_label]) {
           const td = document.createElement("td");
           td.textContent = text;
           tr.append(td);
         }
+        tr.lastChild.title = found.status_detail || "";  // the CMS's status: what it says
         const action = document.createElement("td");
         const button = document.createElement("button");
         button.type = "button";
         button.className = "button";
-        if (!found.cms_enabled) {
+        if (found.status !== "available") {
+          button.textContent = "Use";
+          button.disabled = true;
+          button.title = found.status_detail || found.status_label;
+        } else if (!found.cms_enabled) {
           button.textContent = "Enable";
           button.addEventListener("click", () => enable(found, button));
         } else {
           button.textContent = "Use";
-          button.disabled = found.cms_mode !== role;
+          button.disabled = !found.selectable;
           button.title = button.disabled ? `Its CMS mode is ${found.cms_mode}` : "";
           button.addEventListener("click", () => use(found));
         }
