@@ -19,7 +19,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 
 from cms.actions import ActionRefused, ConfirmationRequired
 from cms.inventory import actions as inventory_actions
@@ -35,8 +34,11 @@ from .admin_status import (
     annotate_duty,
     annotate_failed_over,
     duty_label,
+    job_progress,
     live_status,
+    live_updates,
     recording_label,
+    status_cell,
 )
 from .choices import EventState
 from .models import (
@@ -110,8 +112,7 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
 
     @admin.display(description="Status", ordering="status")
     def live_status(self, server: Server) -> str:
-        return format_html('<span class="cms-status" data-server="{}">{}</span>',
-                           server.pk, recording_label(server))  # fmt: skip
+        return status_cell(server.pk, recording_label(server))
 
     @admin.action(description="Manual failover (maintenance)", permissions=["trigger_failover"])
     def manual_failover(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -195,8 +196,7 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
 
     @admin.display(description="Status")
     def duty(self, server: Server) -> str:
-        return format_html('<span class="cms-status" data-server="{}">{}</span>',
-                           server.pk, duty_label(server))  # fmt: skip
+        return status_cell(server.pk, duty_label(server))
 
     @admin.display(description="Protects")
     def protects_list(self, server: Server) -> str:
@@ -280,15 +280,7 @@ class RestorationInline(HistoryInline, admin.StackedInline):
 
     @admin.display(description="Progress")
     def progress(self, job: RestorationJob) -> str:
-        left = f", about {job.seconds_left:.0f} s left" if job.seconds_left is not None else ""
-        return format_html(
-            '<div class="cms-job" data-job="{}"><progress max="100" value="{}" '
-            'aria-label="restoration progress"></progress> <span class="cms-job-text">'
-            "{}: {}% — {}/{} files, {} MB of {} MB, {} MB/s{}</span></div>",
-            job.pk, job.percent, job.get_state_display(), job.percent, job.files_done,
-            job.files_total, round(job.bytes_done / 1e6, 1), round(job.bytes_total / 1e6, 1),
-            round(job.rate_bps / 1e6, 1), left,
-        )  # fmt: skip
+        return job_progress(job)
 
     @admin.display(description="Rate")
     def rate(self, job: RestorationJob) -> str:
@@ -376,7 +368,12 @@ class FailoverEventAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(live_status),
             name="failover_live_status",
         )
-        return [replace_url, live_url, *super().get_urls()]
+        updates_url = path(
+            "live-updates/",
+            self.admin_site.admin_view(live_updates),
+            name="failover_live_updates",
+        )
+        return [replace_url, live_url, updates_url, *super().get_urls()]
 
     def replace_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
         if not can(request.user, "replace_server"):

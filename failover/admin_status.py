@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
 from cms.inventory.choices import HealthStatus
 
@@ -109,8 +112,70 @@ def annotate_failed_over(queryset: QuerySet) -> QuerySet:
     )
 
 
+def label_token(label: str) -> str:
+    """A short fingerprint of a label, for the page to tell which label it shows."""
+    return f"{zlib.crc32(label.encode()):08x}"
+
+
+def status_cell(pk: int, label: str, *, oob: bool = False, changed: bool = False) -> SafeString:
+    """A server's status in a list: refreshed in place by the page's live form."""
+    context = {"pk": pk, "label": label, "token": label_token(label), "oob": oob,
+               "changed": changed}  # fmt: skip
+    return SafeString(render_to_string("admin/failover/status_cell.html", context).strip())
+
+
+def job_progress(job: Any, *, oob: bool = False) -> SafeString:
+    """A restoration job's progress bar and figures, refreshed while it runs."""
+    from .choices import RestorationState
+
+    left = job.seconds_left
+    context = {
+        "job": job, "oob": oob,
+        "mb_done": round(job.bytes_done / 1e6, 1), "mb_total": round(job.bytes_total / 1e6, 1),
+        "rate": round(job.rate_bps / 1e6, 1),
+        "seconds_left": round(left) if left is not None else None,
+        "polling": job.state in (RestorationState.PENDING, RestorationState.RUNNING),
+    }  # fmt: skip
+    return SafeString(render_to_string("admin/failover/job_progress.html", context).strip())
+
+
+def _server_labels(request: HttpRequest, pks: list[int]) -> dict[int, str]:
+    from cms.inventory.choices import Role
+    from cms.inventory.models import Server
+
+    servers = annotate_failed_over(
+        annotate_duty(Server.objects.for_user(request.user).filter(pk__in=pks))
+    )
+    return {s.pk: duty_label(s) if s.role == Role.FAILOVER else recording_label(s) for s in servers}
+
+
+def live_updates(request: HttpRequest) -> HttpResponse:
+    """What a list or event page's live form polls (htmx): the status cells whose label
+    changed since the page showed them (``server-<pk>=<token>``) and the progress of the
+    restoration jobs still running (``job=<pk>``), as out-of-band swaps."""
+    from .models import RestorationJob
+
+    shown = {}
+    for key, token in request.GET.items():
+        pk = key.removeprefix("server-")
+        if key.startswith("server-") and pk.isdigit() and len(shown) < 500:
+            shown[int(pk)] = token
+    parts = [
+        status_cell(pk, label, oob=True, changed=True)
+        for pk, label in _server_labels(request, list(shown)).items()
+        if label_token(label) != shown[pk]
+    ]
+    jobs = [int(x) for x in request.GET.getlist("job") if x.isdigit()][:100]
+    parts += [
+        job_progress(job, oob=True)
+        for job in RestorationJob.objects.for_user(request.user).filter(pk__in=jobs)
+    ]
+    return HttpResponse("\n".join(parts))
+
+
 def live_status(request: HttpRequest) -> JsonResponse:
-    """What list and event pages poll: the labels of the servers and jobs they show."""
+    """The labels of the servers and jobs asked for, as JSON (for scripts; the admin's
+    pages refresh with `live_updates`)."""
     from cms.inventory.choices import Role
     from cms.inventory.models import Server
 

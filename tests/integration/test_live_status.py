@@ -3,6 +3,7 @@
 from failover.models import FailoverEvent, RestorationJob
 
 URL = "/admin/failover/failoverevent/live-status/"
+UPDATES = "/admin/failover/failoverevent/live-updates/"
 
 
 def test_it_reports_labels_and_progress_for_the_ids_asked(admin_client, sites):
@@ -40,8 +41,37 @@ def test_the_lists_and_the_event_page_load_the_poller(admin_client, sites):
     for url in ("/admin/inventory/recordingserver/", "/admin/inventory/failoverserver/",
                 f"/admin/failover/failoverevent/{sites[0].event.pk}/change/"):  # fmt: skip
         page = admin_client.get(url).content.decode()
-        assert "failover/live.js" in page and URL in page
+        assert "django_htmx/htmx-2.min.js" in page and UPDATES in page
+        assert "failover/live.js" not in page  # no script rebuilds the rows any more
         assert 'class="cms-status"' in page or 'class="cms-job"' in page
+
+
+def test_the_poll_answers_only_the_labels_that_changed(admin_client, sites):
+    from failover.admin_status import label_token
+
+    site = sites[0]
+    shown = {f"server-{site.recording.pk}": label_token("Not probed yet"),
+             f"server-{site.failover.pk}": label_token("Not probed yet")}  # fmt: skip
+    assert admin_client.get(UPDATES, shown).content.decode().strip() == ""
+
+    FailoverEvent.objects.filter(pk=site.event.pk).update(
+        state="active", failover_server=site.failover, failover_server_name=site.failover.name
+    )
+    html = admin_client.get(UPDATES, shown).content.decode()
+    assert f'id="cms-status-{site.recording.pk}"' in html and 'hx-swap-oob="true"' in html
+    assert "Not probed yet (failed over to Standby N)" in html
+    assert "Failover active" in html and "cms-changed" in html
+
+
+def test_the_poll_renders_a_running_restoration(admin_client, sites):
+    site = sites[0]
+    RestorationJob.objects.filter(pk=site.restoration.pk).update(
+        state="running", files_total=4, files_done=1, bytes_total=4_000_000,
+        bytes_done=1_000_000, rate_bps=500_000,
+    )  # fmt: skip
+    html = admin_client.get(UPDATES, {"job": site.restoration.pk}).content.decode()
+    assert f'id="cms-job-{site.restoration.pk}"' in html
+    assert "Running: 25.0% — 1/4 files, 1.0 MB of 4.0 MB, 0.5 MB/s, about 6 s left" in html
 
 
 def test_the_connect_helpers_check_input_and_permission(client, admin_client, django_user_model):
