@@ -91,9 +91,8 @@ def batch_add(
     if result.errors:
         return result
 
-    taken = Server.objects.filter(role=role).values_list("name", flat=True)
     try:
-        names = generate_names(naming_rule, candidates, taken, prefix=prefix)
+        names = preview_names(role, naming_rule, candidates, prefix=prefix)
     except ValidationError as exc:
         result.rule_errors = exc.messages
         return result
@@ -130,3 +129,16 @@ def batch_add(
                 server.quickconnect_enrollment_secret = secret
         result.created.extend(servers)
     return result
+
+
+def taken_names(role: str) -> list[str]:
+    """The names a batch of ``role`` servers must avoid (as `batch_add` avoids them)."""
+    return list(Server.objects.filter(role=role).values_list("name", flat=True))
+
+
+def preview_names(
+    role: str, naming_rule: str, candidates: list[Candidate], prefix: str = ""
+) -> list[str]:
+    """The names `batch_add` will give these servers now: the same function, the same
+    taken names. Raises ValidationError as `batch_add` would refuse the rule."""
+    return generate_names(naming_rule, candidates, taken_names(role), prefix=prefix)

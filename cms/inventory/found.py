@@ -47,9 +47,10 @@ def verdict(found: dict[str, Any], added_as: dict[str, str | None]) -> Verdict:
     if serial in added_as:
         name = added_as[serial]
         return Verdict(FoundStatus.ADDED, name if name is not None else "in another team")
-    if found.get("locked"):
-        return Verdict(FoundStatus.LOCKED, "Its security lock refuses other hosts.")
     if found.get("paired_elsewhere"):
+        # A lock set by this host (paired with it) is no obstacle here: only another's.
+        if found.get("locked"):
+            return Verdict(FoundStatus.LOCKED, "Another CMS host manages it with its lock on.")
         return Verdict(
             FoundStatus.PAIRED_ELSEWHERE, "Another CMS host manages it: disable its CMS there."
         )

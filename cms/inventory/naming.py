@@ -49,6 +49,23 @@ def reported_name_errors(reported_name: str) -> list[str]:
     ]
 
 
+def taken_name_error(name: str) -> str:
+    return f"The name {name!r} is already used by another server."
+
+
+def custom_name_errors(name: str, taken: Iterable[str]) -> list[str]:
+    """Why a custom name typed for one server cannot be used: the name rule, then the
+    names already taken; the same messages as when the batch is added."""
+    if not name:
+        return ["Enter the custom name."]
+    problems = name_rule_errors(name)
+    if problems:
+        return problems
+    if name_key(name) in {name_key(t) for t in taken}:
+        return [taken_name_error(name)]
+    return []
+
+
 def generate_names(
     rule: str,
     candidates: list[Candidate],
@@ -89,7 +106,7 @@ def generate_names(
         else:
             raise ValidationError(f"Unknown naming rule {rule!r}.")
         if name_key(name) in used:
-            raise ValidationError(f"The name {name!r} is already used by another server.")
+            raise ValidationError(taken_name_error(name))
         used.add(name_key(name))
         names.append(name)
     return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.test_add_server import free_udp_port
 
@@ -55,29 +56,29 @@ def test_batch_add_two_failover_servers_with_prefix_no(page, start_node, lan, te
     )
     east_box.focus()
     page.keyboard.press("Space")
-    assert east_box.is_checked()
-    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Select fs-east"
+    expect(east_box).to_be_checked()
+    expect(page.get_by_label("Select fs-east")).to_be_focused()  # kept across the redraw
     page.keyboard.press("Space")
-    assert not east_box.is_checked()
+    expect(east_box).not_to_be_checked()
 
     # First row by double-click: the naming rule Prefix-No. with a custom prefix.
     edit(page, "fs-east", first.password, double_click=True)
     page.select_option("#cms-edit-rule", "prefix_no")
     assert page.is_visible("#cms-edit-prefix")
     page.click("#cms-edit-ok")
-    assert page.is_visible("#cms-edit-error")  # no prefix yet: the window stays open
+    expect(page.locator("#cms-edit-error")).to_have_text("Enter the custom prefix.")
+    assert page.is_visible("#cms-batch-edit")  # no prefix yet: the window stays open
     page.fill("#cms-edit-prefix", "Standby")
     page.click("#cms-edit-ok")
     # Second row by its Edit button, with a wrong password first: nothing is added.
     edit(page, "fs-west", "wrong")
     page.click("#cms-edit-ok")
     # The closed window hands the focus back to the row's Edit button (on its close event).
-    page.wait_for_function(
-        "document.activeElement?.getAttribute('aria-label') === 'Edit fs-west'", timeout=5_000
-    )
+    expect(page.get_by_role("button", name="Edit fs-west")).to_be_focused()
 
     planned = page.locator("#cms-batch-results tbody tr", has_text="fs-east")
-    assert planned.locator(".cms-batch-name").inner_text() == "Standby-1"
+    # Standby-1 is taken: the preview says what the CMS will give, numbers skip it.
+    expect(planned.locator(".cms-batch-name")).to_have_text("Standby-2")
     page.click("#cms-batch-ok")
     west = page.locator("#cms-batch-results tbody tr", has_text="fs-west")
     west.locator(".cms-batch-result", has_text="wrong username or password").wait_for()
@@ -114,7 +115,7 @@ def test_batch_enables_a_cms_service_with_the_security_lock(page, start_node, la
     assert (info["cms_mode"], info["locked"]) == ("failover", True)
 
     # Enabled with its password: ticked and ready; a custom name wins over the rule.
-    assert row.locator(".cms-batch-select").is_checked()
+    expect(row.locator(".cms-batch-select")).to_be_checked()
     edit(page, "fresh-box", node.password)
     page.check("#cms-naming-custom")
     page.fill("#cms-edit-name", "Spare North")

@@ -45,6 +45,7 @@ def found(**fields):
         ({}, {"S1": "Standby-2"}, FoundStatus.ADDED),
         ({"locked": True, "paired_elsewhere": True}, {}, FoundStatus.LOCKED),
         ({"paired_elsewhere": True}, {}, FoundStatus.PAIRED_ELSEWHERE),
+        ({"locked": True}, {}, FoundStatus.AVAILABLE),  # locked by this host, unmanaged here
         ({"version": "0.0.1"}, {}, FoundStatus.INCOMPATIBLE),
         ({"paired_elsewhere": None, "locked": None}, {}, FoundStatus.AVAILABLE),  # older node
     ],
