@@ -71,7 +71,7 @@ def test_the_poll_renders_a_running_restoration(admin_client, sites):
     )  # fmt: skip
     html = admin_client.get(UPDATES, {"job": site.restoration.pk}).content.decode()
     assert f'id="cms-job-{site.restoration.pk}"' in html
-    assert "Running: 25.0% — 1/4 files, 1.0 MB of 4.0 MB, 0.5 MB/s, about 6 s left" in html
+    assert "Running: 25% — 1/4 files, 1.0 MB of 4.0 MB, 0.5 MB/s, about 6 s left" in html
 
 
 def test_the_connect_helpers_check_input_and_permission(client, admin_client, django_user_model):
