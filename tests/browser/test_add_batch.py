@@ -10,6 +10,21 @@ from tests.browser.test_add_server import free_udp_port
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def no_prompt(page):
+    """window.prompt shows what is typed in clear text: any prompt fails the test."""
+    prompts = []
+
+    def on_dialog(dialog):
+        if dialog.type == "prompt":
+            prompts.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    yield
+    assert prompts == []
+
+
 @pytest.fixture
 def lan(settings):
     settings.CMS_DISCOVERY_PORT = free_udp_port()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_add_batch import edit, search_until
+from tests.browser.test_add_batch import edit, no_prompt, search_until  # noqa: F401 (autouse)
 from tests.browser.test_add_server import free_udp_port
 from tests.browser.test_add_server import search_until as search_add_server
 
@@ -20,16 +20,6 @@ def lan(settings):
     settings.CMS_DISCOVERY_PORT = free_udp_port()
     settings.CMS_DISCOVERY_ADDRESS = "127.255.255.255"
     return settings.CMS_DISCOVERY_PORT
-
-
-@pytest.fixture(autouse=True)
-def no_prompt(page):
-    """window.prompt shows what is typed in clear text: any prompt fails the test."""
-    prompts = []
-    page.on("dialog", lambda d: (prompts.append(d.message), d.dismiss()) if d.type == "prompt"
-            else d.dismiss())  # fmt: skip
-    yield
-    assert prompts == []
 
 
 def test_only_available_servers_can_be_ticked(page, start_node, lan, team):
