@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, retarget
 
 from cms.nodes.discovery import FIELDS, search
@@ -201,11 +202,10 @@ def _rows(request: HttpRequest, model_admin: Any, role: str, batch: Batch) -> Ht
     return TemplateResponse(request, "admin/inventory/batch_rows.html", context)
 
 
+@require_POST
 def batch_rows_view(request: HttpRequest, model_admin: Any, role: str) -> HttpResponse:
     """Every change on the page: the rows again, or the Edit window with its errors."""
     _check(request, model_admin)
-    if request.method != "POST":
-        raise PermissionDenied
     op = request.POST.get("op", "")
     if op == "search":
         return _search(request, model_admin, role)
@@ -292,12 +292,11 @@ def _edit_ok(request: HttpRequest, model_admin: Any, role: str, batch: Batch) ->
     return response
 
 
+@require_POST
 def check_name_view(request: HttpRequest, model_admin: Any, role: str) -> HttpResponse:
     """The Edit window's custom name, checked as it is typed: the same rule and messages
     as its OK."""
     _check(request, model_admin)
-    if request.method != "POST":
-        raise PermissionDenied
     batch = read_batch(request, role)
     name = request.POST.get("edit_name", "")
     errors = edit_name_errors(batch, request.POST.get("serial", ""), name) if name else []

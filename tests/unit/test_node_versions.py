@@ -68,3 +68,14 @@ def test_an_older_patch_needs_an_update(monkeypatch):
     v = verdict(found(version="3.2.4"), {})
     assert v.status == FoundStatus.UPDATE_REQUIRED
     assert v.detail == "Update it to 3.2.5 or later (it runs 3.2.4)."
+
+
+def test_an_older_nodes_search_answer_still_parses_and_says_nothing_of_pairing():
+    from protocol.messages import DiscoveryAnswer
+
+    older = {"type": "cms-node-here", "v": 1, "nonce": "n", "name": "a", "model": "m",
+             "serial": "S1", "version": "0.1.0", "port": 5000, "https": False,
+             "cms_mode": "failover", "cms_enabled": True}  # fmt: skip
+    answer = DiscoveryAnswer.model_validate(older)
+    assert (answer.paired_elsewhere, answer.locked) == (None, None)
+    assert verdict(answer.to_json(), {}).status == FoundStatus.AVAILABLE
