@@ -63,6 +63,22 @@ def test_the_poll_answers_only_the_labels_that_changed(admin_client, sites):
     assert "Failover active" in html and "cms-changed" in html
 
 
+def test_the_poll_answers_nothing_of_another_teams_servers(client, django_user_model, sites):
+    from django.contrib.auth.models import Group
+
+    from cms.inventory.models import TeamMembership
+
+    user = django_user_model.objects.create_user("v2", password="pw-v-12345", is_staff=True)
+    user.groups.add(Group.objects.get(name="Viewer"))
+    TeamMembership.objects.create(team=sites[0].team, user=user)
+    client.force_login(user)
+    ours, theirs = sites[0].recording.pk, sites[1].recording.pk
+    html = client.get(UPDATES, {f"server-{ours}": "stale", f"server-{theirs}": "stale",
+                                "job": sites[1].restoration.pk}).content.decode()  # fmt: skip
+    assert f"cms-status-{ours}" in html
+    assert f"cms-status-{theirs}" not in html and "cms-job" not in html
+
+
 def test_the_poll_renders_a_running_restoration(admin_client, sites):
     site = sites[0]
     RestorationJob.objects.filter(pk=site.restoration.pk).update(
