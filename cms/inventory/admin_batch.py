@@ -89,6 +89,8 @@ def _found(raw: str) -> dict[str, Any] | None:
 
 
 def read_batch(request: HttpRequest, role: str, found: list[dict[str, Any]] | None = None) -> Batch:
+    """The page's state from its form; ``found``: a new search's answers, which replace
+    the rows (keeping what was typed and ticked for the servers found again)."""
     post = request.POST
     rule = post.get("naming_rule", NamingRule.DEFAULT)
     batch = Batch(
@@ -98,13 +100,10 @@ def read_batch(request: HttpRequest, role: str, found: list[dict[str, Any]] | No
         prefix=post.get("prefix", ""),
     )
     picks = set(post.getlist("pick"))
-    kept = [f for f in (_found(raw) for raw in post.getlist("found")) if f]
-    before = {f["serial"]: f for f in kept}
-    for item in (found if found is not None else kept)[:MAX_ROWS]:
-        item = {k: item.get(k) for k in KEPT}
+    shown = [f for f in (_found(raw) for raw in post.getlist("found")) if f]
+    for answer in (found if found is not None else shown)[:MAX_ROWS]:
+        item = {k: answer.get(k) for k in KEPT}
         serial = str(item["serial"])
-        if found is not None and serial not in before:
-            picks.discard(serial)  # a server new to the page starts unticked
         row = Row(
             found=item,
             picked=serial in picks,
