@@ -109,6 +109,22 @@ class ServerAdmin(ServerActionsAdmin, EnrollmentAdminMixin, TeamScopedAdmin):
         ),
     ]
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # nothing is reported or probed before the server is added
+            return [f for f in fieldsets if f[0] not in ("Reported by the server", "Health")]
+        return fieldsets
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new server belongs to the user's team when they are in one team only."""
+        initial = super().get_changeform_initial_data(request)
+        if "team" not in initial:
+            mine = TeamMembership.objects.filter(user=request.user)
+            teams = list(mine.values_list("team_id", flat=True)[:2])
+            if len(teams) == 1:
+                initial["team"] = teams[0]
+        return initial
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         form_class = super().get_form(request, obj, change=change, **kwargs)
         user = request.user
