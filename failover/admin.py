@@ -353,6 +353,10 @@ class FailoverEventAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):
         return FailoverEvent.objects.for_user(request.user)
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Failover events",
+                                                 **(extra_context or {})})  # fmt: skip
+
     def get_inlines(self, request: HttpRequest, obj: Any = None):
         # No empty "Restoration jobs" header on an event that restored nothing.
         if obj is None or not RestorationJob.objects.filter(event=obj).exists():

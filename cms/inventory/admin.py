@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.utils.text import capfirst
 
 from . import admin_audit  # noqa: F401 (replaces the audit log's unscoped admin)
 from .admin_actions import ServerActionsAdmin
@@ -19,6 +20,11 @@ class TeamScopedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return self.model._default_manager.get_queryset().for_user(request.user)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # "Recording servers", not Django's "Select recording server to change".
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
 
 class TeamMembershipInline(admin.TabularInline):

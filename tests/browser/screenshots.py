@@ -95,19 +95,47 @@ def _shoot(page, url: str, name: str, viewport=SMALL, *, before=None) -> None:
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
 
 
-def test_take_screenshots(page, make_fleet, start_node, team, admin_user):
+def _search_lan(page) -> None:
+    """Add Batch's LAN search, again if a datagram was lost, until both agents answer."""
+    for _ in range(3):
+        page.click("#cms-batch-search")
+        page.wait_for_selector("#cms-batch-status:has-text('found')")
+        rows = page.locator("#cms-batch-results tbody tr")
+        if rows.filter(has_text="fs-east").count() and rows.filter(has_text="fs-west").count():
+            return
+
+
+def _preview(page) -> None:
+    """Replace protected server: its consequences, shown before OK."""
+    page.click("#cms-replace-submit")
+    page.wait_for_selector("#cms-replace-plan")
+
+
+def test_take_screenshots(page, make_fleet, start_node, team, admin_user, settings):
+    from tests.browser.test_add_server import free_udp_port
+
     OUT.mkdir(parents=True, exist_ok=True)
     done, active = story(make_fleet, start_node, team, admin_user)
+    # Two agents that answer Add Batch's LAN search (on the loopback broadcast address).
+    settings.CMS_DISCOVERY_PORT = free_udp_port()
+    settings.CMS_DISCOVERY_ADDRESS = "127.255.255.255"
+    for name in ("fs-east", "fs-west"):
+        start_node(mode="failover", name=name, model="FS-7",
+                   discovery_port=settings.CMS_DISCOVERY_PORT)  # fmt: skip
     events = "/admin/failover/failoverevent/"
     _shoot(page, "/admin/", "dashboard")
     _shoot(page, "/admin/", "dashboard-1920", LARGE)
+    page.emulate_media(color_scheme="dark")  # the admin's dark theme (its "auto" setting)
+    _shoot(page, "/admin/", "dashboard-dark")
+    _shoot(page, f"{events}{done.pk}/change/", "event-timeline-dark")
+    page.emulate_media(color_scheme="light")
     _shoot(page, "/admin/inventory/recordingserver/", "recording-servers")
     _shoot(page, "/admin/inventory/failoverserver/", "failover-servers")
     _shoot(page, "/admin/inventory/recordingserver/add/", "add-server")
-    _shoot(page, "/admin/inventory/recordingserver/batch/", "add-batch")
+    _shoot(page, "/admin/inventory/failoverserver/batch/", "add-batch", before=_search_lan)
     _shoot(page, events, "events")
     _shoot(page, f"{events}{done.pk}/change/", "event-timeline")
     _shoot(page, f"{events}{active.pk}/change/", "event-active")
-    _shoot(page, f"{events}{active.pk}/replace/", "replace-dialog")
+    _shoot(page, f"{events}{active.pk}/replace/", "replace-dialog", before=_preview)
     lobby = active.recording_server_id
     _shoot(page, f"/admin/inventory/recordingserver/{lobby}/change/", "server")
