@@ -15,7 +15,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.screenshots import SMALL, story
+from tests.browser.screenshots import LARGE, SMALL, story
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,6 +84,18 @@ def walk(page, make_fleet, start_node, team, admin_user):
     assert prompts == [], f"window.prompt was used: {prompts}"
 
 
+def tab_to(page, label: str, limit: int = 60) -> None:
+    """Press Tab until the focused element says `label` (its text or its value)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "(document.activeElement.textContent || document.activeElement.value || '').trim()"
+        )
+        if focused == label:
+            return
+    raise AssertionError(f"{label!r} was not reached with the Tab key")
+
+
 def visit(page, url: str) -> None:
     page.goto(url)
     page.wait_for_load_state("networkidle")
@@ -93,13 +105,15 @@ def test_every_page_fits_1366_px_and_passes_axe(walk):
     from axe_playwright_python.sync_playwright import Axe
 
     page, urls, _ = walk
-    page.set_viewport_size(SMALL)
     axe = Axe()
     problems = {}
     for name, url in urls.items():
+        page.set_viewport_size(LARGE)
         visit(page, url)
         assert "Failover CMS" in page.title(), name
-        overflow = page.evaluate(OVERFLOW)
+        overflow = [f"at 1920 px: {line}" for line in page.evaluate(OVERFLOW)]
+        page.set_viewport_size(SMALL)
+        overflow += page.evaluate(OVERFLOW)
         violations = [
             f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
             for v in axe.run(page).response["violations"]
@@ -143,6 +157,15 @@ def test_the_event_page_shows_every_phase_and_change_in_full_words(walk):
 
     visit(page, urls["event in progress"])  # nothing restored: no empty header
     expect(page.get_by_role("heading", name="Restoration jobs")).to_have_count(0)
+
+    # From the keyboard alone: open Replace protected server and preview its consequences.
+    tab_to(page, "Replace protected server")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/replace/$"))
+    tab_to(page, "Show what will happen")
+    page.keyboard.press("Enter")
+    expect(page.locator("#cms-replace-plan li").first).to_be_visible()
+    expect(page.get_by_role("button", name="OK, replace")).to_be_visible()
 
 
 def test_the_dashboard_counts_failover_servers_by_duty_and_says_how_long_ago(walk):
@@ -223,12 +246,7 @@ def test_the_main_actions_work_from_the_keyboard(page, make_server):
 
     north = make_server(role="recording", name="North", status="normal")
     page.goto("/admin/")
-    page.keyboard.press("Tab")  # the skip link
-    page.keyboard.press("Tab")
-    for _ in range(8):
-        if page.evaluate("document.activeElement.textContent.trim()") == "Recording servers":
-            break
-        page.keyboard.press("Tab")
+    tab_to(page, "Recording servers", limit=10)  # the header's link, before the content
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"{RS_URL}$"))
 
@@ -236,10 +254,10 @@ def test_the_main_actions_work_from_the_keyboard(page, make_server):
     box.focus()
     page.keyboard.press("Space")
     expect(box).to_be_checked()
-    page.locator('select[name="action"]').focus()
-    page.keyboard.press("Tab")  # to Go, past the menu: choose with the keyboard first
-    page.locator('select[name="action"]').focus()
-    page.locator('select[name="action"]').select_option(label="Disable selected servers")
+    menu = page.locator('select[name="action"]')
+    menu.focus()
+    page.keyboard.type("Disable selected")  # the menu's type-ahead
+    expect(menu).to_have_value("disable_servers")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent.trim()") == "Go"
     page.keyboard.press("Enter")
