@@ -314,8 +314,8 @@ def _time(field: str, label: str) -> Any:
 
 @admin.register(FailoverEvent)
 class FailoverEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "recording_server_name", "failover_server_name", "trigger",
-                    "state", "detected_at", "time_to_take_over", "ended_at"]  # fmt: skip
+    list_display = ["id", "recording", "failover", "trigger", "state", "detected_at",
+                    "time_to_take_over", "ended_at"]  # fmt: skip
     list_filter = ["state", "trigger", "team"]
     search_fields = ["recording_server_name", "failover_server_name"]
     date_hierarchy = "detected_at"
@@ -325,7 +325,7 @@ class FailoverEventAdmin(admin.ModelAdmin):
         (None, {"fields": ["timeline_picture", "recording_server", "failover_server",
                            "trigger", "state", "team"]}),
         ("Times", {"fields": ["detected", "taken_over", "recovered", "failed_back", "ended",
-                              "recording_gap_seconds"]}),
+                              "recording_gap"]}),
         ("Details", {"classes": ["collapse"],
                      "fields": ["recording_server_name", "failover_server_name", "epoch",
                                 "node_tag", "attempts", "last_error", "replacement",
@@ -395,6 +395,19 @@ class FailoverEventAdmin(admin.ModelAdmin):
     @admin.display(description="Timeline")
     def timeline_picture(self, event: FailoverEvent) -> str:
         return timeline.picture(event)
+
+    @admin.display(description="Recording gap")
+    def recording_gap(self, event: FailoverEvent) -> str:
+        """The worst camera's time recorded nowhere, measured at failback."""
+        return timeline.recording_gap(event)
+
+    @admin.display(description="Recording server", ordering="recording_server_name")
+    def recording(self, event: FailoverEvent) -> str:
+        return event.recording_server_name
+
+    @admin.display(description="Failover server", ordering="failover_server_name")
+    def failover(self, event: FailoverEvent) -> str:
+        return event.failover_server_name or "-"
 
     @admin.display(description="Time to take over")
     def time_to_take_over(self, event: FailoverEvent) -> str:
