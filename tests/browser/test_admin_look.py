@@ -209,6 +209,15 @@ def test_the_index_groups_the_product_first_and_the_system_for_superusers(
          "Licenses", "Teams"]
     )  # fmt: skip
     expect(page.locator(".module", has_text="System")).to_contain_text("Auth tokens")
+    # The admin's dark theme still applies (its "auto" setting follows the system).
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    assert page.evaluate(background) != light
+    assert page.locator("#cms-nav").is_visible()
+    page.emulate_media(color_scheme="light")
+
     assert page.request.get("/favicon.ico").status == 200
     icon = page.locator('link[rel="icon"]').get_attribute("href")
     assert page.request.get(icon).headers["content-type"].startswith("image/svg")
