@@ -203,7 +203,7 @@ def test_the_index_groups_the_product_first_and_the_system_for_superusers(
     expect(page).to_have_title(re.compile(r"Failover CMS$"))
     expect(page.locator("#site-name")).to_have_text("Failover CMS")
     sections = page.locator("#content-main .module caption")
-    expect(sections).to_have_text(["Failover CMS", "Accounts", "System"])
+    expect(sections).to_have_text(["Failover CMS", "Accounts and audit trail", "System"])
     expect(page.locator("#content-main .module").first.locator("th a")).to_have_text(
         ["Recording servers", "Failover servers", "Failover events", "Failover settings",
          "Licenses", "Teams"]
