@@ -67,6 +67,12 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:  # fmt: skip
+        # One page of settings: its name once, not "Change failover settings" and again.
+        extra_context = {"title": "Failover settings", "subtitle": None, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         obj = FailoverSettings.load()
         return HttpResponseRedirect(

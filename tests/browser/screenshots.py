@@ -137,5 +137,7 @@ def test_take_screenshots(page, make_fleet, start_node, team, admin_user, settin
     _shoot(page, f"{events}{done.pk}/change/", "event-timeline")
     _shoot(page, f"{events}{active.pk}/change/", "event-active")
     _shoot(page, f"{events}{active.pk}/replace/", "replace-dialog", before=_preview)
+    _shoot(page, "/admin/failover/failoversettings/", "settings")
+    _shoot(page, "/admin/inventory/license/", "licenses")
     lobby = active.recording_server_id
     _shoot(page, f"/admin/inventory/recordingserver/{lobby}/change/", "server")
