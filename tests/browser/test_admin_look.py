@@ -274,3 +274,34 @@ def test_the_main_actions_work_from_the_keyboard(page, make_server):
     north.refresh_from_db()
     assert not north.enabled
     assert Server.objects.filter(enabled=True).count() == 0
+
+
+def test_installed_licenses_come_before_save_and_their_buttons_still_post(walk):
+    """The panel sits inside the server's form (before Save and Delete); its buttons
+    belong to forms of their own, so they post to the license views, not to Save."""
+    from cms.inventory.models import License, Server
+
+    page, _, done = walk
+    garage = Server.objects.get(pk=done.recording_server_id)
+    (installed,) = License.objects.filter(server=garage)
+    page.goto(f"{RS_URL}{garage.pk}/change/")
+    before_save = page.evaluate(
+        """() => !!(document.getElementById('cms-licenses').compareDocumentPosition(
+                 document.querySelector('input[name="_save"]'))
+                 & Node.DOCUMENT_POSITION_FOLLOWING)"""
+    )
+    assert before_save, "the licenses come after the Save button"
+
+    page.get_by_role("button", name=f"Remove license {installed.key}").click()
+    expect(page.locator(".messagelist li")).to_have_text(
+        f"License {installed.key} removed from Garage; it can be installed again."
+    )
+    expect(page.locator("#cms-licenses tbody")).to_contain_text("No license is installed")
+    page.select_option("#cms-license-existing", str(installed.pk))
+    page.keyboard.press("Tab")  # then Add license, from the keyboard
+    page.locator("#cms-license-key").press("Enter")
+    expect(page.locator(".messagelist li")).to_have_text(
+        f"License {installed.key} installed on Garage."
+    )
+    installed.refresh_from_db()
+    assert installed.server_id == garage.pk
