@@ -305,3 +305,29 @@ def test_installed_licenses_come_before_save_and_their_buttons_still_post(walk):
     )
     installed.refresh_from_db()
     assert installed.server_id == garage.pk
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_add_batch_results_are_readable_in_both_themes(page, team, scheme):
+    """A row's result ("Added as ...") passes axe's colour-contrast rule (it was light
+    green on white). The row is drawn as Add Batch draws one, without a LAN search."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.emulate_media(color_scheme=scheme)
+    page.goto(f"{FO_URL}batch/")
+    page.evaluate(
+        """() => {
+          const table = document.getElementById('cms-batch-results');
+          table.hidden = false;
+          const row = table.tBodies[0].insertRow();
+          for (const text of ['', 'fs-east', 'FS-7', '127.0.0.1:5000', 'failover', 'set',
+                              'Standby-1']) row.insertCell().textContent = text;
+          const result = row.insertCell();
+          result.className = 'cms-batch-result cms-row-ok';
+          result.textContent = 'Added as Standby-1';
+          row.insertCell();
+        }"""
+    )
+    report = Axe().run(page, context="#cms-batch-results",
+                       options={"runOnly": ["color-contrast"]})  # fmt: skip
+    assert report.response["violations"] == []
