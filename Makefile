@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -30,6 +30,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The PNGs of docs/screenshots/ (and README.md's pictures), taken in Chromium against a
+# live server and a small fleet of real agents. Not part of `make test`.
+screenshots: export CMS_VAR_DIR ?= $(CURDIR)/var/test
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest tests/browser/screenshots.py -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -72,7 +72,7 @@ CMS_SECRET_KEYS = env_list("CMS_SECRET_KEYS")
 CMS_REQUIRE_SERVICES = env_bool("CMS_REQUIRE_SERVICES", False)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "cms.apps.CmsAdminConfig",  # django.contrib.admin, with the product's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -175,10 +175,13 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["cms.formats"]  # times to the second
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
+# The project's own files beside the apps': the admin's stylesheet and the favicon.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,11 +1,22 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import FileResponse, HttpRequest
 from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 
+
+def favicon(request: HttpRequest) -> FileResponse:
+    """What browsers ask for at /favicon.ico before they read a page's <link rel=icon>."""
+    icon = settings.BASE_DIR / "static" / "cms" / "favicon.ico"
+    response = FileResponse(icon.open("rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("qc/", include("cms.nodes.urls")),
     path("api/", include("cms.api.urls")),

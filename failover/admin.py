@@ -42,7 +42,6 @@ from .admin_status import (
 )
 from .choices import EventState
 from .models import (
-    EventTransition,
     FailoverEvent,
     FailoverSettings,
     Protection,
@@ -70,6 +69,12 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:  # fmt: skip
+        # One page of settings: its name once, not "Change failover settings" and again.
+        extra_context = {"title": "Failover settings", "subtitle": None, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         obj = FailoverSettings.load()
         return HttpResponseRedirect(
@@ -77,8 +82,22 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
         )
 
 
+class ProtectionFormSet(forms.BaseInlineFormSet):
+    """A table's cells have no <label>: each control is named for screen readers."""
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        names = {"priority": "Priority", "failover_server": "Failover server", "DELETE": "Delete"}
+        for field, name in names.items():
+            widget = form.fields[field].widget if field in form.fields else None
+            while widget is not None:  # the select, and the admin's wrapper around it
+                widget.attrs["aria-label"] = name
+                widget = getattr(widget, "widget", None)
+
+
 class ProtectionInline(admin.TabularInline):
     model = Protection
+    formset = ProtectionFormSet
     fk_name = "recording_server"
     extra = 0
     fields = ["priority", "failover_server"]
@@ -267,12 +286,6 @@ def _stop_restorations(
     return None
 
 
-class TransitionInline(HistoryInline, admin.TabularInline):
-    model = EventTransition
-    fields = ["at", "from_state", "to_state", "actor", "reason"]
-    verbose_name_plural = "Timeline"
-
-
 class RestorationInline(HistoryInline, admin.StackedInline):
     model = RestorationJob
     fields = ["state", "progress", "files_done", "files_total", "bytes_done", "bytes_total",
@@ -287,21 +300,42 @@ class RestorationInline(HistoryInline, admin.StackedInline):
         return f"{job.rate_bps / 1e6:.1f} MB/s"
 
 
+def _time(field: str, label: str) -> Any:
+    """A read-only time of the event page: to the second, the exact time as a tooltip."""
+
+    @admin.display(description=label, ordering=field)
+    def show(self: Any, event: FailoverEvent) -> str:
+        return timeline.moment(getattr(event, field))
+
+    return show
+
+
 @admin.register(FailoverEvent)
 class FailoverEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "recording_server_name", "failover_server_name", "trigger",
-                    "state", "detected_at", "time_to_take_over", "ended_at"]  # fmt: skip
+    list_display = ["id", "recording", "failover", "trigger", "state", "detected_at",
+                    "time_to_take_over", "ended_at"]  # fmt: skip
     list_filter = ["state", "trigger", "team"]
     search_fields = ["recording_server_name", "failover_server_name"]
     date_hierarchy = "detected_at"
-    inlines = [RestorationInline, TransitionInline]
+    inlines = [RestorationInline]
     actions = ["fail_back_now", "stop_restoration"]
-    readonly_fields = ["timeline_picture", "team", "recording_server", "recording_server_name",
-                       "failover_server", "failover_server_name", "trigger", "state", "epoch",
-                       "node_tag", "detected_at", "taken_over_at", "recording_gap_seconds",
-                       "recovered_at", "failed_back_at", "ended_at", "attempts", "last_error",
-                       "replacement", "failover_servers_before"]  # fmt: skip
-    exclude = ["config", "snapshot", "lease_expires_at", "earlier_failover_servers"]
+    fieldsets = [
+        (None, {"fields": ["timeline_picture", "recording_server", "failover_server",
+                           "trigger", "state", "team"]}),
+        ("Times", {"fields": ["detected", "taken_over", "recovered", "failed_back", "ended",
+                              "recording_gap"]}),
+        ("Details", {"classes": ["collapse"],
+                     "fields": ["recording_server_name", "failover_server_name", "epoch",
+                                "node_tag", "attempts", "last_error", "replacement",
+                                "failover_servers_before"]}),
+    ]  # fmt: skip
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    detected = _time("detected_at", "Detected")
+    taken_over = _time("taken_over_at", "Taken over")
+    recovered = _time("recovered_at", "Recovered")
+    failed_back = _time("failed_back_at", "Failed back")
+    ended = _time("ended_at", "Ended")
 
     @admin.display(description="failover servers that acted before")
     def failover_servers_before(self, event: FailoverEvent) -> str:
@@ -316,6 +350,30 @@ class FailoverEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return FailoverEvent.objects.for_user(request.user)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Failover events",
+                                                 **(extra_context or {})})  # fmt: skip
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None):
+        # No empty "Restoration jobs" header on an event that restored nothing.
+        if obj is None or not RestorationJob.objects.filter(event=obj).exists():
+            return []
+        return super().get_inlines(request, obj)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:  # fmt: skip
+        event = self.get_object(request, object_id)
+        if event is not None:
+            # One title (the event, not "View failover event" then the event again), and
+            # the state changes in words below the fields.
+            extra_context = {
+                **(extra_context or {}),
+                "title": f"Failover event #{event.pk}: {event.recording_server_name}",
+                "subtitle": None,
+                "history": timeline.history(event),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -335,6 +393,19 @@ class FailoverEventAdmin(admin.ModelAdmin):
     @admin.display(description="Timeline")
     def timeline_picture(self, event: FailoverEvent) -> str:
         return timeline.picture(event)
+
+    @admin.display(description="Recording gap")
+    def recording_gap(self, event: FailoverEvent) -> str:
+        """The worst camera's time recorded nowhere, measured at failback."""
+        return timeline.recording_gap(event)
+
+    @admin.display(description="Recording server", ordering="recording_server_name")
+    def recording(self, event: FailoverEvent) -> str:
+        return event.recording_server_name
+
+    @admin.display(description="Failover server", ordering="failover_server_name")
+    def failover(self, event: FailoverEvent) -> str:
+        return event.failover_server_name or "-"
 
     @admin.display(description="Time to take over")
     def time_to_take_over(self, event: FailoverEvent) -> str:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from .choices import EventState
 from .models import FailoverEvent
 
 # (label, start field, end field, colour): the phases an event can go through.
@@ -48,27 +49,59 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def moment(value: dt.datetime | None, text: str | None = None) -> SafeString | str:
+    """A time to the second (server's time zone); the exact ISO time as its tooltip."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    exact = local.isoformat(timespec="milliseconds")
+    shown = text or local.strftime("%Y-%m-%d %H:%M:%S")
+    return format_html('<time datetime="{}" title="{}">{}</time>', exact, exact, shown)
+
+
 def picture(event: FailoverEvent) -> SafeString:
-    """A bar of the phases, widths to scale, each labelled with its duration."""
+    """A bar of the phases, widths to scale, and below it each phase in words: its name
+    in full, its duration and when it started (labels never squeezed into the bar)."""
     parts = phases(event)
     total = sum(p.seconds for p in parts) or 1.0
-    bars = format_html_join(
+    starts = [getattr(event, start) for _, start, _, _ in PHASES if getattr(event, start)]
+    bar = format_html_join(
         "",
-        '<div role="listitem" title="{0}: {1}" style="flex:{2} 0 0; min-width:4.5em; '
-        'background:{3}; color:#fff; padding:4px 6px; overflow:hidden; white-space:nowrap">'
-        "{0}<br><strong>{1}</strong></div>",
-        ((p.label, _duration(p.seconds), round(p.seconds / total, 4), p.colour) for p in parts),
+        '<span class="cms-segment" style="flex:{} 0 0; background:{}"></span>',
+        ((round(p.seconds / total, 4), p.colour) for p in parts),
     )
+    items = format_html_join(
+        "",
+        '<li><span class="cms-swatch" style="background:{}"></span>'
+        '<span class="cms-phase-label">{}</span> <strong>{}</strong> '
+        '<span class="cms-phase-start">from {}</span></li>',
+        ((p.colour, p.label, _duration(p.seconds), moment(start))
+         for p, start in zip(parts, starts, strict=True)),
+    )  # fmt: skip
     ending = event.get_state_display() if not event.is_open else "in progress"
     return format_html(
-        '<div role="list" aria-label="Event timeline" class="cms-timeline" '
-        'style="display:flex; gap:2px; max-width:60em">{}</div>'
-        "<p>Time to take over: {}. Recording gap: {}. Ending: {}.</p>",
-        bars,
+        '<div class="cms-timeline"><div class="cms-timeline-bar" aria-hidden="true">{}</div>'
+        '<ol class="cms-phases" aria-label="Event timeline">{}</ol>'
+        "<p>Time to take over: {}. Recording gap: {}. Ending: {}.</p></div>",
+        bar,
+        items,
         _duration(event.time_to_take_over.total_seconds()) if event.time_to_take_over else "-",
         recording_gap(event),
         ending,
     )
+
+
+def history(event: FailoverEvent) -> list[dict[str, object]]:
+    """Every state change in words: when, what the event became (after what), why, who."""
+    rows = []
+    for t in event.transitions.all():
+        became = EventState(t.to_state).label
+        after = EventState(t.from_state).label if t.from_state else ""
+        rows.append({
+            "at": moment(t.at), "state": became, "after": after, "reason": t.reason,
+            "actor": "the CMS" if t.actor == "system" else t.actor,
+        })  # fmt: skip
+    return rows
 
 
 def recording_gap(event: FailoverEvent) -> str:

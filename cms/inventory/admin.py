@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.utils.text import capfirst
 
 from . import admin_audit  # noqa: F401 (replaces the audit log's unscoped admin)
 from .admin_actions import ServerActionsAdmin
@@ -19,6 +20,11 @@ class TeamScopedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return self.model._default_manager.get_queryset().for_user(request.user)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # "Recording servers", not Django's "Select recording server to change".
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -108,6 +114,22 @@ class ServerAdmin(ServerActionsAdmin, EnrollmentAdminMixin, TeamScopedAdmin):
             },
         ),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # nothing is reported or probed before the server is added
+            return [f for f in fieldsets if f[0] not in ("Reported by the server", "Health")]
+        return fieldsets
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new server belongs to the user's team when they are in one team only."""
+        initial = super().get_changeform_initial_data(request)
+        if "team" not in initial:
+            mine = TeamMembership.objects.filter(user=request.user)
+            teams = list(mine.values_list("team_id", flat=True)[:2])
+            if len(teams) == 1:
+                initial["team"] = teams[0]
+        return initial
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         form_class = super().get_form(request, obj, change=change, **kwargs)

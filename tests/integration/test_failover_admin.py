@@ -256,7 +256,7 @@ def test_the_admin_index_is_a_dashboard(admin_client, make_fleet):
     assert "Fleet" in page and "Recording servers" in page
     assert "Disconnected" in page  # Lobby
     assert f"#{event.pk} Lobby" in page and "Failover active" in page
-    assert "taken over by Standby 1 in" in page
+    assert "Time to take over" in page and "Acting for a recording server" in page
     assert fleet.failovers[0].name in page
 
 
