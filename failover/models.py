@@ -379,6 +379,10 @@ class RestorationFile(models.Model):
     path = models.CharField(max_length=500)
     kind = models.CharField(max_length=16, default="recording")
     camera = models.CharField(max_length=64, blank=True)
+    # When the failover server recorded it: the upload carries both, so the target
+    # indexes the file at its own time, not the restoration's. Empty in rows from before.
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     state = models.CharField(max_length=16, choices=FileState.choices, default=FileState.PENDING)

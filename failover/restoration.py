@@ -10,6 +10,7 @@ stopped without copying finished files again.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -125,6 +126,8 @@ def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: 
                 path=item["path"],
                 kind=item.get("kind", "recording"),
                 camera=item.get("camera", ""),
+                start=recorded_time(item.get("start")),
+                end=recorded_time(item.get("end")),
                 size=int(item["size"]),
                 sha256=item["sha256"],
             )
@@ -139,6 +142,24 @@ def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: 
         started_at=job.started_at or timezone.now(),
     )
     job.refresh_from_db()
+
+
+def recorded_time(value: object) -> dt.datetime | None:
+    """A listing's start or end (ISO 8601, UTC); None when the node gave none we can read:
+    the file is still restored, indexed at the time it arrives (as older uploads were)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _wire_time(when: dt.datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _copy_all(
@@ -234,6 +255,12 @@ def _copy_one(item: RestorationFile, source: Any, target: Any, node_tag: str, me
             kind=item.kind,
             camera=item.camera or "unknown",
             origin="own",
+            # Its own time: a search of the recording server for the failover period
+            # finds it there.
+            start=_wire_time(item.start),
+            end=_wire_time(
+                item.end if item.start and item.end and item.end >= item.start else None
+            ),
         )
 
     path = target_path(item.path, node_tag)
