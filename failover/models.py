@@ -369,6 +369,9 @@ class RestorationJob(models.Model):
 
     @property
     def seconds_left(self) -> float | None:
+        """None unless it runs: a stopped, failed or finished job has no time left."""
+        if self.state != RestorationState.RUNNING:
+            return None
         if self.rate_bps > 0 and self.bytes_total >= self.bytes_done:
             return (self.bytes_total - self.bytes_done) / self.rate_bps
         return None
