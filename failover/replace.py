@@ -220,10 +220,13 @@ def _take_over_again(event: FailoverEvent, server: Server, client: Any, actor: s
     """Undo a release: the failover server records for the event again, under a new epoch
     (the released one is spent on the node)."""
     epoch = Counter.next("epoch")
+    if not FailoverEvent.objects.filter(
+        pk=event.pk, state__in=REPLACEABLE, failover_server=server
+    ).update(epoch=epoch):
+        return  # ended or handed on meanwhile: whoever did it told the server to stop
+    event.epoch = epoch
     owner = {"id": event.node_tag, "name": event.recording_server_name[:64]}
     client.takeover(epoch, owner, event.config)
-    FailoverEvent.objects.filter(pk=event.pk).update(epoch=epoch)
-    event.epoch = epoch
     note(event, f"{server.name} records for it again (epoch {epoch}): the replace was undone",
          actor=actor)  # fmt: skip
 
