@@ -63,9 +63,13 @@ def sources(event: FailoverEvent) -> list[Server]:
 
 def restore(event: FailoverEvent) -> bool:
     """Copy, verify, delete; True when the event is done restoring."""
-    job, _ = RestorationJob.objects.get_or_create(
-        event=event, defaults={"target_server": event.replacement or event.recording_server}
-    )
+    with transaction.atomic():
+        # Under the event's lock: after an operator's stop, not even a job is created.
+        if _locked_state(event) != EventState.RESTORING:
+            return False
+        job, _ = RestorationJob.objects.get_or_create(
+            event=event, defaults={"target_server": event.replacement or event.recording_server}
+        )
     if job.state in (RestorationState.STOPPED, RestorationState.COMPLETED):
         return job.state == RestorationState.COMPLETED
     servers = sources(event)
@@ -77,9 +81,11 @@ def restore(event: FailoverEvent) -> bool:
     # Older rows name no source: they are on the event's own failover server.
     if event.failover_server_id is not None:
         job.files.filter(source=None).update(source_id=event.failover_server_id)
-    if not RestorationJob.objects.filter(
-        pk=job.pk, state__in=[RestorationState.PENDING, RestorationState.RUNNING]
-    ).update(state=RestorationState.RUNNING):
+    with transaction.atomic():
+        started = _locked_state(event) == EventState.RESTORING and RestorationJob.objects.filter(
+            pk=job.pk, state__in=[RestorationState.PENDING, RestorationState.RUNNING]
+        ).update(state=RestorationState.RUNNING)
+    if not started:
         return False  # stopped (or failed) meanwhile
     errors: list[str] = []
     for server in servers:
@@ -134,14 +140,19 @@ def while_restoring(event: FailoverEvent, job: RestorationJob) -> Iterator[bool]
     write lock on SQLite), as stop_restoration's does: a stop that commits first wins,
     and nothing of the worker's lands after it."""
     with transaction.atomic():
-        state = (
-            FailoverEvent.objects.select_for_update()
-            .filter(pk=event.pk)
-            .values_list("state", flat=True)
-            .first()
-        )
+        state = _locked_state(event)
         running = RestorationJob.objects.filter(pk=job.pk, state=RestorationState.RUNNING)
         yield state == EventState.RESTORING and running.exists()
+
+
+def _locked_state(event: FailoverEvent) -> str | None:
+    """The event's state, its row locked until the caller's transaction ends."""
+    return (
+        FailoverEvent.objects.select_for_update()
+        .filter(pk=event.pk)
+        .values_list("state", flat=True)
+        .first()
+    )
 
 
 def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: str) -> None:
