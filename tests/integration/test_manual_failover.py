@@ -35,10 +35,22 @@ def timeline(event: FailoverEvent) -> list[str]:
     )
 
 
-def test_the_probe_cycle_before_the_worker_does_not_close_a_manual_failover(make_fleet):
+RS_URL = "/admin/inventory/recordingserver/"
+
+
+def admin_action(client, action: str, server) -> None:
+    response = client.post(RS_URL, {"action": action, "_selected_action": [server.pk]})
+    assert response.status_code == 302
+
+
+def test_the_probe_cycle_before_the_worker_does_not_close_a_manual_failover(
+    make_fleet, admin_client
+):
     fleet = make_fleet(failovers=1)
     cycles(3)  # the recording server is healthy: good probes in a row
-    event = engine.manual_failover(fleet.recording, actor="root")
+    admin_action(admin_client, "manual_failover", fleet.recording)
+    event = FailoverEvent.objects.get()
+    assert event.trigger == "manual"
 
     cycles(3)  # the probe cycles come before any worker has taken the event
     event.refresh_from_db()
@@ -51,7 +63,7 @@ def test_the_probe_cycle_before_the_worker_does_not_close_a_manual_failover(make
     assert event.state == EventState.ACTIVE  # stays until the operator fails back
     assert recording_for(fleet.failover_nodes[0]) == event.node_tag
 
-    engine.fail_back_now(event, actor="root")
+    admin_action(admin_client, "fail_back_now", fleet.recording)
     assert engine.advance(event.pk) == EventState.COMPLETED
     assert timeline(event) == ["taking_over", "active", "failing_back", "restoring", "completed"]
     assert event.transitions.get(to_state="failing_back").actor == "root"
@@ -83,14 +95,14 @@ def test_a_manual_failover_nobody_can_take_says_so_and_waits_for_the_operator(ma
     assert recording_for(fleet.failover_nodes[0]) == event.node_tag
 
 
-def test_failing_back_ends_a_manual_failover_that_nobody_took_over(make_fleet):
+def test_failing_back_ends_a_manual_failover_that_nobody_took_over(make_fleet, admin_client):
     fleet = make_fleet(failovers=1)
     cycles(3)
     Server.objects.filter(pk=fleet.failovers[0].pk).update(enabled=False)
     event = engine.manual_failover(fleet.recording, actor="root")
     assert engine.advance(event.pk) == EventState.NO_FAILOVER_SERVER
 
-    engine.fail_back_now(event, actor="root")
+    admin_action(admin_client, "fail_back_now", fleet.recording)
     event.refresh_from_db()
     assert event.state == EventState.RECOVERED
     ended = event.transitions.get(to_state=EventState.RECOVERED)
