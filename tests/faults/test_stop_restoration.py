@@ -68,10 +68,10 @@ def test_stop_restoration_wins_over_the_worker_that_copies(make_fleet, faulty_pr
     fleet, event, fo_node = restoring(make_fleet, files=16)
     proxy = faulty_proxy(fo_node)
     Server.objects.filter(pk=fleet.failovers[0].pk).update(host=proxy.host, port=proxy.port)
-    proxy.latency = 0.02  # slow copies: the stop meets the worker in the middle
+    proxy.latency = 0.05  # slow copies: the stop meets the worker in the middle
     thread, outcome = in_thread(engine.advance, event.pk)
     job = wait_until(
-        lambda: RestorationJob.objects.filter(event=event, files_done__gte=2 + attempt).first(),
+        lambda: RestorationJob.objects.filter(event=event, files_done__gte=1 + attempt).first(),
         timeout=60, interval=0.01, message="a restoration under way",
     )  # fmt: skip
     restored_before = job.files.filter(state="deleted").count()
