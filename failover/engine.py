@@ -25,7 +25,9 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
         segment -> ACTIVE. A server that does not confirm is released and the next
         one tried; nobody -> NO_FAILOVER_SERVER (the admins get one mail).
 5.  A probe says "up" M times: decide() -> mark_recovered(): ACTIVE -> WAITING_FAILBACK
-    (or RECOVERED when nobody had taken over yet; a manual failover stays ACTIVE).
+    (or RECOVERED when nobody had taken over yet). Probes never close a manual failover:
+    its server was healthy all along; it ends by the operator's failback alone ("Fail
+    back now", which also ends one that no failover server could take over).
 6.  Failback due (failback_due(): automatic after the hold-down, scheduled in the
     window, manual never by itself) or "Fail back now": begin_failback() ->
     FAILING_BACK -> fail_back(): the recording server records first, then the
@@ -640,7 +642,13 @@ def _no_failover_server(event: FailoverEvent, reason: str) -> None:
 
 
 def mark_recovered(event: FailoverEvent) -> None:
-    """The recording server has passed M good probes."""
+    """The recording server has passed M good probes.
+
+    A manual failover is its own trigger: its server was healthy all along, so good
+    probes say nothing about it. It stays until a failover server acts (or says that
+    none can) and ends by the operator's failback alone."""
+    if event.trigger == Trigger.MANUAL:
+        return
     if event.state in (EventState.DETECTED, EventState.NO_FAILOVER_SERVER):
         if event.earlier_failover_servers:
             # A failover server recorded for it: the event goes on to a failback and a
@@ -653,7 +661,7 @@ def mark_recovered(event: FailoverEvent) -> None:
             reason="The recording server came back before a failover server took over.",
             recovered_at=timezone.now(),
         )
-    elif event.state == EventState.ACTIVE and event.trigger != Trigger.MANUAL:
+    elif event.state == EventState.ACTIVE:
         transition(
             event,
             EventState.WAITING_FAILBACK,
@@ -688,6 +696,19 @@ def begin_failback(event: FailoverEvent, *, actor: str, reason: str) -> bool:
 def fail_back_now(event: FailoverEvent, *, actor: str) -> None:
     event.refresh_from_db()
     server = event.recording_server
+    if event.trigger == Trigger.MANUAL and event.state == EventState.NO_FAILOVER_SERVER:
+        # Nobody took over: the recording server kept recording; failing back ends it.
+        if not transition(
+            event,
+            EventState.RECOVERED,
+            from_states=[EventState.NO_FAILOVER_SERVER],
+            actor=actor,
+            reason="Fail back now: no failover server had taken over; the recording server "
+            "kept recording its cameras",
+            recovered_at=timezone.now(),
+        ):
+            raise FailoverError("The event changed meanwhile; reload and try again.")
+        return
     if event.state not in (EventState.ACTIVE, EventState.WAITING_FAILBACK):
         raise FailoverError(
             f"The event is {event.get_state_display().lower()}: nothing to fail back."

@@ -102,6 +102,8 @@ MOVES: tuple[Move, ...] = (
     # recovery and failback
     Move(EventState.DETECTED, EventState.RECOVERED, PROBE, "back before a takeover"),
     Move(EventState.NO_FAILOVER_SERVER, EventState.RECOVERED, PROBE, "back before a takeover"),
+    Move(EventState.NO_FAILOVER_SERVER, EventState.RECOVERED, OPERATOR,
+         "fail back now: a manual failover that no failover server could take over ends"),
     Move(EventState.ACTIVE, EventState.WAITING_FAILBACK, PROBE, "the recording server is back"),
     Move(EventState.WAITING_FAILBACK, EventState.FAILING_BACK, ENGINE,
          "failback is due (hold-down over, or the window is open)"),

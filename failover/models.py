@@ -369,6 +369,9 @@ class RestorationJob(models.Model):
 
     @property
     def seconds_left(self) -> float | None:
+        """None unless it runs: a stopped, failed or finished job has no time left."""
+        if self.state != RestorationState.RUNNING:
+            return None
         if self.rate_bps > 0 and self.bytes_total >= self.bytes_done:
             return (self.bytes_total - self.bytes_done) / self.rate_bps
         return None
@@ -379,6 +382,10 @@ class RestorationFile(models.Model):
     path = models.CharField(max_length=500)
     kind = models.CharField(max_length=16, default="recording")
     camera = models.CharField(max_length=64, blank=True)
+    # When the failover server recorded it: the upload carries both, so the target
+    # indexes the file at its own time, not the restoration's. Empty in rows from before.
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     state = models.CharField(max_length=16, choices=FileState.choices, default=FileState.PENDING)

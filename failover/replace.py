@@ -7,16 +7,22 @@
     the failover stops; the chosen server takes the original's configuration and
     name; the original's licenses migrate to it and overwrite those it had.
 
-The nodes are changed first (configuration, licenses, release): if one refuses,
-the database is untouched and the operator sees why. Then one transaction moves
-the inventory. Nothing recorded during the failover is lost: in (a) it stays on
-the server that now records; in (b) it is restored to the replacement when
-restoration is enabled, and otherwise stays on the failover server.
+The nodes are changed first (configuration, licenses, release, mode): if one
+refuses or fails part-way, what was already changed on the nodes is put back (the
+configuration, licenses, mode and lock as they were; a released takeover resumes
+under a new epoch), the database is untouched and the operator sees why. Then one
+transaction moves the inventory (undone on the nodes too if it cannot); the
+original's licenses are removed from it only after that. Nothing recorded during
+the failover is lost: in (a) it stays on the server that now records; in (b) it is
+restored to the replacement when restoration is enabled, and otherwise stays on the
+failover server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count
@@ -34,7 +40,7 @@ from .engine import refresh_snapshot, release_failover_server, wait_until_record
 from .errors import FailoverError
 from .events import note, transition
 from .lifecycle import REPLACEABLE_STATES as REPLACEABLE
-from .models import FailoverEvent, FailoverSettings, Protection
+from .models import Counter, FailoverEvent, FailoverSettings, Protection
 
 
 @dataclass
@@ -180,46 +186,114 @@ def _licenses_of(server: Server) -> list[License]:
     return list(License.objects.filter(server=server).order_by("key"))
 
 
+class _Undo:
+    """What a replace has changed on the nodes so far, to put back when a later step
+    fails or is refused: a replace is all or nothing on the nodes too."""
+
+    def __init__(self, event: FailoverEvent, actor: str) -> None:
+        self.event = event
+        self.actor = actor
+        self.steps: list[tuple[str, Callable[[], object]]] = []
+
+    def add(self, what: str, step: Callable[[], object]) -> None:
+        self.steps.append((what, step))
+
+    def run(self) -> str:
+        """Undo in reverse order; says what was put back, and what could not be."""
+        if not self.steps:
+            return "Nothing was changed."
+        failed = []
+        for what, step in reversed(self.steps):
+            try:
+                step()
+            except (NodeError, TimeoutError) as exc:
+                failed.append(f"{what} ({exc})")
+        self.steps.clear()
+        if not failed:
+            return "What it had changed on the servers was put back; nothing was replaced."
+        text = "Nothing was replaced, but this could not be put back: " + "; ".join(failed)
+        note(self.event, text, actor=self.actor)
+        return text
+
+
+def _take_over_again(event: FailoverEvent, server: Server, client: Any, actor: str) -> None:
+    """Undo a release: the failover server records for the event again, under a new epoch
+    (the released one is spent on the node)."""
+    epoch = Counter.next("epoch")
+    if not FailoverEvent.objects.filter(
+        pk=event.pk, state__in=REPLACEABLE, failover_server=server
+    ).update(epoch=epoch):
+        return  # ended or handed on meanwhile: whoever did it told the server to stop
+    event.epoch = epoch
+    owner = {"id": event.node_tag, "name": event.recording_server_name[:64]}
+    client.takeover(epoch, owner, event.config)
+    note(event, f"{server.name} records for it again (epoch {epoch}): the replace was undone",
+         actor=actor)  # fmt: skip
+
+
 def _replace_with_acting(
     event: FailoverEvent, fs: Server, the_plan: ReplacePlan, actor: str
 ) -> None:
     original = event.recording_server
     licenses = _licenses_of(original)
     client = client_for(fs)
+    locked = fs.locked
+    undo = _Undo(event, actor)
     try:
+        config_before = client.get_config()
+        licenses_before = client.licenses()
+        undo.add(f"the configuration of {fs.name}",
+                 lambda: client.put_config(config_before["cameras"]))  # fmt: skip
         client.put_config(event.config)  # records as its own: an overlap
+        installed = {x["key"] for x in licenses_before}
+        missing = [lic for lic in licenses if lic.key not in installed]
+        if missing:
+            undo.add(f"the licenses of {fs.name}",
+                     lambda: client.replace_licenses(licenses_before))  # fmt: skip
+        for lic in missing:
+            client.install_license(lic.key, lic.cameras)
         try:
             client.release(event.epoch)
+            undo.add(f"the takeover by {fs.name}",
+                     lambda: _take_over_again(event, fs, client, actor))  # fmt: skip
         except EpochRefused:
             pass
         # Same security lock as before, in its new mode.
         paired = client.enable_cms(
-            "recording", refuse_other_hosts=fs.locked, refuse_local_changes=fs.locked
+            "recording", refuse_other_hosts=locked, refuse_local_changes=locked
+        )
+        undo.add(
+            f"the failover mode of {fs.name}",
+            lambda: client.enable_cms(
+                "failover", refuse_other_hosts=locked, refuse_local_changes=locked
+            ),
         )
         fs.locked = bool(paired.get("locked"))
-        installed = {x["key"] for x in client.licenses()}
-        for lic in licenses:
-            if lic.key not in installed:
-                client.install_license(lic.key, lic.cameras)
     except NodeError as exc:
-        raise FailoverError(f"{fs.name} refused: {exc}") from exc
-    _remove_licenses_from(original, licenses, event)
+        raise FailoverError(f"{fs.name} refused: {exc}. {undo.run()}") from exc
 
-    with transaction.atomic():
-        if not transition(
-            event, EventState.REPLACED, from_states=REPLACEABLE, actor=actor,
-            reason=f"{fs.name} replaces {original.name} (the acting failover server)",
-            replacement=fs,
-        ):  # fmt: skip
-            raise FailoverError("The event changed meanwhile; nothing was replaced.")
-        _move_licenses(event, licenses, original, fs, f"Replace {original.name} with {fs.name}",
-                       actor)  # fmt: skip
-        Protection.objects.filter(failover_server=fs).delete()
-        Protection.objects.filter(recording_server=original).update(recording_server=fs)
-        Server.objects.filter(pk=fs.pk).update(
-            role=Role.RECORDING, locked=fs.locked, updated_at=timezone.now()
-        )
-        original.delete()
+    try:
+        with transaction.atomic():
+            if not transition(
+                event, EventState.REPLACED, from_states=REPLACEABLE, actor=actor,
+                reason=f"{fs.name} replaces {original.name} (the acting failover server)",
+                replacement=fs,
+            ):  # fmt: skip
+                raise FailoverError("The event changed meanwhile; nothing was replaced.")
+            _move_licenses(event, licenses, original, fs,
+                           f"Replace {original.name} with {fs.name}", actor)  # fmt: skip
+            Protection.objects.filter(failover_server=fs).delete()
+            Protection.objects.filter(recording_server=original).update(recording_server=fs)
+            Server.objects.filter(pk=fs.pk).update(
+                role=Role.RECORDING, locked=fs.locked, updated_at=timezone.now()
+            )
+            original.delete()
+    except Exception:
+        fs.locked = locked
+        undo.run()
+        raise
+    # The original's copies of the licenses go once the inventory has moved them.
+    _remove_licenses_from(original, licenses, event)
     _snapshot_after(fs, event)
 
 
@@ -230,39 +304,54 @@ def _replace_with_other(
     licenses = _licenses_of(original)
     overwritten = _licenses_of(new)
     client = client_for(new)
+    undo = _Undo(event, actor)
     try:
+        config_before = client.get_config()
+        licenses_before = client.licenses()
+        undo.add(f"the configuration of {new.name}",
+                 lambda: client.put_config(config_before["cameras"]))  # fmt: skip
         client.put_config(event.config)
+        undo.add(f"the licenses of {new.name}",
+                 lambda: client.replace_licenses(licenses_before))  # fmt: skip
         client.replace_licenses([{"key": x.key, "cameras": x.cameras} for x in licenses])
         wait_until_records(new)  # it records before the failover server stops
     except (NodeError, TimeoutError) as exc:
-        raise FailoverError(f"{new.name} could not take the configuration: {exc}") from exc
-    if event.failover_server is not None:
-        release_failover_server(event, event.failover_server, actor=actor)
-    _remove_licenses_from(original, licenses, event)
+        raise FailoverError(
+            f"{new.name} could not take the configuration: {exc}. {undo.run()}"
+        ) from exc
+    acting = event.failover_server
+    if acting is not None and release_failover_server(event, acting, actor=actor):
+        undo.add(f"the takeover by {acting.name}",
+                 lambda: _take_over_again(event, acting, client_for(acting), actor))  # fmt: skip
 
     restore = the_plan.restore and event.failover_server_id is not None
-    with transaction.atomic():
-        if not transition(
-            event,
-            EventState.RESTORING if restore else EventState.REPLACED,
-            from_states=REPLACEABLE,
-            actor=actor,
-            reason=f"{new.name} replaces {original.name} and takes its name",
-            replacement=new,
-            failed_back_at=timezone.now(),
-            lease_expires_at=None,  # free for the restoring worker
-        ):
-            raise FailoverError("The event changed meanwhile; nothing was replaced.")
-        reason = f"Replace {original.name} with {new.name}"
-        _move_licenses(event, overwritten, new, None, f"{reason}: overwritten", actor)
-        _move_licenses(event, licenses, original, new, reason, actor)
-        Protection.objects.filter(recording_server=new).delete()
-        Protection.objects.filter(recording_server=original).update(recording_server=new)
-        name, name_source = original.name, original.name_source
-        original.delete()
-        Server.objects.filter(pk=new.pk).update(
-            name=name, name_source=name_source, updated_at=timezone.now()
-        )
+    try:
+        with transaction.atomic():
+            if not transition(
+                event,
+                EventState.RESTORING if restore else EventState.REPLACED,
+                from_states=REPLACEABLE,
+                actor=actor,
+                reason=f"{new.name} replaces {original.name} and takes its name",
+                replacement=new,
+                failed_back_at=timezone.now(),
+                lease_expires_at=None,  # free for the restoring worker
+            ):
+                raise FailoverError("The event changed meanwhile; nothing was replaced.")
+            reason = f"Replace {original.name} with {new.name}"
+            _move_licenses(event, overwritten, new, None, f"{reason}: overwritten", actor)
+            _move_licenses(event, licenses, original, new, reason, actor)
+            Protection.objects.filter(recording_server=new).delete()
+            Protection.objects.filter(recording_server=original).update(recording_server=new)
+            name, name_source = original.name, original.name_source
+            original.delete()
+            Server.objects.filter(pk=new.pk).update(
+                name=name, name_source=name_source, updated_at=timezone.now()
+            )
+    except Exception:
+        undo.run()
+        raise
+    _remove_licenses_from(original, licenses, event)
     _snapshot_after(new, event)
     if restore:
         wake(event.pk)

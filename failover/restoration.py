@@ -10,14 +10,16 @@ stopped without copying finished files again.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -61,9 +63,13 @@ def sources(event: FailoverEvent) -> list[Server]:
 
 def restore(event: FailoverEvent) -> bool:
     """Copy, verify, delete; True when the event is done restoring."""
-    job, _ = RestorationJob.objects.get_or_create(
-        event=event, defaults={"target_server": event.replacement or event.recording_server}
-    )
+    with transaction.atomic():
+        # Under the event's lock: after an operator's stop, not even a job is created.
+        if _locked_state(event) != EventState.RESTORING:
+            return False
+        job, _ = RestorationJob.objects.get_or_create(
+            event=event, defaults={"target_server": event.replacement or event.recording_server}
+        )
     if job.state in (RestorationState.STOPPED, RestorationState.COMPLETED):
         return job.state == RestorationState.COMPLETED
     servers = sources(event)
@@ -75,9 +81,12 @@ def restore(event: FailoverEvent) -> bool:
     # Older rows name no source: they are on the event's own failover server.
     if event.failover_server_id is not None:
         job.files.filter(source=None).update(source_id=event.failover_server_id)
-    RestorationJob.objects.filter(pk=job.pk, state=RestorationState.PENDING).update(
-        state=RestorationState.RUNNING
-    )
+    with transaction.atomic():
+        started = _locked_state(event) == EventState.RESTORING and RestorationJob.objects.filter(
+            pk=job.pk, state__in=[RestorationState.PENDING, RestorationState.RUNNING]
+        ).update(state=RestorationState.RUNNING)
+    if not started:
+        return False  # stopped (or failed) meanwhile
     errors: list[str] = []
     for server in servers:
         # Each run takes the inventory again: a new fault while restoring adds what the
@@ -92,26 +101,57 @@ def restore(event: FailoverEvent) -> bool:
             errors.append(f"{server.name}: {exc}")
     if errors:
         error = "; ".join(errors)
-        # Leave the job running and the lease free: the next probe cycle resumes it.
-        if error != job.last_error:  # one note per new trouble, not one per retry
-            note(event, f"Restoration interrupted, will resume: {error}")
-        RestorationJob.objects.filter(pk=job.pk).update(last_error=error, errors=F("errors") + 1)
-        FailoverEvent.objects.filter(pk=event.pk, state=EventState.RESTORING).update(
-            lease_expires_at=None, last_error=error
-        )
+        with while_restoring(event, job) as restoring:
+            # An error met after an operator stopped it (its files purged under the
+            # copy) is no interruption: the stop has the last word.
+            if restoring:
+                # Leave the job running and the lease free: the next probe cycle
+                # resumes it.
+                if error != job.last_error:  # one note per new trouble, not per retry
+                    note(event, f"Restoration interrupted, will resume: {error}")
+                RestorationJob.objects.filter(pk=job.pk).update(
+                    last_error=error, errors=F("errors") + 1
+                )
+                FailoverEvent.objects.filter(pk=event.pk).update(
+                    lease_expires_at=None, last_error=error
+                )
         return False
 
-    finished = RestorationJob.objects.filter(pk=job.pk, state=RestorationState.RUNNING).update(
-        state=RestorationState.COMPLETED, finished_at=timezone.now(), last_error=""
-    )
-    if not finished:
-        return False
-    job.refresh_from_db()
-    return transition(
-        event,
-        EventState.REPLACED if event.replacement_id else EventState.COMPLETED,
-        from_states=[EventState.RESTORING],
-        reason=f"Restored {job.files_done} file(s), {job.bytes_done} bytes",
+    with while_restoring(event, job) as restoring:
+        if not restoring:
+            return False
+        RestorationJob.objects.filter(pk=job.pk).update(
+            state=RestorationState.COMPLETED, finished_at=timezone.now(), last_error="",
+            rate_bps=0,
+        )  # fmt: skip
+        job.refresh_from_db()
+        return transition(
+            event,
+            EventState.REPLACED if event.replacement_id else EventState.COMPLETED,
+            from_states=[EventState.RESTORING],
+            reason=f"Restored {job.files_done} file(s), {job.bytes_done} bytes",
+        )
+
+
+@contextmanager
+def while_restoring(event: FailoverEvent, job: RestorationJob) -> Iterator[bool]:
+    """Whether the worker may still write to the event and the job: True while the event
+    restores and the job runs. The block runs under the event's row lock (the database
+    write lock on SQLite), as stop_restoration's does: a stop that commits first wins,
+    and nothing of the worker's lands after it."""
+    with transaction.atomic():
+        state = _locked_state(event)
+        running = RestorationJob.objects.filter(pk=job.pk, state=RestorationState.RUNNING)
+        yield state == EventState.RESTORING and running.exists()
+
+
+def _locked_state(event: FailoverEvent) -> str | None:
+    """The event's state, its row locked until the caller's transaction ends."""
+    return (
+        FailoverEvent.objects.select_for_update()
+        .filter(pk=event.pk)
+        .values_list("state", flat=True)
+        .first()
     )
 
 
@@ -125,6 +165,8 @@ def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: 
                 path=item["path"],
                 kind=item.get("kind", "recording"),
                 camera=item.get("camera", ""),
+                start=recorded_time(item.get("start")),
+                end=recorded_time(item.get("end")),
                 size=int(item["size"]),
                 sha256=item["sha256"],
             )
@@ -133,12 +175,30 @@ def _take_inventory(job: RestorationJob, source: Any, server: Server, node_tag: 
         ignore_conflicts=True,
     )
     totals = job.files.aggregate(size=Sum("size"))
-    RestorationJob.objects.filter(pk=job.pk).update(
+    RestorationJob.objects.filter(pk=job.pk, state=RestorationState.RUNNING).update(
         files_total=job.files.count(),
         bytes_total=totals["size"] or 0,
         started_at=job.started_at or timezone.now(),
     )
     job.refresh_from_db()
+
+
+def recorded_time(value: object) -> dt.datetime | None:
+    """A listing's start or end (ISO 8601, UTC); None when the node gave none we can read:
+    the file is still restored, indexed at the time it arrives (as older uploads were)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _wire_time(when: dt.datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _copy_all(
@@ -169,12 +229,20 @@ def _copy_all(
                         state=FileState.VERIFIED, restored_as=stored_as
                     )
                     if stored_as:
-                        note(
-                            event,
-                            f"{item.path}: the recording server already had another file "
-                            f"under its name; both are kept, this one as {stored_as}",
-                        )
-                source.delete_file(item.path)  # only after the target verified it
+                        with while_restoring(event, job) as restoring:
+                            if restoring:
+                                note(
+                                    event,
+                                    f"{item.path}: the recording server already had another "
+                                    f"file under its name; both are kept, this one as "
+                                    f"{stored_as}",
+                                )
+                try:
+                    source.delete_file(item.path)  # only after the target verified it
+                except NodeRefused as exc:
+                    # Gone already (an operator's stop purged it): it is on the target.
+                    if exc.status != 404:
+                        raise
                 RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
                 meter.file_done(item.size)
         except BaseException:
@@ -234,6 +302,12 @@ def _copy_one(item: RestorationFile, source: Any, target: Any, node_tag: str, me
             kind=item.kind,
             camera=item.camera or "unknown",
             origin="own",
+            # Its own time: a search of the recording server for the failover period
+            # finds it there.
+            start=_wire_time(item.start),
+            end=_wire_time(
+                item.end if item.start and item.end and item.end >= item.start else None
+            ),
         )
 
     path = target_path(item.path, node_tag)
@@ -321,34 +395,49 @@ class _Meter:
 
 
 def stop_restoration(event: FailoverEvent, *, actor: str = SYSTEM) -> int:
-    """Stop it; the failover server's recordings from that failover are removed."""
+    """Stop it; the failover server's recordings from that failover are removed. Returns
+    how many files were removed.
+
+    The stop is one compare-and-set on the event and the job together: a worker that is
+    copying finds the job stopped at its next write (see `while_restoring`) and writes
+    nothing more to either. Then every source is purged and the timeline says exactly
+    how many files each removed, and which it could not remove, and why.
+    """
     event.refresh_from_db()
-    job = getattr(event, "restoration", None)
-    if not transition(
-        event,
-        EventState.RESTORATION_STOPPED,
-        from_states=[EventState.RESTORING],
-        actor=actor,
-        reason="Restoration stopped; the recordings left on the failover server are removed.",
-    ):
-        raise FailoverError("This event is not restoring recordings.")
-    if job is not None:
-        RestorationJob.objects.filter(pk=job.pk).exclude(state=RestorationState.COMPLETED).update(
-            state=RestorationState.STOPPED, finished_at=timezone.now()
+    with transaction.atomic():
+        if not transition(
+            event,
+            EventState.RESTORATION_STOPPED,
+            from_states=[EventState.RESTORING],
+            actor=actor,
+            reason="Restoration stopped; the recordings left on the failover server are removed.",
+        ):
+            raise FailoverError("This event is not restoring recordings.")
+        RestorationJob.objects.filter(event=event).exclude(state=RestorationState.COMPLETED).update(
+            state=RestorationState.STOPPED, finished_at=timezone.now(), rate_bps=0
         )
     deleted = 0
     for server in sources(event):  # every failover server that recorded for it
         try:
-            removed = client_for(server).purge_failover(event.node_tag)
-            note(event, f"Removed {removed} file(s) from {server.name}.", actor=actor)
-            deleted += removed
+            report = client_for(server).purge_failover_report(event.node_tag)
         except NodeError as exc:
             note(event, f"Could not remove the files from {server.name}: {exc}", actor=actor)
+            continue
+        deleted += report["deleted"]
+        text = f"Removed {report['deleted']} file(s) from {server.name}"
+        if report["failed"]:
+            text += (
+                f"; {report['failed']} could not be removed and are still there "
+                f"({report['error'] or 'no reason given'})"
+            )
+        else:
+            text += "; none is left there"
+        note(event, text + ".", actor=actor)
     return deleted
 
 
 def _fail(event: FailoverEvent, job: RestorationJob, reason: str) -> None:
-    RestorationJob.objects.filter(pk=job.pk).update(
-        state=RestorationState.FAILED, last_error=reason, finished_at=timezone.now()
-    )
+    RestorationJob.objects.filter(
+        pk=job.pk, state__in=[RestorationState.PENDING, RestorationState.RUNNING]
+    ).update(state=RestorationState.FAILED, last_error=reason, finished_at=timezone.now())
     transition(event, EventState.FAILED, from_states=[EventState.RESTORING], reason=reason)

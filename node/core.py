@@ -402,7 +402,10 @@ class NodeRuntime:
         takeover = self.store.read().get("takeover")
         if takeover and takeover["on_behalf_of"]["id"] == obo_id:
             raise conflict("busy", "still recording on behalf of this server; release first")
-        return PurgeAnswer(deleted=self.storage.purge_failover(obo_id)).to_json()
+        result = self.storage.purge_failover(obo_id)
+        return PurgeAnswer(
+            deleted=result.deleted, failed=result.failed, error=result.error[:2000]
+        ).to_json()
 
     # -- licenses ------------------------------------------------------------
 

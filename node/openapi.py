@@ -222,7 +222,12 @@ SCHEMAS: dict[str, Any] = {
         next=NULLABLE_STRING,
     ),
     "Purge": _obj(["on_behalf_of"], on_behalf_of=ID),
-    "Deleted": _obj(["deleted"], deleted=COUNT),
+    "Deleted": _obj(
+        ["deleted", "failed", "error"],
+        deleted=COUNT,
+        failed={**COUNT, "description": "files that could not be removed (kept, still listed)"},
+        error={"type": "string", "description": "why, for the first of them ('' if none)"},
+    ),
     "UploadSpec": _obj(
         ["path", "size", "sha256"],
         path={"type": "string", "minLength": 1, "maxLength": 512},

@@ -280,16 +280,32 @@ class Storage:
                 self.delete(path)
         return len(rows)
 
-    def purge_failover(self, on_behalf_of: str) -> int:
+    def purge_failover(self, on_behalf_of: str) -> PurgeResult:
+        """Delete every file recorded for ``on_behalf_of`` during failovers.
+
+        Counts exactly: a file another request deleted meanwhile (a restoration that
+        finished it) is counted by that request, not here; one that cannot be removed
+        keeps its index row (a later purge tries again) and is reported with the reason.
+        """
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT path FROM files WHERE origin = 'failover' AND on_behalf_of = ?",
                 (on_behalf_of,),
             ).fetchall()
+        result = PurgeResult()
         for (path,) in rows:
-            with contextlib.suppress(ApiError):
-                self.delete(path)
-        return len(rows)
+            try:
+                target = self.resolve(path)
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+            except (ApiError, OSError) as exc:
+                result.failed += 1
+                result.error = result.error or f"{path}: {_why(exc)}"
+                continue
+            with self._db_lock:
+                removed = self._db.execute("DELETE FROM files WHERE path = ?", (path,)).rowcount
+            result.deleted += removed
+        return result
 
     def counts(self) -> dict[tuple[str, str | None], int]:
         with self._db_lock:
@@ -408,6 +424,19 @@ class Storage:
         self.store_file(fm, part)
         meta_path.unlink(missing_ok=True)
         return {"id": upload_id, "offset": size, "complete": True, "path": fm.path}
+
+
+@dataclass
+class PurgeResult:
+    deleted: int = 0
+    failed: int = 0  # files that could not be removed (still indexed)
+    error: str = ""  # the first of their reasons
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def _upload_status(meta: dict[str, Any]) -> dict[str, Any]:

@@ -242,9 +242,12 @@ class TakeoverAnswer(Answer):
 
 
 class PurgeAnswer(Answer):
-    """``POST /recordings/purge``."""
+    """``POST /recordings/purge``: how many files it removed, how many it could not, and
+    why (the first reason). An older agent sends ``deleted`` alone."""
 
     deleted: Count
+    failed: Count = 0
+    error: Annotated[str, Field(max_length=2000)] = ""
 
 
 # -- recordings and uploads -------------------------------------------------------------------

@@ -663,8 +663,14 @@ class NodeClient:
 
     def purge_failover(self, node_tag: str) -> int:
         """Delete every file recorded during a failover for the recording server that
-        ``node_tag`` stands for."""
-        return self._post(PurgeAnswer, "/recordings/purge", {"on_behalf_of": node_tag}).deleted
+        ``node_tag`` stands for; how many it removed."""
+        return self.purge_failover_report(node_tag)["deleted"]
+
+    def purge_failover_report(self, node_tag: str) -> dict[str, Any]:
+        """``purge_failover``, with what it could not remove: ``{"deleted", "failed",
+        "error"}`` (the first reason; an older agent reports no failures)."""
+        body = {"on_behalf_of": node_tag}
+        return self._post(PurgeAnswer, "/recordings/purge", body).to_json()
 
     def open_download(self, path: str, offset: int = 0, etag: str | None = None) -> Download:
         """Stream a file from ``offset``. With ``etag``, a changed file restarts at 0."""
