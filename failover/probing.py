@@ -180,7 +180,10 @@ def apply_result(
     server.last_error = result.error[:1000]
     if result.info:
         server.model = result.info.model[:64]
-        server.serial = result.info.serial[:64]
+        if not server.serial and not _serial_taken(result.info.serial[:64], server.pk):
+            # The identity is read once (a server added before its node could be
+            # reached); a node that is already another server is not taken twice.
+            server.serial = result.info.serial[:64]
         server.software_version = result.info.version[:32]
         server.locked = bool(result.info.locked)
     if result.health is not None:
@@ -191,6 +194,10 @@ def apply_result(
     if changed and result.latency_ms is not None:
         server.latency_ms = result.latency_ms  # rides along; never a reason to write by itself
     return changed
+
+
+def _serial_taken(serial: str, pk: int) -> bool:
+    return Server.objects.filter(serial=serial).exclude(pk=pk).exists()
 
 
 def _last_seen_due(server: Server, now: dt.datetime) -> bool:
@@ -253,11 +260,18 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     results = probe_servers(servers, settings.probe_timeout) if servers else []
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}
+    unread = {s.pk for s in servers if not s.serial}
+    serials = {s.serial for s in servers if s.serial}
     for server, result in zip(servers, results, strict=True):
         if result is None:
             continue
         try:
-            if apply_result(server, result, settings, now):
+            changed = apply_result(server, result, settings, now)
+            if server.pk in unread and server.serial:
+                if server.serial in serials:  # two unread servers, one node: the first
+                    server.serial = ""
+                serials.add(server.serial)
+            if changed:
                 dirty.append(server)
         except Exception:
             log.exception("server %s (%s): its probe result was not applied", server.pk,
