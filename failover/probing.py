@@ -180,10 +180,9 @@ def apply_result(
     server.last_error = result.error[:1000]
     if result.info:
         server.model = result.info.model[:64]
-        if not server.serial and not _serial_taken(result.info.serial[:64], server.pk):
-            # The identity is read once (a server added before its node could be
-            # reached); a node that is already another server is not taken twice.
-            server.serial = result.info.serial[:64]
+        # The identity is read once (a server added before its node could be reached);
+        # run_cycle keeps a node that is another server already from being taken twice.
+        server.serial = server.serial or result.info.serial[:64]
         server.software_version = result.info.version[:32]
         server.locked = bool(result.info.locked)
     if result.health is not None:
@@ -194,10 +193,6 @@ def apply_result(
     if changed and result.latency_ms is not None:
         server.latency_ms = result.latency_ms  # rides along; never a reason to write by itself
     return changed
-
-
-def _serial_taken(serial: str, pk: int) -> bool:
-    return Server.objects.filter(serial=serial).exclude(pk=pk).exists()
 
 
 def _last_seen_due(server: Server, now: dt.datetime) -> bool:
@@ -261,16 +256,19 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}
     unread = {s.pk for s in servers if not s.serial}
-    serials = {s.serial for s in servers if s.serial}
+    taken: set[str] | None = None  # every serial stored, read once if a new one comes
     for server, result in zip(servers, results, strict=True):
         if result is None:
             continue
         try:
             changed = apply_result(server, result, settings, now)
             if server.pk in unread and server.serial:
-                if server.serial in serials:  # two unread servers, one node: the first
+                if taken is None:
+                    stored = Server.objects.exclude(serial="").values_list("serial", flat=True)
+                    taken = set(stored)
+                if server.serial in taken:  # already a server (or two rows, one node)
                     server.serial = ""
-                serials.add(server.serial)
+                taken.add(server.serial)
             if changed:
                 dirty.append(server)
         except Exception:
