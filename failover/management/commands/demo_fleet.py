@@ -147,6 +147,9 @@ class Command(BaseCommand):
             )
             if other is not None:
                 managed.append(f"{node.name} as {other.name!r} ({other.role})")
+                if report.cms_mode != other.role:  # left by an older version of the demo
+                    self.stderr.write(f"{other.name!r} is a {other.role} server here, but its "
+                                      f"node is in {report.cms_mode} mode: delete it.")  # fmt: skip
                 continue
             if report.cms_mode not in (Role.RECORDING, Role.FAILOVER):
                 self.stderr.write(f"{node.name} is not added: its CMS mode is {report.cms_mode}.")
