@@ -14,8 +14,6 @@ No database transaction may be open across these calls (they talk to a node).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ValidationError
 
 from cms.actions import ConfirmationRequired
@@ -42,7 +40,8 @@ def address_field(server: Server) -> str:
     return "quickconnect_id" if server.connection_type == ConnectionType.QUICKCONNECT else "host"
 
 
-def reach(server: Server, *, login_field: str = "admin_password") -> ConnectionReport | None:
+def reach(server: Server, *, login_field: str = "admin_password",
+          refused: str = "The server cannot be added") -> ConnectionReport | None:  # fmt: skip
     """Test the connection to `server`'s node; refuse with Test Connection's reason.
 
     None for a QuickConnect ID that no node has enrolled yet (nothing to reach)."""
@@ -52,7 +51,7 @@ def reach(server: Server, *, login_field: str = "admin_password") -> ConnectionR
     if report.error_code == NOT_ENROLLED and server.connection_type == ConnectionType.QUICKCONNECT:
         return None
     field = login_field if report.error_code in _PASSWORD_CODES else address_field(server)
-    raise ValidationError({field: [f"The server cannot be added: {report.message}"]})
+    raise ValidationError({field: [f"{refused}: {report.message}"]})
 
 
 def mode_problem(report: ConnectionReport, role: str) -> str:
@@ -91,8 +90,10 @@ def already_added(server: Server) -> str:
 def check_node(server: Server, role: str, *, exclude_pk: int | None = None,
                login_field: str = "admin_password") -> ConnectionReport | None:  # fmt: skip
     """Reach `server`'s node and refuse it unless it may be a server of `role` here:
-    reached, the password right, in `role`'s CMS mode, not managed already."""
-    report = reach(server, login_field=login_field)
+    reached, the password right, in `role`'s CMS mode, not managed already (`exclude_pk`:
+    the server being edited)."""
+    refused = "The change cannot be saved" if exclude_pk else "The server cannot be added"
+    report = reach(server, login_field=login_field, refused=refused)
     if report is None:
         return None
     field = address_field(server)
@@ -162,7 +163,3 @@ def _probe_for(server: Server, *, same_node: bool) -> Server:
 
 CONNECTION_FIELDS = ("connection_type", "host", "port", "use_https", "quickconnect_id",
                       "admin_username")  # fmt: skip
-
-
-def password_of(value: Any) -> str:
-    return value.reveal() if hasattr(value, "reveal") else (value or "")

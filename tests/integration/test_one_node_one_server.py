@@ -224,3 +224,20 @@ def test_an_edit_that_does_not_move_the_server_does_not_ask_its_node(admin_api, 
     server = make_server(role="recording", name="Far", host="127.0.0.1", port=closed_port())
     edited = admin_api.patch(f"{RS_API}{server.pk}/", {"name": "Far away"}, format="json")
     assert edited.status_code == 200, edited.content
+
+
+def test_a_server_moved_to_another_https_node_pins_that_nodes_certificate(
+    admin_api, team, start_node
+):
+    old = start_node(mode="failover", name="old-box", https=True)
+    new = start_node(mode="failover", name="new-box", https=True)
+    created = admin_api.post(FS_API, {**body(team, old.host, old.port), "use_https": True},
+                             format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    assert created.json()["tls_fingerprint"].replace(":", "").lower() == old.fingerprint
+    url = f"{FS_API}{created.json()['id']}/"
+    moved = admin_api.patch(url, {"port": new.port, "confirm": True}, format="json")
+    assert moved.status_code == 200, moved.content
+    server = Server.objects.get()
+    assert server.tls_fingerprint.replace(":", "").lower() == new.fingerprint
+    assert server.serial == new.get_info()["serial"] and server.pairing_key.reveal() == ""
