@@ -107,7 +107,7 @@ class ServerActionsAdmin:
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
-        if obj is None:  # adding: there is no node to replace
+        if obj is None or request.method != "POST":  # shown when a save was refused for it
             return fieldsets
         return [
             (name, {**opts, "fields": [*opts["fields"], "confirm_node_replacement"]})

@@ -167,7 +167,7 @@ def test_moving_a_server_to_another_node_needs_confirmation_then_its_identity_fo
     assert admin_client.post(FS_ADD, form(team, old.host, old.port)).status_code == 302
     server = Server.objects.get()
     url = f"/admin/inventory/failoverserver/{server.pk}/change/"
-    assert "confirm_node_replacement" in admin_client.get(url).content.decode()
+    assert "confirm_node_replacement" not in admin_client.get(url).content.decode()
 
     moved = form(team, new.host, new.port, password="")
     refused = admin_client.post(url, moved)
@@ -176,6 +176,7 @@ def test_moving_a_server_to_another_node_needs_confirmation_then_its_identity_fo
     assert f"is another node than the one added as 'Standby North': serial " \
            f"'{new.get_info()['serial']}' (FS-9" in text  # fmt: skip
     assert "Tick 'Replace the node' to save anyway." in text
+    assert 'name="confirm_node_replacement"' in refused.content.decode()
     server.refresh_from_db()
     assert (server.port, server.model) == (old.port, "FS-7")
 
