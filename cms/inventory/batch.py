@@ -141,7 +141,7 @@ def _check_rows(role: str, team: Team, naming_rule: str, items: list[dict[str, A
             continue
         serials[report.serial] = index
         if (other := identity.managed_as(report.serial)) is not None:
-            result.errors[index] = [identity.already_added(other)]
+            result.errors[index] = [identity.already_added(other, team.pk)]
             continue
         enable = bool(item.get("enable_cms")) and not report.cms_enabled
         if not enable and (problem := identity.mode_problem(report, role)):

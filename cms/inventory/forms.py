@@ -81,7 +81,7 @@ class ServerForm(forms.ModelForm):
         ):
             return
         probe = Server(**{f: getattr(server, f) for f in identity.CONNECTION_FIELDS})
-        probe.role = server.role
+        probe.role, probe.team_id = server.role, server.team_id
         probe.tls_fingerprint = server.tls_fingerprint
         probe.admin_password = password or (stored.admin_password if stored else "")
         try:

@@ -82,7 +82,11 @@ def managed_as(serial: str, *, exclude_pk: int | None = None) -> Server | None:
     return Server.objects.filter(serial=serial).exclude(pk=exclude_pk).first()
 
 
-def already_added(server: Server) -> str:
+def already_added(server: Server, team_id: int | None) -> str:
+    """The refusal of a node `server` has; named only to its own team (another team's
+    servers are as if they did not exist)."""
+    if server.team_id != team_id:
+        return "This node is already a server of another team here; a node is one server."
     role = Role(server.role).label.lower() if server.role else "server"
     return f"This node is already added as {server.name!r} ({role}); a node is one server."
 
@@ -100,7 +104,7 @@ def check_node(server: Server, role: str, *, exclude_pk: int | None = None,
     if problem := mode_problem(report, role):
         raise ValidationError({field: [problem]})
     if (other := managed_as(report.serial, exclude_pk=exclude_pk)) is not None:
-        raise ValidationError({field: [already_added(other)]})
+        raise ValidationError({field: [already_added(other, server.team_id)]})
     return report
 
 
@@ -155,7 +159,8 @@ def check_edit(stored: Server, server: Server, *, replace_confirmed: bool,
 def _probe_for(server: Server, *, same_node: bool) -> Server:
     """An unsaved copy to reach the node with: no identity to insist on (the node's is
     what is read), the pinned certificate only at the address it was pinned at."""
-    probe = Server(role=server.role, **{f: getattr(server, f) for f in CONNECTION_FIELDS})
+    probe = Server(role=server.role, team_id=server.team_id,
+                   **{f: getattr(server, f) for f in CONNECTION_FIELDS})  # fmt: skip
     probe.admin_password = server.admin_password
     probe.tls_fingerprint = server.tls_fingerprint if same_node else ""
     return probe

@@ -242,3 +242,18 @@ def test_a_server_moved_to_another_https_node_pins_that_nodes_certificate(
     server = Server.objects.get()
     assert server.tls_fingerprint.replace(":", "").lower() == new.fingerprint
     assert server.serial == new.get_info()["serial"] and server.pairing_key.reveal() == ""
+
+
+def test_a_node_of_another_team_is_refused_without_naming_its_server(
+    admin_api, team, other_team, start_node
+):
+    node = start_node(mode="failover")
+    ours = admin_api.post(FS_API, body(team, node.host, node.port, name="Secret name"),
+                          format="json")  # fmt: skip
+    assert ours.status_code == 201
+    theirs = admin_api.post(FS_API, body(other_team, node.host, node.port, name="Standby"),
+                            format="json")  # fmt: skip
+    assert theirs.status_code == 400
+    (message,) = theirs.json()["error"]["fields"]["host"]
+    assert message.startswith("This node is already a server of another team here")
+    assert "Secret name" not in theirs.content.decode()

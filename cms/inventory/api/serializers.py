@@ -97,6 +97,8 @@ class ServerSerializer(serializers.ModelSerializer):
         server is reached (identity.py); what the node says is saved with the server."""
         stored = self.instance
         probe = Server(role=stored.role if stored else self.context["role"])
+        team = attrs.get("team", stored.team if stored else None)
+        probe.team_id = team.pk if team is not None else None
         for name in identity.CONNECTION_FIELDS:
             setattr(probe, name, attrs.get(name, getattr(stored, name) if stored else
                                            getattr(probe, name)))  # fmt: skip
