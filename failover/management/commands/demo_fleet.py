@@ -85,13 +85,14 @@ class Command(BaseCommand):
         if serve:
             self._exec_agent(by_slug(serve), base, password)
         self._wait_ready(FLEET)
-        self._register(password)
-        self.stdout.write(
-            "Demo fleet: "
-            + ", ".join(f"{n.name} (:{n.port}, {n.role})" for n in FLEET)
-            + f". Data in {base}. Cause an outage with: "
-            f"cms-node fault --data-dir {base / 'lobby'} volume"
-        )
+        added = self._register(password)
+        if added:
+            self.stdout.write(
+                "Demo fleet: "
+                + ", ".join(f"{s.name} (:{s.port}, {s.role})" for s in added)
+                + f". Data in {base}. Cause an outage with: "
+                f"cms-node fault --data-dir {base / 'lobby'} volume"
+            )
 
     def _exec_agent(self, node: DemoNode, base: Path, password: str) -> None:
         """Become the agent, so that the supervisor's signals reach it directly."""
@@ -118,15 +119,17 @@ class Command(BaseCommand):
                     pass
             time.sleep(0.3)
 
-    def _register(self, password: str) -> None:
+    def _register(self, password: str) -> list[Server]:
+        """Add the fleet on the first start; the servers added (none on a later one)."""
         found = self._found(password)
         if not found:
-            return
+            return []
         with transaction.atomic():
             installs = self._record(found)
         for server, lic in installs:  # node calls never inside a transaction
             with contextlib.suppress(NodeError):  # already installed on a second run
                 client_for(server).install_license(lic.key, lic.cameras)
+        return [server for server in found.values() if server.pk]
 
     def _found(self, password: str) -> dict[str, Server]:
         """The demo nodes to add, as unsaved servers in the role their CMS mode says, or
