@@ -1,7 +1,7 @@
 """All or nothing on the nodes too: a batch refused as a whole, or failing part-way, and
 an Enable whose later step fails leave every node exactly as it was (CMS service, mode,
-pairing, lock). Real node agents; a fault is injected only where no real part can be
-made to fail at that moment."""
+pairing, lock). Real node agents; the failures are a network that refuses one request
+and an audit trail that cannot be written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from cms.inventory.models import Server
-from cms.nodes.errors import NodeUnreachable
 from cms.nodes.models import PendingPairing
 
 pytestmark = pytest.mark.integration
@@ -61,30 +60,26 @@ def test_a_batch_refused_for_one_bad_row_changes_no_node(admin_api, team, start_
 
 
 def test_a_batch_that_fails_part_way_turns_the_enabled_nodes_off_again(
-    admin_api, team, start_node, monkeypatch
+    admin_api, team, start_node, faulty_proxy
 ):
-    from cms.inventory import enabling
+    from tests.fixtures.faulty_network import answer_error
 
     fresh = [start_node(mode="standalone", name=f"fresh-{i}") for i in (1, 2, 3)]
     before = {node.port: state(node) for node in fresh}
-    real_enable, calls = enabling.enable, []
+    # The third node is reached through a network that fails its enabling (and nothing
+    # else): every row passes its checks, and the batch fails after two nodes took it.
+    link = faulty_proxy(fresh[2])
+    link.refuse = answer_error(503, "unavailable", "POST /api/v1/cms/enable")
+    third = {**enable_row(fresh[2]), "host": link.host, "port": link.port}
 
-    def enable_then_lose_the_third(server, role, **lock):
-        # The third node goes away between the check and its enabling.
-        calls.append(server.port)
-        if len(calls) == 3:
-            raise NodeUnreachable(f"cannot reach {server.host}:{server.port}: connection reset")
-        return real_enable(server, role, **lock)
-
-    monkeypatch.setattr(enabling, "enable", enable_then_lose_the_third)
     failed = admin_api.post(BATCH, {
         "team": team.pk, "naming_rule": "prefix_no", "prefix": "Standby",
-        "servers": [enable_row(node) for node in fresh],
+        "servers": [enable_row(fresh[0]), enable_row(fresh[1]), third],
     }, format="json")  # fmt: skip
 
     assert failed.status_code == 409, failed.content
     assert "Could not enable the CMS service" in failed.json()["error"]["rows"]["2"][0]
-    assert len(calls) == 3  # the first two were enabled (and locked) on their nodes ...
+    assert link.refused >= 1  # the first two were enabled (and locked) on their nodes ...
     assert {node.port: state(node) for node in fresh} == before  # ... and are off again
     assert not Server.objects.exists()
     assert not PendingPairing.objects.exists()
