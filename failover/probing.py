@@ -180,7 +180,9 @@ def apply_result(
     server.last_error = result.error[:1000]
     if result.info:
         server.model = result.info.model[:64]
-        server.serial = result.info.serial[:64]
+        # The identity is read once (a server added before its node could be reached);
+        # run_cycle keeps a node that is another server already from being taken twice.
+        server.serial = server.serial or result.info.serial[:64]
         server.software_version = result.info.version[:32]
         server.locked = bool(result.info.locked)
     if result.health is not None:
@@ -253,11 +255,21 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     results = probe_servers(servers, settings.probe_timeout) if servers else []
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}
+    unread = {s.pk for s in servers if not s.serial}
+    taken: set[str] | None = None  # every serial stored, read once if a new one comes
     for server, result in zip(servers, results, strict=True):
         if result is None:
             continue
         try:
-            if apply_result(server, result, settings, now):
+            changed = apply_result(server, result, settings, now)
+            if server.pk in unread and server.serial:
+                if taken is None:
+                    stored = Server.objects.exclude(serial="").values_list("serial", flat=True)
+                    taken = set(stored)
+                if server.serial in taken:  # already a server (or two rows, one node)
+                    server.serial = ""
+                taken.add(server.serial)
+            if changed:
                 dirty.append(server)
         except Exception:
             log.exception("server %s (%s): its probe result was not applied", server.pk,

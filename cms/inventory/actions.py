@@ -17,9 +17,10 @@ from typing import Any, Literal, Protocol, TypeVar
 from cms import audit
 from cms.actions import confirm, require, require_perm
 from cms.nodes.client import client_for
+from cms.nodes.errors import NodeRefused
 from cms.nodes.webcalls import address_of, web_node_call
 
-from . import locking
+from . import enabling, locking
 from .models import Server
 
 log = logging.getLogger(__name__)
@@ -115,13 +116,26 @@ def enable_cms_service(user: Any, server: Server, lock: dict[str, bool], *,
     require(user, "test_connection")
     require(user, "lock")
     with web_node_call(address_of(server)):
-        info: Any = client_for(server, pin=False).enable_cms(server.role, **lock)
-    on = ", ".join(k for k, value in lock.items() if value) or "none"
-    log.info("%s enabled the CMS service of %s in %s mode (lock: %s)",
-             audit.actor_name(user), address_of(server), server.role, on)  # fmt: skip
-    audit.record(
-        user, Server, f"CMS service of {server.address} enabled",
-        {"cms_mode": [None, server.role], **{k: [None, v] for k, v in lock.items()}},
-        remote_addr=remote_addr,
-    )  # fmt: skip
-    return info
+        before = client_for(server, pin=False).info()
+        if before.get("cms_enabled"):
+            # Enabling again would pair it anew (with another host's pairing lost, which
+            # this CMS could not put back): the Enable link is for a node without it.
+            raise NodeRefused(
+                f"The CMS service of {before.get('name') or server.address} is already "
+                f"enabled, in {before.get('cms_mode')} mode: nothing to enable.",
+                code="already_enabled",
+            )
+        done = enabling.enable(server, server.role, **lock)
+        try:
+            on = ", ".join(k for k, value in lock.items() if value) or "none"
+            log.info("%s enabled the CMS service of %s in %s mode (lock: %s)",
+                     audit.actor_name(user), address_of(server), server.role, on)  # fmt: skip
+            audit.record(
+                user, Server, f"CMS service of {server.address} enabled",
+                {"cms_mode": [None, server.role], **{k: [None, v] for k, v in lock.items()}},
+                remote_addr=remote_addr,
+            )  # fmt: skip
+        except BaseException:
+            done.undo()  # not kept in the trail: not kept on the node either
+            raise
+    return done.info

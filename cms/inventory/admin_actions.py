@@ -99,6 +99,22 @@ class ServerActionsAdmin:
 
     # -- edit and delete: the change and delete pages ---------------------------------
 
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
+                        form_url: str = "", extra_context: Any = None) -> HttpResponse:  # fmt: skip
+        # Not inside Django's request-long transaction: the form reaches the node before
+        # saving (identity.py), and no transaction stays open across a node call.
+        return self._changeform_view(request, object_id, form_url, extra_context)  # type: ignore[attr-defined]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        if obj is None or request.method != "POST":  # shown when a save was refused for it
+            return fieldsets
+        return [
+            (name, {**opts, "fields": [*opts["fields"], "confirm_node_replacement"]})
+            if name == "Connection" else (name, opts)
+            for name, opts in fieldsets
+        ]  # fmt: skip
+
     def save_model(self, request: HttpRequest, obj: Server, form: Any, change: bool) -> None:
         save = super().save_model  # type: ignore[misc]
         if not change:

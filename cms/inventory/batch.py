@@ -1,4 +1,10 @@
-"""Add Batch: several servers found by the search, named by a naming rule, all or none."""
+"""Add Batch: several servers found by the search, named by a naming rule, all or none.
+
+All or none on the nodes too: every row is checked (reached, in the list's mode or to
+be enabled, not managed already, not twice in the batch, named) before any node is
+changed; only then are the CMS services asked for turned on, and if one of them, or the
+save, fails, the nodes enabled so far are turned off again.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from cms.nodes import enrollment
-from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
-from cms.nodes.services import test_connection
+from cms.nodes.services import ConnectionReport, test_connection
+from cms.nodes.webcalls import address_of
 
+from . import enabling, identity
 from .choices import ConnectionType, NameSource
 from .connection import server_for
 from .models import Server, Team
@@ -31,16 +38,79 @@ class BatchResult:
         return not self.errors and not self.rule_errors
 
 
+@dataclass
+class _Row:
+    index: int
+    item: dict[str, Any]
+    server: Server
+    report: ConnectionReport
+    enable: bool  # its CMS service is off and the row asks to turn it on
+
+
 def batch_add(
     team: Team, role: str, naming_rule: str, items: list[dict[str, Any]], prefix: str = ""
 ) -> BatchResult:
-    """Reach every server (enabling its CMS service when asked), name them, add them all.
+    """Reach every server, name them, enable the CMS services asked for, add them all.
 
-    Nothing is added unless every row can be: each row that cannot says why.
+    Nothing is added, and no node is changed, unless every row can be: each row that
+    cannot says why.
     """
     result = BatchResult()
-    servers: list[Server] = []
-    candidates: list[Candidate] = []
+    rows = _check_rows(role, team, naming_rule, items, result)
+    if result.errors:
+        return result
+    candidates = [Candidate(r.report.name, r.report.model, r.item.get("custom_name", ""))
+                  for r in rows]  # fmt: skip
+    try:
+        names = preview_names(role, naming_rule, candidates, prefix=prefix)
+    except ValidationError as exc:
+        result.rule_errors = exc.messages
+        return result
+    for row, name, cand in zip(rows, names, candidates, strict=True):
+        custom = naming_rule == NamingRule.CUSTOM or cand.custom_name
+        row.server.name = name
+        row.server.name_source = NameSource.CUSTOM if custom else NameSource.NAMING_RULE
+        try:
+            row.server.full_clean(exclude=["admin_password"])
+        except ValidationError as exc:
+            result.errors[row.index] = [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]
+    if result.errors:
+        return result
+
+    # Every row can be added: only now is any node changed.
+    done: list[enabling.Enabled] = []
+    for row in rows:
+        if not row.enable:
+            continue
+        try:
+            enabled = enabling.enable(
+                row.server, role,
+                refuse_other_hosts=row.item.get("refuse_other_hosts", False),
+                refuse_local_changes=row.item.get("refuse_local_changes", False),
+            )  # fmt: skip
+        except NodeError as exc:
+            enabling.undo_all(done)
+            result.errors[row.index] = [f"Could not enable the CMS service: {exc}"]
+            return result
+        done.append(enabled)
+        row.server.cms_mode = enabled.info.get("cms_mode", role)
+        row.server.locked = bool(enabled.info.get("locked"))
+    try:
+        _save(rows, result)
+    except BaseException:
+        enabling.undo_all(done)
+        raise
+    if not result.ok:
+        enabling.undo_all(done)
+    return result
+
+
+def _check_rows(role: str, team: Team, naming_rule: str, items: list[dict[str, Any]],
+                result: BatchResult) -> list[_Row]:  # fmt: skip
+    """Every row checked without changing its node; refusals go to `result.errors`."""
+    rows: list[_Row] = []
+    addresses: dict[str, int] = {}
+    serials: dict[str, int] = {}
     for index, item in enumerate(items):
         server = server_for(role, item, team=team)
         if item.get("custom_name") or naming_rule == NamingRule.CUSTOM:
@@ -55,25 +125,26 @@ def batch_add(
                 f"A server with QuickConnect ID {server.quickconnect_id!r} already exists."
             ]
             continue
-        if item.get("enable_cms"):
-            try:
-                client_for(server, pin=False).enable_cms(
-                    role,
-                    refuse_other_hosts=item.get("refuse_other_hosts", False),
-                    refuse_local_changes=item.get("refuse_local_changes", False),
-                )
-            except NodeError as exc:
-                result.errors[index] = [f"Could not enable the CMS service: {exc}"]
-                continue
+        where = address_of(server)
+        if where in addresses:
+            result.errors[index] = [f"The same server as row {addresses[where] + 1}."]
+            continue
+        addresses[where] = index
         report = test_connection(server)
         if not report.ok:
             result.errors[index] = [report.message]
             continue
-        if report.cms_mode != role:
-            result.errors[index] = [
-                f"The server's CMS mode is {report.cms_mode or 'not set'}, not {role}: enable "
-                "its CMS service in that mode first."
-            ]
+        if report.serial in serials:
+            result.errors[index] = [f"The same node as row {serials[report.serial] + 1} "
+                                    f"(serial {report.serial})."]  # fmt: skip
+            continue
+        serials[report.serial] = index
+        if (other := identity.managed_as(report.serial)) is not None:
+            result.errors[index] = [identity.already_added(other, team.pk)]
+            continue
+        enable = bool(item.get("enable_cms")) and not report.cms_enabled
+        if not enable and (problem := identity.mode_problem(report, role)):
+            result.errors[index] = [problem]
             continue
         if (
             naming_rule == NamingRule.DEFAULT
@@ -83,52 +154,36 @@ def batch_add(
             # The node's own name breaks the rule: that row says so, the user types one.
             result.errors[index] = problems
             continue
-        server.tls_fingerprint = report.fingerprint
-        server.model, server.serial = report.model, report.serial
-        server.locked = bool(report.locked)
-        servers.append(server)
-        candidates.append(Candidate(report.name, report.model, item.get("custom_name", "")))
-    if result.errors:
-        return result
+        identity.adopt(server, report)
+        if enable:
+            server.cms_mode = role
+        rows.append(_Row(index, item, server, report, enable))
+    return rows
 
-    try:
-        names = preview_names(role, naming_rule, candidates, prefix=prefix)
-    except ValidationError as exc:
-        result.rule_errors = exc.messages
-        return result
+
+def _save(rows: list[_Row], result: BatchResult) -> None:
     # The nodes were reached above, with no transaction open; this one only writes.
-    with transaction.atomic():
-        for index, (server, name, cand) in enumerate(zip(servers, names, candidates, strict=True)):
-            custom = naming_rule == NamingRule.CUSTOM or cand.custom_name
-            server.name = name
-            server.name_source = NameSource.CUSTOM if custom else NameSource.NAMING_RULE
-            try:
-                server.full_clean(exclude=["admin_password"])
-            except ValidationError as exc:
-                result.errors[index] = [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]
-        if result.errors:
-            transaction.set_rollback(True)
-            return result
-        try:
-            with transaction.atomic():
-                for server in servers:
-                    server.save()
-        except IntegrityError:
-            # A server of the same name was added meanwhile (the check above raced it).
-            transaction.set_rollback(True)
-            result.rule_errors = [
-                "A server with one of these names was added meanwhile; nothing was added. "
-                "Try again."
-            ]
-            return result
-        for server in servers:
-            # The row's node answered at its QuickConnect address, so the ID is bound;
-            # a secret is issued only if it is bound to another serial than this node's.
-            secret = enrollment.issue_for_server(server)
-            if secret:  # for the API's answer only (quickconnect_enrollment_secret)
-                server.quickconnect_enrollment_secret = secret
-        result.created.extend(servers)
-    return result
+    try:
+        with transaction.atomic():
+            for row in rows:
+                row.server.save()
+            for row in rows:
+                # The row's node answered at its QuickConnect address, so the ID is bound;
+                # a secret is issued only if it is bound to another serial than this node's.
+                secret = enrollment.issue_for_server(row.server)
+                if secret:  # for the API's answer only (quickconnect_enrollment_secret)
+                    row.server.quickconnect_enrollment_secret = secret
+    except IntegrityError:
+        # A server of the same name, or the same node, was added meanwhile (the checks
+        # above raced it).
+        for row in rows:
+            row.server.pk = None
+        result.rule_errors = [
+            "A server with one of these names, or one of these nodes, was added meanwhile; "
+            "nothing was added. Try again."
+        ]
+        return
+    result.created.extend(row.server for row in rows)
 
 
 def taken_names(role: str) -> list[str]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
+from cms.actions import ConfirmationRequired
+from cms.nodes.errors import NodeBusy
+from cms.nodes.webcalls import address_of, web_node_call
+
+from . import identity
 from .choices import NameSource
 from .models import Server, Team
 
@@ -47,6 +53,13 @@ class ServerForm(forms.ModelForm):
                 "admin_password_input"
             ].help_text = "The node's admin password. Stored encrypted, never shown again."
 
+    confirm_node_replacement = forms.BooleanField(
+        label="Replace the node",
+        required=False,
+        help_text="Tick when the new address is another node on purpose: the server's "
+        "serial, model and version then follow the new node.",
+    )
+
     # Whether the user confirmed what saving would cost (see cms.inventory.actions.edit);
     # a form that asks sets it from its own field.
     consequences_confirmed = False
@@ -56,6 +69,42 @@ class ServerForm(forms.ModelForm):
         if "name" in self.changed_data:
             self.instance.name_source = NameSource.CUSTOM
         super()._post_clean()
+        if not self._errors:  # the node is asked only about a form that is otherwise valid
+            self._check_node()
+
+    def _check_node(self) -> None:
+        """Add Server and a changed address reach the node before saving (identity.py)."""
+        server, password = self.instance, self.cleaned_data.get("admin_password_input")
+        stored = Server.objects.filter(pk=server.pk).first() if server.pk else None
+        if stored is not None and not identity.connection_changed(
+            stored, server, password_changed=bool(password)
+        ):
+            return
+        probe = Server(**{f: getattr(server, f) for f in identity.CONNECTION_FIELDS})
+        probe.role, probe.team_id = server.role, server.team_id
+        probe.tls_fingerprint = server.tls_fingerprint
+        probe.admin_password = password or (stored.admin_password if stored else "")
+        try:
+            with web_node_call(address_of(probe)):
+                if stored is None:
+                    report = identity.check_node(probe, server.role,
+                                                 login_field="admin_password_input")  # fmt: skip
+                else:
+                    report = identity.check_edit(
+                        stored, probe, login_field="admin_password_input",
+                        replace_confirmed=bool(self.cleaned_data.get("confirm_node_replacement")),
+                    )  # fmt: skip
+        except NodeBusy as exc:
+            self.add_error(None, exc.message)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        except ConfirmationRequired as exc:
+            where = "confirm_node_replacement"
+            where = where if where in self.fields else None
+            self.add_error(where, [*exc.consequences, "Tick 'Replace the node' to save anyway."])
+        else:
+            identity.adopt(server, report)
 
     def save(self, commit: bool = True) -> Server:
         password = self.cleaned_data.get("admin_password_input")

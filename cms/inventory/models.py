@@ -193,9 +193,21 @@ class Server(models.Model):
 
     objects = ServerQuerySet.as_manager()
 
+    # The endpoint `tls_fingerprint` was read at in this request (identity.adopt), so a
+    # save that moves the server keeps the certificate it just checked.
+    pinned_at: tuple | None = None
+
     class Meta:
         ordering = ["role", "name"]
         constraints = [
+            # One node, one server: its serial is its identity. Blank until the node was
+            # reached (a QuickConnect ID no node has enrolled yet).
+            models.UniqueConstraint(
+                fields=["serial"],
+                condition=~Q(serial=""),
+                name="unique_server_serial",
+                violation_error_message="This node is already a server here (same serial).",
+            ),
             models.UniqueConstraint(fields=["role", "name"], name="unique_server_name_per_role"),
             models.UniqueConstraint(
                 fields=["role", "name_key"], name="unique_server_name_key_per_role"
@@ -226,7 +238,8 @@ class Server(models.Model):
         # a new first contact.
         loaded = getattr(self, "_loaded_endpoint", None)
         extra = set()
-        if loaded is not None and loaded != self._endpoint() and self.tls_fingerprint:
+        moved = loaded is not None and loaded != self._endpoint()
+        if moved and self.tls_fingerprint and self.pinned_at != self._endpoint():
             self.tls_fingerprint = ""
             extra.add("tls_fingerprint")
         if self.admin_password.is_new:

@@ -26,12 +26,21 @@ def form_data(team, **overrides):
     return {k: v for k, v in data.items() if v is not None}
 
 
-def test_it_adds_a_failover_server_with_an_encrypted_password(admin_client, team):
-    response = admin_client.post(ADD_URL, form_data(team))
+def node_data(node, **overrides):
+    """The form's connection fields for a real node agent."""
+    return {"host": node.host, "port": str(node.port), "admin_password_input": node.password,
+            **overrides}  # fmt: skip
+
+
+def test_it_adds_a_failover_server_with_an_encrypted_password(admin_client, team, start_node):
+    node = start_node(mode="failover", name="north", model="FS-9", password="pw-node")
+    response = admin_client.post(ADD_URL, form_data(team, **node_data(node)))
     assert response.status_code == 302, response.content.decode()[:3000]
     server = FailoverServer.objects.get()
     assert server.role == "failover"
     assert server.admin_password.reveal() == "pw-node"
+    # what the node says about itself is read before the save
+    assert (server.serial, server.model) == (node.get_info()["serial"], "FS-9")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +74,9 @@ def test_it_rejects_bad_input_and_saves_nothing(admin_client, team, overrides, m
     assert not Server.objects.exists()
 
 
-def test_it_refuses_a_duplicate_name_in_the_same_role_only(admin_client, team, make_server):
+def test_it_refuses_a_duplicate_name_in_the_same_role_only(
+    admin_client, team, make_server, start_node
+):
     make_server(role="failover", name="Standby North")
     response = admin_client.post(ADD_URL, form_data(team))
     assert response.status_code == 200
@@ -73,28 +84,32 @@ def test_it_refuses_a_duplicate_name_in_the_same_role_only(admin_client, team, m
     assert FailoverServer.objects.count() == 1
 
     make_server(role="recording", name="Same Name")
-    response = admin_client.post(ADD_URL, form_data(team, name="Same Name"))
-    assert response.status_code == 302
+    node = start_node(mode="failover")
+    response = admin_client.post(ADD_URL, form_data(team, name="Same Name", **node_data(node)))
+    assert response.status_code == 302, response.content.decode()[:3000]
     assert FailoverServer.objects.filter(name="Same Name").exists()
 
 
-def test_editing_another_field_of_a_generated_name_keeps_working(admin_client, team, make_server):
+def test_editing_another_field_of_a_generated_name_keeps_working(admin_client, team, start_node):
+    node = start_node(mode="failover")
     server = Server.objects.create(
         team=team, role="failover", name="DS923+-1", name_source=NameSource.NAMING_RULE,
-        host="192.0.2.20", admin_password="pw",
+        host="192.0.2.20", admin_password=node.password,
     )  # fmt: skip
     url = f"/admin/inventory/failoverserver/{server.pk}/change/"
-    response = admin_client.post(
-        url, form_data(team, name="DS923+-1", host="192.0.2.21", admin_password_input="")
-    )
+    response = admin_client.post(url, form_data(
+        team, name="DS923+-1", host=node.host, port=str(node.port), admin_password_input=""
+    ))  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
     server.refresh_from_db()
-    assert server.host == "192.0.2.21"
+    assert server.host == node.host
     assert server.admin_password.reveal() == "pw"  # empty keeps the current one
     assert server.name_source == NameSource.NAMING_RULE
 
     # but a name typed by a person follows the rule
-    response = admin_client.post(url, form_data(team, name="DS923+-2"))
+    response = admin_client.post(
+        url, form_data(team, name="DS923+-2", host=node.host, port=str(node.port))
+    )
     assert response.status_code == 200
     assert "must not contain these symbols: + -" in html.unescape(response.content.decode())
     server.refresh_from_db()

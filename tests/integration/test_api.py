@@ -66,9 +66,10 @@ def test_bad_input_is_one_error_shape_per_field_and_saves_nothing(admin_api, tea
     assert not Server.objects.exists()
 
 
-def test_create_and_edit_a_server(admin_api, team):
+def test_create_and_edit_a_server(admin_api, team, start_node):
+    node = start_node(mode="recording", password="s3cret-pw")
     created = admin_api.post("/api/v1/recording-servers/", {
-        "team": team.pk, "name": "Lobby", "host": "192.0.2.7", "port": 5001,
+        "team": team.pk, "name": "Lobby", "host": node.host, "port": node.port,
         "admin_password": "s3cret-pw",
     }, format="json")  # fmt: skip
     assert created.status_code == 201, created.content
@@ -80,9 +81,9 @@ def test_create_and_edit_a_server(admin_api, team):
         "team": team.pk, "name": "Lobby", "host": "192.0.2.8", "admin_password": "x",
     }, format="json")  # fmt: skip
     assert "already exists" in dup.json()["error"]["fields"]["name"][0]
-    edited = admin_api.patch(f"/api/v1/recording-servers/{server.pk}/", {"port": 5002},
+    edited = admin_api.patch(f"/api/v1/recording-servers/{server.pk}/", {"name": "Lobby 2"},
                              format="json")  # fmt: skip
-    assert edited.status_code == 200 and edited.json()["port"] == 5002
+    assert edited.status_code == 200 and edited.json()["name"] == "Lobby 2"
     server.refresh_from_db()
     assert server.admin_password.reveal() == "s3cret-pw"
 
@@ -115,7 +116,7 @@ def test_batch_add_with_prefix_names_all_or_nothing(admin_api, team, start_node)
         "servers": [*rows, {"host": rec.host, "port": rec.port, "admin_password": "pw"}],
     }, format="json")  # fmt: skip
     assert refused.status_code == 409
-    assert "CMS mode is recording" in refused.json()["error"]["rows"]["2"][0]
+    assert "is in Recording Server mode" in refused.json()["error"]["rows"]["2"][0]
     assert not Server.objects.exists()  # no server half-added
 
     added = admin_api.post("/api/v1/failover-servers/batch-add/", {
@@ -123,8 +124,10 @@ def test_batch_add_with_prefix_names_all_or_nothing(admin_api, team, start_node)
     }, format="json")  # fmt: skip
     assert added.status_code == 201, added.content
     assert sorted(s["name"] for s in added.json()) == ["Standby-1", "Standby-2"]
+    c = start_node(mode="failover", name="fc")
+    row_c = {"host": c.host, "port": c.port, "admin_password": c.password}
     bad_prefix = admin_api.post("/api/v1/failover-servers/batch-add/", {
-        "team": team.pk, "naming_rule": "prefix_no", "prefix": "Bad:", "servers": rows[:1],
+        "team": team.pk, "naming_rule": "prefix_no", "prefix": "Bad:", "servers": [row_c],
     }, format="json")  # fmt: skip
     assert "prefix must not contain these symbols: :" in bad_prefix.json()["error"]["naming"][0]
 

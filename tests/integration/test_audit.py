@@ -15,22 +15,28 @@ def entries_for(server: Server) -> list[LogEntry]:
     return list(LogEntry.objects.get_for_object(server).order_by("timestamp", "pk"))
 
 
-def test_an_api_change_records_the_token_user_and_masks_the_password(admin_user, team):
+def test_an_api_change_records_the_token_user_and_masks_the_password(admin_user, team,
+                                                                     start_node):  # fmt: skip
+    node = start_node(mode="recording", password="s3cret-pw")
+    moved = start_node(mode="recording", password="n3w-s3cret")  # its node was replaced
     from knox.models import AuthToken
 
     _, token = AuthToken.objects.create(admin_user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     created = client.post("/api/v1/recording-servers/", {
-        "team": team.pk, "name": "Lobby", "host": "192.0.2.9", "admin_password": "s3cret-pw",
+        "team": team.pk, "name": "Lobby", "host": node.host, "port": node.port,
+        "admin_password": "s3cret-pw",
     }, format="json")  # fmt: skip
     server = Server.objects.get(pk=created.json()["id"])
-    client.patch(f"/api/v1/recording-servers/{server.pk}/",
-                 {"admin_password": "n3w-s3cret", "port": 5010}, format="json")  # fmt: skip
+    edited = client.patch(f"/api/v1/recording-servers/{server.pk}/",
+                          {"admin_password": "n3w-s3cret", "port": moved.port, "confirm": True},
+                          format="json")  # fmt: skip
+    assert edited.status_code == 200, edited.content
     create, update = entries_for(server)
     assert create.actor == admin_user and update.actor == admin_user
     assert create.action == LogEntry.Action.CREATE
-    assert update.changes_dict["port"] == ["5000", "5010"]
+    assert update.changes_dict["port"] == [str(node.port), str(moved.port)]
     assert "password_changed_at" in update.changes_dict  # the change is recorded ...
     everything = str(LogEntry.objects.values_list("changes", flat=True)[::1])
     assert "s3cret" not in everything  # ... but never the secret

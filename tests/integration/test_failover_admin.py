@@ -118,7 +118,7 @@ def test_editing_an_acting_failover_server_needs_the_confirmation(admin_client, 
 
 
 def test_editing_an_acting_failover_servers_address_cleans_up_the_node_that_acted(
-    admin_client, make_fleet
+    admin_client, make_fleet, start_node
 ):
     """The node told to stop is the one that took over, not the one at the new address."""
     from tests.fixtures.nodes import wait_until
@@ -126,17 +126,19 @@ def test_editing_an_acting_failover_servers_address_cleans_up_the_node_that_acte
 
     fleet, event = active_event(make_fleet)
     fs, fo_node = fleet.failovers[0], fleet.failover_nodes[0]
+    other = start_node(mode="failover", name="elsewhere")
     wait_until(lambda: failover_files(fo_node, event.node_tag), message="recordings")
     saved = admin_client.post(f"{FO_URL}{fs.pk}/change/", {
         "team": fs.team_id, "name": fs.name, "connection_type": "address",
-        "host": "192.0.2.99", "port": fs.port, "quickconnect_id": "",
+        "host": other.host, "port": other.port, "quickconnect_id": "",
         "admin_username": "admin", "admin_password_input": "", "enabled": "on",
-        "confirm_stop_failover": "yes",
+        "confirm_stop_failover": "yes", "confirm_node_replacement": "on",
     })  # fmt: skip
-    assert saved.status_code == 302
+    assert saved.status_code == 302, saved.content.decode()[-3000:]
     event.refresh_from_db()
     fs.refresh_from_db()
-    assert (event.state, fs.host) == (EventState.STOPPED, "192.0.2.99")
+    assert (event.state, fs.port) == (EventState.STOPPED, other.port)
+    assert fs.serial == other.get_info()["serial"]
     assert recording_for(fo_node) is None
     assert failover_files(fo_node, event.node_tag) == []
     assert event.transitions.filter(reason__startswith="Removed").exists()

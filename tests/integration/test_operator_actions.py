@@ -156,8 +156,9 @@ def test_stopping_a_restoration_needs_the_confirmation_the_admin_asks_for(
 
 
 def test_enabling_a_nodes_cms_service_from_the_admin_is_in_the_audit_trail(
-    admin_client, admin_user, node_agent
+    admin_client, admin_user, start_node
 ):
+    node_agent = start_node(mode="standalone")  # the Enable link is for a node without CMS
     answer = admin_client.post(f"{RS_URL}connect/enable/", {
         "connection_type": "address", "host": node_agent.host, "port": node_agent.port,
         "admin_username": "admin", "admin_password_input": node_agent.password,

@@ -41,7 +41,8 @@ def stored(qc_id: str) -> QuickConnectEntry:
     return QuickConnectEntry.objects.get(qc_id=qc_id)
 
 
-def test_the_api_answers_the_secret_once_and_stores_its_hash(admin_api, client, team):
+def test_the_api_answers_the_secret_once_and_stores_its_hash(admin_api, client, team,
+                                                             start_node):  # fmt: skip
     created = admin_api.post("/api/v1/failover-servers/", {
         "team": team.pk, "name": "Standby 7", "connection_type": "quickconnect", "host": "",
         "quickconnect_id": "site-7", "admin_password": "pw",
@@ -80,8 +81,10 @@ def test_the_api_answers_the_secret_once_and_stores_its_hash(admin_api, client, 
     assert register(client, "site-8", None).status_code == 403
     assert stored("site-8").serial == "BBB222"
 
+    node = start_node(mode="failover")
     by_address = admin_api.post("/api/v1/failover-servers/", {
-        "team": team.pk, "name": "Standby 9", "host": "192.0.2.9", "admin_password": "pw",
+        "team": team.pk, "name": "Standby 9", "host": node.host, "port": node.port,
+        "admin_password": node.password,
     }, format="json")  # fmt: skip
     assert "quickconnect_enrollment_secret" not in by_address.json()
     nothing = admin_api.post(f"/api/v1/failover-servers/{by_address.json()['id']}/"

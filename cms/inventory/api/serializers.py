@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
-from cms.api.serializers import VisibleField, model_clean
+from cms.api.serializers import VisibleField, model_clean, model_errors
+from cms.nodes.webcalls import address_of, web_node_call
 
+from .. import identity
 from ..choices import ConnectionType, NameSource
 from ..connection import DEFAULTS, errors_of, server_for
 from ..found import FoundStatus
+from ..models import _ENDPOINT_FIELDS as ENDPOINT_FIELDS
 from ..models import License, LicenseMove, Server, Team
 from ..naming import NamingRule
+
+# What the node says about itself, saved with the server (identity.adopt).
+IDENTITY_FIELDS = ("serial", "model", "software_version", "cms_mode", "locked",
+                   "tls_fingerprint", "pairing_key", "status", "last_error",
+                   "consecutive_failures", "consecutive_successes")  # fmt: skip
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -81,9 +90,42 @@ class ServerSerializer(serializers.ModelSerializer):
         if self.instance is not None and "name" in attrs and attrs["name"] != instance.name:
             attrs["name_source"] = NameSource.CUSTOM
         model_clean(instance, attrs, saved=self.instance, exclude=["admin_password"])
+        self._check_node(attrs)
         return attrs
 
+    def _check_node(self, attrs: dict[str, Any]) -> None:
+        """Reach the node before saving: on create, and when an update changes how the
+        server is reached (identity.py); what the node says is saved with the server."""
+        stored = self.instance
+        probe = Server(role=stored.role if stored else self.context["role"])
+        team = attrs.get("team", stored.team if stored else None)
+        probe.team_id = team.pk if team is not None else None
+        for name in identity.CONNECTION_FIELDS:
+            setattr(probe, name, attrs.get(name, getattr(stored, name) if stored else
+                                           getattr(probe, name)))  # fmt: skip
+        password = attrs.get("admin_password") or ""
+        probe.admin_password = password or (stored.admin_password if stored else "")
+        if stored is not None:
+            probe.tls_fingerprint = stored.tls_fingerprint
+            if not identity.connection_changed(stored, probe, password_changed=bool(password)):
+                return
+        try:
+            with web_node_call(address_of(probe)):
+                if stored is None:
+                    report = identity.check_node(probe, probe.role)
+                else:
+                    confirmed = bool(self.context.get("confirmed"))
+                    report = identity.check_edit(stored, probe, replace_confirmed=confirmed)
+        except ValidationError as exc:
+            raise model_errors(exc) from None
+        holder = Server(**{f: getattr(stored, f) for f in IDENTITY_FIELDS}) if stored else Server()
+        identity.adopt(holder, report)
+        if report is not None:
+            attrs.update({f: getattr(holder, f) for f in IDENTITY_FIELDS})
+            attrs["pinned_at"] = tuple(getattr(probe, f) for f in ENDPOINT_FIELDS)
+
     def create(self, validated_data: dict[str, Any]) -> Server:
+        validated_data.pop("pinned_at", None)  # a new server keeps what it was given
         return Server.objects.create(role=self.context["role"], **validated_data)
 
 

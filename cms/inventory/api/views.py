@@ -83,7 +83,8 @@ class ServerViewSet(CrudViewSet):
     }
 
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "role": self.role}
+        return {**super().get_serializer_context(), "role": self.role,
+                "confirmed": self.request is not None and _confirmed(self.request)}  # fmt: skip
 
     @extend_schema(request=None, responses=s.ServerSerializer)
     @action(detail=True, methods=["post"])

@@ -5,6 +5,11 @@ group (`demo_fleet --serve lobby`), apart from the CMS's processes: a crash or a
 restart of web, worker or beat never stops the "servers". A one-shot
 `demo_fleet` then registers them: three recording servers with synthetic cameras
 and two failover servers, on ports 5101-5105, their data under var/demo/.
+
+It registers them once. On every later start it finds the fleet as the operator left
+it (a replace, a delete, an edit) and adds nothing: a node that is already a server
+(by its serial) is never added again, and a node is added only in the list its CMS
+mode says.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from cms.inventory import identity
+from cms.inventory.choices import Role
 from cms.inventory.models import License, Server, Team
 from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
+from cms.nodes.services import test_connection
 from failover.models import FailoverSettings, Protection
 
 
@@ -77,13 +85,14 @@ class Command(BaseCommand):
         if serve:
             self._exec_agent(by_slug(serve), base, password)
         self._wait_ready(FLEET)
-        self._register(password)
-        self.stdout.write(
-            "Demo fleet: "
-            + ", ".join(f"{n.name} (:{n.port}, {n.role})" for n in FLEET)
-            + f". Data in {base}. Cause an outage with: "
-            f"cms-node fault --data-dir {base / 'lobby'} volume"
-        )
+        added = self._register(password)
+        if added:
+            self.stdout.write(
+                "Demo fleet: "
+                + ", ".join(f"{s.name} (:{s.port}, {s.role})" for s in added)
+                + f". Data in {base}. Cause an outage with: "
+                f"cms-node fault --data-dir {base / 'lobby'} volume"
+            )
 
     def _exec_agent(self, node: DemoNode, base: Path, password: str) -> None:
         """Become the agent, so that the supervisor's signals reach it directly."""
@@ -110,47 +119,82 @@ class Command(BaseCommand):
                     pass
             time.sleep(0.3)
 
-    def _register(self, password: str) -> None:
+    def _register(self, password: str) -> list[Server]:
+        """Add the fleet on the first start; the servers added (none on a later one)."""
+        found = self._found(password)
+        if not found:
+            return []
         with transaction.atomic():
-            installs = self._record(password)
+            installs = self._record(found)
         for server, lic in installs:  # node calls never inside a transaction
             with contextlib.suppress(NodeError):  # already installed on a second run
                 client_for(server).install_license(lic.key, lic.cameras)
+        return [server for server in found.values() if server.pk]
 
-    def _record(self, password: str) -> list[tuple[Server, License]]:
-        """The fleet's rows; returns the licenses still to install on their nodes."""
-        installs = []
+    def _found(self, password: str) -> dict[str, Server]:
+        """The demo nodes to add, as unsaved servers in the role their CMS mode says, or
+        nothing when the fleet was registered before: then the fleet is left as the
+        operator made it (replaced, deleted, edited), and no node is added twice."""
         team = Team.objects.get_or_create(name="Default")[0]
-        first_run = not Server.objects.filter(name__in=[n.name for n in FLEET]).exists()
-        servers = {}
+        found: dict[str, Server] = {}
+        managed: list[str] = []
         for node in FLEET:
-            server = Server.objects.filter(role=node.role, name=node.name).first()
-            if server is None:
-                server = Server(team=team, role=node.role, name=node.name, host="127.0.0.1",
-                                port=node.port, admin_password=password)  # fmt: skip
-                server.full_clean()
-                server.save()
-            servers[node.name] = server
-        standbys = [servers["Standby 1"], servers["Standby 2"]]
-        for node in FLEET:
-            if node.role != "recording":
+            probe = Server(team=team, host="127.0.0.1", port=node.port, admin_password=password)
+            report = test_connection(probe)
+            if not report.ok:
+                self.stderr.write(f"{node.name} (:{node.port}) is not added: {report.message}")
                 continue
+            other = (
+                identity.managed_as(report.serial)
+                or Server.objects.filter(host="127.0.0.1", port=node.port, serial="").first()
+            )
+            if other is not None:
+                managed.append(f"{node.name} as {other.name!r} ({other.role})")
+                if report.cms_mode != other.role:  # left by an older version of the demo
+                    self.stderr.write(f"{other.name!r} is a {other.role} server here, but its "
+                                      f"node is in {report.cms_mode} mode: delete it.")  # fmt: skip
+                continue
+            if report.cms_mode not in (Role.RECORDING, Role.FAILOVER):
+                self.stderr.write(f"{node.name} is not added: its CMS mode is {report.cms_mode}.")
+                continue
+            probe.role, probe.name = report.cms_mode, node.name  # its role is its mode
+            identity.adopt(probe, report)
+            found[node.name] = probe
+        if managed:
+            self.stdout.write("The demo fleet is registered already and left as it is: "
+                              + ", ".join(managed) + ".")  # fmt: skip
+            return {}
+        return found
+
+    def _record(self, servers: dict[str, Server]) -> list[tuple[Server, License]]:
+        """The fleet's rows (first start); returns the licenses to install on their nodes."""
+        installs = []
+        team = Team.objects.get(name="Default")
+        for server in servers.values():
+            if Server.objects.filter(role=server.role, name=server.name).exists():
+                self.stderr.write(f"{server.name} is not added: a server has its name.")
+                continue
+            server.full_clean()
+            server.save()
+        standbys = [s for s in servers.values() if s.pk and s.role == Role.FAILOVER]
+        for rec in (s for s in servers.values() if s.pk and s.role == Role.RECORDING):
             for priority, standby in enumerate(standbys):
                 Protection.objects.get_or_create(
-                    recording_server=servers[node.name], failover_server=standby,
+                    recording_server=rec, failover_server=standby,
                     defaults={"priority": priority},
                 )  # fmt: skip
         if not License.objects.exists():
-            for index, node in enumerate(n for n in FLEET if n.role == "recording"):
+            recording = [s for s in servers.values() if s.pk and s.role == Role.RECORDING]
+            for index, rec in enumerate(recording):
                 lic = License.objects.create(key=f"DEMO-{index + 1:04d}-CAMS-0008", team=team,
-                                             cameras=8, server=servers[node.name])  # fmt: skip
-                installs.append((servers[node.name], lic))
-        if first_run:  # quick reactions for the demo; the operator's edits are kept afterwards
-            settings_row = FailoverSettings.load()
-            settings_row.probe_interval = 2
-            settings_row.probe_timeout = 1.5
-            settings_row.failback_hold_down = 10
-            settings_row.save()
+                                             cameras=8, server=rec)  # fmt: skip
+                installs.append((rec, lic))
+        # Quick reactions for the demo; the operator's edits are kept afterwards.
+        settings_row = FailoverSettings.load()
+        settings_row.probe_interval = 2
+        settings_row.probe_timeout = 1.5
+        settings_row.failback_hold_down = 10
+        settings_row.save()
         return installs
 
 
