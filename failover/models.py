@@ -8,10 +8,12 @@ at most one open event per recording server and per failover server.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from cms.inventory.choices import Role
 from cms.inventory.models import Server, TeamScopedQuerySet
@@ -333,6 +335,12 @@ class EventTransition(models.Model):
 
 class RestorationJobQuerySet(TeamScopedQuerySet):
     team_path = "event__team"
+
+    def update(self, **kwargs: Any) -> int:
+        # Progress is written with update(), which auto_now does not see: every write
+        # moves `updated_at`, so a client can tell a job that runs from one that stalled.
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
 
 
 class RestorationJob(models.Model):

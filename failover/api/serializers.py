@@ -8,9 +8,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cms.api.serializers import VisibleField, model_clean
+from cms.inventory.api.serializers import ServerSerializer
 from cms.inventory.choices import Role
 from cms.inventory.models import Server
 
+from ..admin_status import STATUSES, annotate_status
 from ..models import (
     EventTransition,
     FailoverEvent,
@@ -18,6 +20,29 @@ from ..models import (
     Protection,
     RestorationJob,
 )
+
+
+@extend_schema_field(
+    {"type": "string", "enum": list(STATUSES), "nullable": True,
+     "description": "What the failover server does now, as the failover server list's status "
+     "panel counts it: " + "; ".join(f"`{k}` {label}" for k, (label, _) in STATUSES.items())
+     + ". Null while it is in none of these (e.g. failing over to it has just begun)."}
+)  # fmt: skip
+class StatusKeyField(serializers.ReadOnlyField):
+    pass
+
+
+class FailoverServerSerializer(ServerSerializer):
+    duty = StatusKeyField(source="status_key")
+
+    class Meta(ServerSerializer.Meta):
+        fields = [*ServerSerializer.Meta.fields, "duty"]
+
+    def to_representation(self, instance: Server) -> dict[str, Any]:
+        if not hasattr(instance, "status_key"):  # a server just saved: not annotated
+            found = annotate_status(Server.objects.filter(pk=instance.pk)).first()
+            instance.status_key = found.status_key if found else None
+        return super().to_representation(instance)
 
 
 class ProtectionSerializer(serializers.ModelSerializer):

@@ -3,6 +3,8 @@ manual failover, added to the inventory's recording server list (as the admin do
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -10,12 +12,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cms.api.errors import Conflict
+from cms.api.filters import CmsFilterSet
 from cms.api.serializers import ConfirmSerializer
 from cms.api.viewsets import TeamScopedViewSet, confirmed
 from cms.inventory.api import views as inventory_views
+from cms.inventory.choices import HealthStatus
 from cms.inventory.models import Server
 
 from .. import actions
+from ..admin_status import STATUSES, annotate_status, filter_by_status
 from ..choices import EventState
 from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
 from . import serializers as s
@@ -37,6 +42,46 @@ class RecordingServerViewSet(inventory_views.RecordingServerViewSet):
     def manual_failover(self, request: Request, pk: str | None = None) -> Response:
         event = actions.manual_failover(request.user, self.get_object())
         return Response({"event": event.pk, "state": event.state}, status=202)
+
+
+STATUS_CHOICES = [(key, label) for key, (label, _) in STATUSES.items()]
+
+
+class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
+    pass
+
+
+class FailoverServerFilter(CmsFilterSet):
+    """`status` is what the server does, as the status panel counts it (standby, taking
+    over, acting, restoring, abnormal, not probed yet, disabled); `health` is its probe
+    result alone."""
+
+    status = filters.ChoiceFilter(choices=STATUS_CHOICES, method="by_status")
+    status__in = ChoiceInFilter(choices=STATUS_CHOICES, method="by_status")
+    health = filters.ChoiceFilter(field_name="status", choices=HealthStatus.choices)
+    health__in = ChoiceInFilter(field_name="status", choices=HealthStatus.choices,
+                                lookup_expr="in")  # fmt: skip
+
+    class Meta:
+        model = Server
+        fields = {
+            "enabled": ["exact"],
+            "connection_type": ["exact"],
+            "team": ["exact"],
+            "name": ["exact", "icontains"],
+        }
+
+    def by_status(self, queryset: QuerySet, name: str, value: str | list[str]) -> QuerySet:
+        return filter_by_status(queryset, [value] if isinstance(value, str) else value)
+
+
+class FailoverServerViewSet(inventory_views.FailoverServerViewSet):
+    serializer_class = s.FailoverServerSerializer
+    filterset_class = FailoverServerFilter
+    filterset_fields = None
+
+    def get_queryset(self) -> QuerySet:
+        return annotate_status(super().get_queryset())
 
 
 class ProtectionViewSet(inventory_views.CrudViewSet):
