@@ -65,15 +65,30 @@ class WindowTimeField(serializers.TimeField):
 
 
 class FailoverSettingsSerializer(serializers.ModelSerializer):
+    team = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The team these settings govern; null for the CMS's defaults.",
+    )
+    follows_defaults = serializers.SerializerMethodField(
+        help_text="True while the team has no settings of its own and follows the CMS's "
+        "defaults (shown here); its first save gives it its own."
+    )
     failback_window_start = WindowTimeField(required=False)
     failback_window_end = WindowTimeField(required=False)
 
     class Meta:
         model = FailoverSettings
-        exclude = ["id", "last_probe_cycle_at"]
+        fields = ["team", "follows_defaults", *FailoverSettings.VALUE_FIELDS]
+
+    def get_follows_defaults(self, settings: FailoverSettings) -> bool:
+        return settings.team_id is not None and settings.pk is None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        model_clean(FailoverSettings.load(), attrs)
+        # On a copy: a refused request leaves the row as it was.
+        current = self.instance
+        trial = FailoverSettings(team=current.team, **current.values())
+        model_clean(trial, attrs, exclude=["team", "last_probe_cycle_at"])
         return attrs
 
 
