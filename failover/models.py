@@ -110,10 +110,6 @@ class FailoverSettings(models.Model):
             return "CMS defaults"
         return f"Failover settings of {self.team}"
 
-    @property
-    def is_defaults(self) -> bool:
-        return self.team_id is None
-
     def clean(self) -> None:
         if (
             self.failback_mode == FailbackMode.SCHEDULED

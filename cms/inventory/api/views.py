@@ -238,7 +238,10 @@ def _changes(server: Server, values: dict[str, Any]) -> bool:
     for name, value in values.items():
         stored = getattr(server, name, None)
         if name == "admin_password":
-            stored = stored.reveal() if stored is not None else ""
+            try:
+                stored = stored.reveal() if stored is not None else ""
+            except Exception:  # a password no configured key decrypts: a new one is a change
+                return True
         if stored != value:
             return True
     return False
