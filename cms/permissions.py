@@ -81,6 +81,28 @@ def may_use_stored_password(user: Any, server: Any) -> bool:
     return bool(user and user.is_active and user.has_perm(f"inventory.change_{server.role}server"))
 
 
+def may_see_failover_settings(user: Any, team: Any) -> bool:
+    """A team's failover settings: its members with the view permission (and superusers);
+    the CMS's defaults (`team` None): superusers."""
+    return _on_team_settings(user, team, "failover.view_failoversettings")
+
+
+def may_change_failover_settings(user: Any, team: Any) -> bool:
+    """A team's failover settings: its Administrators (and superusers); the CMS's
+    defaults (`team` None), which every team without its own follows: superusers only."""
+    return _on_team_settings(user, team, "failover.change_failoversettings")
+
+
+def _on_team_settings(user: Any, team: Any, perm: str) -> bool:
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    if user.is_superuser:
+        return True
+    if team is None or not user.has_perm(perm):
+        return False
+    return team.memberships.filter(user=user).exists()  # as Team.objects.for_user()
+
+
 def sync_roles(apps: Any = None, *, strict: bool = True) -> None:
     """Create or update the three groups with exactly their permissions.
 

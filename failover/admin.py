@@ -13,9 +13,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,8 +26,8 @@ from cms.inventory import actions as inventory_actions
 from cms.inventory.admin import FailoverServerAdmin, HistoryInline, RecordingServerAdmin
 from cms.inventory.admin_actions import confirmation_page, confirmed
 from cms.inventory.forms import ServerForm
-from cms.inventory.models import FailoverServer, RecordingServer, Server
-from cms.permissions import can
+from cms.inventory.models import FailoverServer, RecordingServer, Server, Team
+from cms.permissions import can, may_change_failover_settings, may_see_failover_settings
 
 from . import actions, engine, replace, timeline
 from .admin_status import (
@@ -51,9 +52,12 @@ from .models import (
 
 @admin.register(FailoverSettings)
 class FailoverSettingsAdmin(admin.ModelAdmin):
-    """One row: the changelist opens it directly."""
+    """The CMS's defaults (superusers) and each team's own settings (its Administrators):
+    `cms.permissions` decides who sees and changes which. A member of one team goes
+    straight to that team's settings; a team without its own starts from the defaults."""
 
     fieldsets = [
+        (None, {"fields": ["team"]}),
         ("Automatic failover", {"fields": ["auto_failover", "on_disconnection",
                                            "on_volume_abnormal", "on_service_abnormal"]}),
         ("Health probing", {"fields": ["probe_interval", "probe_timeout",
@@ -62,24 +66,74 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
                                  "failback_window_start", "failback_window_end",
                                  "restore_recordings"]}),
     ]  # fmt: skip
+    list_display = ["__str__", "auto_failover", "probe_interval", "failures_before_failover",
+                    "failback_mode", "restore_recordings"]  # fmt: skip
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).for_user(request.user).select_related("team")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["team"] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "team":  # the teams of the user that follow the defaults
+            kwargs["queryset"] = self._teams_on_defaults(request)
+            kwargs["required"] = True
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # A team's own settings start as the defaults it followed until now.
+        return {**FailoverSettings.load().values(), **super().get_changeform_initial_data(request)}
+
+    @staticmethod
+    def _teams_on_defaults(request: HttpRequest) -> QuerySet:
+        return Team.objects.for_user(request.user).filter(failover_settings__isnull=True)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return super().has_view_permission(request)
+        return may_see_failover_settings(request.user, obj.team)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return super().has_change_permission(request)
+        return may_change_failover_settings(request.user, obj.team)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        # A team's first save of its own settings: the change permission, as for the row.
+        return super().has_change_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not may_change_failover_settings(request.user, obj.team):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: Any = None) -> HttpResponse:  # fmt: skip
+        # Another team's settings are as if they did not exist: 404, not a redirect.
+        if self.get_object(request, unquote(object_id)) is None:
+            raise Http404("No such failover settings.")
         # One page of settings: its name once, not "Change failover settings" and again.
         extra_context = {"title": "Failover settings", "subtitle": None, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        obj = FailoverSettings.load()
-        return HttpResponseRedirect(
-            reverse("admin:failover_failoversettings_change", args=[obj.pk])
-        )
+        FailoverSettings.load()  # the defaults exist from the first look
+        if not request.user.is_superuser:
+            teams = list(Team.objects.for_user(request.user)[:2])
+            if len(teams) == 1:  # the one settings page this user has
+                return HttpResponseRedirect(self._team_url(teams[0]))
+        return super().changelist_view(request, extra_context)
+
+    @staticmethod
+    def _team_url(team: Team) -> str:
+        own = FailoverSettings.objects.filter(team=team).first()
+        if own is not None:
+            return reverse("admin:failover_failoversettings_change", args=[own.pk])
+        return f"{reverse('admin:failover_failoversettings_add')}?team={team.pk}"
 
 
 class ProtectionFormSet(forms.BaseInlineFormSet):

@@ -6,7 +6,7 @@ import zlib
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, CharField, Count, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
@@ -50,6 +50,26 @@ def annotate_duty(queryset: QuerySet) -> QuerySet:
     )
 
 
+def annotate_status(queryset: QuerySet) -> QuerySet:
+    """Each failover server's status key in STATUSES (`status_key`), by the same
+    conditions as the panel's counts; None for a server in none of them."""
+    return annotate_duty(queryset).annotate(
+        status_key=Case(
+            *[When(condition, then=Value(key)) for key, (_, condition) in STATUSES.items()],
+            default=None,
+            output_field=CharField(),
+        )
+    )
+
+
+def filter_by_status(queryset: QuerySet, keys: list[str]) -> QuerySet:
+    """The failover servers (annotated by annotate_duty) in any of the statuses `keys`."""
+    condition = Q(pk__in=[])
+    for key in keys:
+        condition |= STATUSES[key][1]
+    return queryset.filter(condition)
+
+
 def duty_label(server: Any) -> str:
     """One word for the list: disabled, what it does for a recording server, or its health."""
     if not server.enabled:
@@ -79,7 +99,7 @@ class FailoverStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() in STATUSES:
-            return queryset.filter(STATUSES[self.value()][1])
+            return filter_by_status(queryset, [self.value()])
         return queryset
 
 

@@ -85,7 +85,14 @@ from .lifecycle import (
     STOPPABLE_STATES,
     WAITING_STATES,
 )
-from .models import ConfigSnapshot, Counter, FailoverEvent, FailoverSettings, Protection
+from .models import (
+    ConfigSnapshot,
+    Counter,
+    FailoverEvent,
+    FailoverSettings,
+    Protection,
+    TeamSettings,
+)
 from .restoration import restore
 
 __all__ = ["FailoverError"]
@@ -123,10 +130,12 @@ def wake(event_id: int) -> None:
 
 
 def after_probe_cycle(
-    servers: Iterable[Server], settings: FailoverSettings, now: dt.datetime
+    servers: Iterable[Server], settings: FailoverSettings | TeamSettings, now: dt.datetime
 ) -> list[int]:
-    """Decide on a probe cycle's results (`servers` carry their new health); returns the
-    events a worker should advance now. One server's fault is logged and confined."""
+    """Decide on a probe cycle's results (`servers` carry their new health), each by its
+    team's settings; returns the events a worker should advance now. One server's fault
+    is logged and confined."""
+    teams = TeamSettings.wrap(settings)
     open_events = list(FailoverEvent.objects.open())
     by_server = {e.recording_server_id: e for e in open_events if e.recording_server_id}
     protected = set(
@@ -142,7 +151,7 @@ def after_probe_cycle(
     for server in servers:
         if server.role == Role.FAILOVER:
             try:
-                wake_now += decide_failover_server(server, open_events, settings)
+                wake_now += decide_failover_server(server, open_events, teams.of(server.team_id))
             except Exception:
                 log.exception("server %s (%s): cascade decision failed", server.pk, server.name)
     for server in servers:
@@ -151,6 +160,7 @@ def after_probe_cycle(
         decided.add(server.pk)
         try:
             event = by_server.get(server.pk)
+            settings = teams.of(server.team_id)
             event = decide(server, event, settings, protected=server.pk in protected)
             if event is not None and needs_worker(event, settings, now):
                 wake_now.append(event.pk)
@@ -158,7 +168,9 @@ def after_probe_cycle(
             log.exception("server %s (%s): failover decision failed", server.pk, server.name)
     # Events whose recording server was not probed (disabled, deleted, replaced).
     for event in open_events:
-        if event.recording_server_id not in decided and needs_worker(event, settings, now):
+        if event.recording_server_id not in decided and needs_worker(
+            event, teams.of(event.team_id), now
+        ):
             wake_now.append(event.pk)
     return list(dict.fromkeys(wake_now))
 
@@ -441,7 +453,7 @@ def step(event_id: int) -> str | None:
             with holding(event, TAKEOVER_STATES):
                 take_over(event)
     elif state == EventState.WAITING_FAILBACK:
-        if failback_due(event, FailoverSettings.load(), timezone.now()):
+        if failback_due(event, FailoverSettings.for_team(event.team_id), timezone.now()):
             begin_failback(event, actor=SYSTEM, reason="Failback setting")
     elif state == EventState.FAILING_BACK:
         if take_lease(event, state):
@@ -746,7 +758,10 @@ def fail_back(event: FailoverEvent) -> bool:
     # Before restoration moves the failover server's files; skipped when it did not
     # answer, so an unreachable server does not hold up the failback twice.
     gap_seconds = gap.measure(event) if released else None
-    restore = FailoverSettings.load().restore_recordings and event.failover_server_id is not None
+    restore = (
+        FailoverSettings.for_team(event.team_id).restore_recordings
+        and event.failover_server_id is not None
+    )
     moved = transition(
         event,
         EventState.RESTORING if restore else EventState.COMPLETED,

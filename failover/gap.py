@@ -48,7 +48,7 @@ def _files(client: Any, **filters: Any) -> list[dict[str, Any]]:
 
 def window(event: FailoverEvent) -> dt.timedelta:
     """How far before detection the last own segment can have ended."""
-    settings = FailoverSettings.load()
+    settings = FailoverSettings.for_team(event.team_id)
     detect = settings.failures_before_failover * settings.probe_interval + settings.probe_timeout
     return dt.timedelta(seconds=detect) + MARGIN
 

@@ -8,10 +8,12 @@ at most one open event per recording server and per failover server.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from cms.inventory.choices import Role
 from cms.inventory.models import Server, TeamScopedQuerySet
@@ -21,9 +23,24 @@ from .lifecycle import OPEN_STATES
 from .limits import RANGES, InRange, clamp, log_corrections
 
 
-class FailoverSettings(models.Model):
-    """The Failover Settings tab: one row for the whole CMS."""
+class FailoverSettingsQuerySet(TeamScopedQuerySet):
+    team_path = "team"
 
+
+class FailoverSettings(models.Model):
+    """The Failover Settings tab: the CMS's defaults (row 1, no team), which a superuser
+    edits, and a team's own settings once the team saved them. A team without its own
+    row is governed by the defaults."""
+
+    team = models.OneToOneField(
+        "inventory.Team",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="failover_settings",
+        help_text="Empty for the CMS's defaults, which every team without its own "
+        "settings follows.",
+    )
     auto_failover = models.BooleanField("automatic failover", default=True)
     on_disconnection = models.BooleanField("fail over when the server disconnects", default=True)
     on_volume_abnormal = models.BooleanField("fail over when a volume is abnormal", default=True)
@@ -72,12 +89,26 @@ class FailoverSettings(models.Model):
     )
     last_probe_cycle_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    objects = FailoverSettingsQuerySet.as_manager()
+
+    DEFAULTS_PK = 1
+    # What a team's own row copies from the defaults when it is first saved.
+    VALUE_FIELDS = (
+        "auto_failover", "on_disconnection", "on_volume_abnormal", "on_service_abnormal",
+        "probe_interval", "probe_timeout", "failures_before_failover",
+        "successes_before_recovery", "failback_mode", "failback_hold_down",
+        "failback_window_start", "failback_window_end", "restore_recordings",
+    )  # fmt: skip
+
     class Meta:
         verbose_name = "failover settings"
         verbose_name_plural = "failover settings"
+        ordering = [F("team__name").asc(nulls_first=True)]
 
     def __str__(self) -> str:
-        return "Failover settings"
+        if self.team_id is None:
+            return "CMS defaults"
+        return f"Failover settings of {self.team}"
 
     def clean(self) -> None:
         if (
@@ -99,11 +130,36 @@ class FailoverSettings(models.Model):
 
     @classmethod
     def load(cls) -> FailoverSettings:
-        """The one row, with every value within its range whatever the database holds
-        (see failover/limits.py); what had to be corrected is logged."""
-        obj, _ = cls.objects.get_or_create(pk=1)
+        """The CMS's defaults, with every value within its range whatever the database
+        holds (see failover/limits.py); what had to be corrected is logged."""
+        obj, _ = cls.objects.get_or_create(pk=cls.DEFAULTS_PK, defaults={"team": None})
         log_corrections(clamp(obj))
         return obj
+
+    @classmethod
+    def for_team(cls, team_id: int | None) -> FailoverSettings:
+        """The settings that govern `team_id`'s servers: its own, or the defaults."""
+        own = cls.objects.filter(team_id=team_id).first() if team_id is not None else None
+        if own is None:
+            return cls.load()
+        log_corrections(clamp(own))
+        return own
+
+    @classmethod
+    def own_or_copy(cls, team: Any) -> FailoverSettings:
+        """The row to edit for `team` (None: the defaults): its own, or an unsaved copy of
+        the defaults that becomes its own when saved."""
+        if team is None:
+            return cls.load()
+        own = cls.objects.filter(team=team).first()
+        if own is not None:
+            log_corrections(clamp(own))
+            return own
+        return cls(team=team, **cls.load().values())
+
+    def values(self) -> dict[str, Any]:
+        """What a settings form edits (no team, no bookkeeping)."""
+        return {name: getattr(self, name) for name in self.VALUE_FIELDS}
 
     def triggers(self) -> set[str]:
         enabled = set()
@@ -121,6 +177,34 @@ class FailoverSettings(models.Model):
         if start <= end:
             return start <= now < end
         return now >= start or now < end  # a window across midnight
+
+
+class TeamSettings:
+    """Every team's settings, read once (a probe cycle): `of(team_id)` is the team's own
+    row, or the defaults."""
+
+    def __init__(self, defaults: FailoverSettings, own: dict[int, FailoverSettings]) -> None:
+        self.defaults = defaults
+        self.own = own
+
+    @classmethod
+    def load(cls) -> TeamSettings:
+        own = {}
+        for row in FailoverSettings.objects.filter(team__isnull=False):
+            log_corrections(clamp(row))
+            own[row.team_id] = row
+        return cls(FailoverSettings.load(), own)
+
+    @classmethod
+    def wrap(cls, settings: FailoverSettings | TeamSettings) -> TeamSettings:
+        """One settings row for every team (as a test gives it), or already per team."""
+        return settings if isinstance(settings, TeamSettings) else cls(settings, {})
+
+    def of(self, team_id: int | None) -> FailoverSettings:
+        return self.own.get(team_id, self.defaults) if team_id is not None else self.defaults
+
+    def rows(self) -> list[FailoverSettings]:
+        return [self.defaults, *self.own.values()]
 
 
 class ProtectionQuerySet(TeamScopedQuerySet):
@@ -333,6 +417,12 @@ class EventTransition(models.Model):
 
 class RestorationJobQuerySet(TeamScopedQuerySet):
     team_path = "event__team"
+
+    def update(self, **kwargs: Any) -> int:
+        # Progress is written with update(), which auto_now does not see: every write
+        # moves `updated_at`, so a client can tell a job that runs from one that stalled.
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
 
 
 class RestorationJob(models.Model):

@@ -33,7 +33,7 @@ from cms.nodes.prober import HealthResult, Target, prober
 from protocol.messages import Config, Health, Info
 
 from . import engine
-from .models import ConfigSnapshot, FailoverEvent, FailoverSettings
+from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, TeamSettings
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +245,21 @@ def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
 
 
 def run_cycle(*, force: bool = False) -> CycleReport:
+    """Probe the servers whose team's probe interval is due (each team's settings, or
+    the defaults, claim their own slots); `force` probes every enabled server."""
     started = time.monotonic()
-    settings = FailoverSettings.load()
+    settings = TeamSettings.load()
     now = timezone.now()
-    if not force and not claim_cycle(settings, now):
+    due = {row.pk for row in settings.rows() if force or claim_cycle(row, now)}
+    if not due:
         return CycleReport(ran=False)
-    servers = list(Server.objects.filter(enabled=True))
+    servers = [
+        server
+        for server in Server.objects.filter(enabled=True)
+        if settings.of(server.team_id).pk in due
+    ]
     report = CycleReport(ran=True, probed=len(servers))
-    results = probe_servers(servers, settings.probe_timeout) if servers else []
+    results = probe_by_timeout(servers, settings)
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}
     unread = {s.pk for s in servers if not s.serial}
@@ -261,7 +268,7 @@ def run_cycle(*, force: bool = False) -> CycleReport:
         if result is None:
             continue
         try:
-            changed = apply_result(server, result, settings, now)
+            changed = apply_result(server, result, settings.of(server.team_id), now)
             if server.pk in unread and server.serial:
                 if taken is None:
                     stored = Server.objects.exclude(serial="").values_list("serial", flat=True)
@@ -288,6 +295,18 @@ def run_cycle(*, force: bool = False) -> CycleReport:
         refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
     return report
+
+
+def probe_by_timeout(servers: list[Server], settings: TeamSettings) -> list[ProbeResult | None]:
+    """probe_servers() with each server's team's probe timeout: one batch per timeout."""
+    groups: dict[float, list[Server]] = {}
+    for server in servers:
+        groups.setdefault(settings.of(server.team_id).probe_timeout, []).append(server)
+    found: dict[int, ProbeResult | None] = {}
+    for timeout, group in groups.items():
+        for server, result in zip(group, probe_servers(group, timeout), strict=True):
+            found[server.pk] = result
+    return [found[server.pk] for server in servers]
 
 
 def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server]:
@@ -334,10 +353,11 @@ def refresh_snapshots(servers: list[Server]) -> None:
             continue
         if target is not None:
             targets.append(target)
-    settings = FailoverSettings.load()
+    settings = TeamSettings.load()
+    timeout = max(settings.of(server.team_id).probe_timeout for server in servers)
     by_pk = {s.pk: s for s in servers}
     snapshots = []
-    for result in prober().probe_all(targets, settings.probe_timeout * 2, path="/config"):
+    for result in prober().probe_all(targets, timeout * 2, path="/config"):
         if not isinstance(result.answer, Config):
             log.warning("could not read the configuration of %s: %s",
                         by_pk[result.key].name, result.message)  # fmt: skip

@@ -163,7 +163,7 @@ def plan(event: FailoverEvent, replacement: Server) -> ReplacePlan:
         licenses_moving=moving,
         licenses_overwritten=overwritten,
         renamed=not acting,
-        restore=not acting and FailoverSettings.load().restore_recordings,
+        restore=not acting and FailoverSettings.for_team(event.team_id).restore_recordings,
         losing_protection=losing,
         left_unprotected=unprotected,
     )

@@ -16,7 +16,7 @@ router = DefaultRouter()
 router.register("teams", inventory_views.TeamViewSet, basename="team")
 router.register("recording-servers", failover_views.RecordingServerViewSet,
                 basename="recording-server")  # fmt: skip
-router.register("failover-servers", inventory_views.FailoverServerViewSet,
+router.register("failover-servers", failover_views.FailoverServerViewSet,
                 basename="failover-server")  # fmt: skip
 router.register("licenses", inventory_views.LicenseViewSet, basename="license")
 router.register("protections", failover_views.ProtectionViewSet, basename="protection")

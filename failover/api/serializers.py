@@ -8,9 +8,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cms.api.serializers import VisibleField, model_clean
+from cms.inventory.api.serializers import ServerSerializer
 from cms.inventory.choices import Role
 from cms.inventory.models import Server
 
+from ..admin_status import STATUSES, annotate_status
 from ..models import (
     EventTransition,
     FailoverEvent,
@@ -18,6 +20,29 @@ from ..models import (
     Protection,
     RestorationJob,
 )
+
+
+@extend_schema_field(
+    {"type": "string", "enum": list(STATUSES), "nullable": True,
+     "description": "What the failover server does now, as the failover server list's status "
+     "panel counts it: " + "; ".join(f"`{k}` {label}" for k, (label, _) in STATUSES.items())
+     + ". Null while it is in none of these (e.g. failing over to it has just begun)."}
+)  # fmt: skip
+class StatusKeyField(serializers.ReadOnlyField):
+    pass
+
+
+class FailoverServerSerializer(ServerSerializer):
+    duty = StatusKeyField(source="status_key")
+
+    class Meta(ServerSerializer.Meta):
+        fields = [*ServerSerializer.Meta.fields, "duty"]
+
+    def to_representation(self, instance: Server) -> dict[str, Any]:
+        if not hasattr(instance, "status_key"):  # a server just saved: not annotated
+            found = annotate_status(Server.objects.filter(pk=instance.pk)).first()
+            instance.status_key = found.status_key if found else None
+        return super().to_representation(instance)
 
 
 class ProtectionSerializer(serializers.ModelSerializer):
@@ -40,15 +65,30 @@ class WindowTimeField(serializers.TimeField):
 
 
 class FailoverSettingsSerializer(serializers.ModelSerializer):
+    team = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The team these settings govern; null for the CMS's defaults.",
+    )
+    follows_defaults = serializers.SerializerMethodField(
+        help_text="True while the team has no settings of its own and follows the CMS's "
+        "defaults (shown here); its first save gives it its own."
+    )
     failback_window_start = WindowTimeField(required=False)
     failback_window_end = WindowTimeField(required=False)
 
     class Meta:
         model = FailoverSettings
-        exclude = ["id", "last_probe_cycle_at"]
+        fields = ["team", "follows_defaults", *FailoverSettings.VALUE_FIELDS]
+
+    def get_follows_defaults(self, settings: FailoverSettings) -> bool:
+        return settings.team_id is not None and settings.pk is None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        model_clean(FailoverSettings.load(), attrs)
+        # On a copy: a refused request leaves the row as it was.
+        current = self.instance
+        trial = FailoverSettings(team=current.team, **current.values())
+        model_clean(trial, attrs, exclude=["team", "last_probe_cycle_at"])
         return attrs
 
 

@@ -3,19 +3,27 @@ manual failover, added to the inventory's recording server list (as the admin do
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cms.api.errors import Conflict
+from cms.api.filters import CmsFilterSet
 from cms.api.serializers import ConfirmSerializer
 from cms.api.viewsets import TeamScopedViewSet, confirmed
 from cms.inventory.api import views as inventory_views
-from cms.inventory.models import Server
+from cms.inventory.choices import HealthStatus
+from cms.inventory.models import Server, Team
+from cms.permissions import may_change_failover_settings, may_see_failover_settings
 
 from .. import actions
+from ..admin_status import STATUSES, annotate_status, filter_by_status
 from ..choices import EventState
 from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
 from . import serializers as s
@@ -39,6 +47,46 @@ class RecordingServerViewSet(inventory_views.RecordingServerViewSet):
         return Response({"event": event.pk, "state": event.state}, status=202)
 
 
+STATUS_CHOICES = [(key, label) for key, (label, _) in STATUSES.items()]
+
+
+class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
+    pass
+
+
+class FailoverServerFilter(CmsFilterSet):
+    """`status` is what the server does, as the status panel counts it (standby, taking
+    over, acting, restoring, abnormal, not probed yet, disabled); `health` is its probe
+    result alone."""
+
+    status = filters.ChoiceFilter(choices=STATUS_CHOICES, method="by_status")
+    status__in = ChoiceInFilter(choices=STATUS_CHOICES, method="by_status")
+    health = filters.ChoiceFilter(field_name="status", choices=HealthStatus.choices)
+    health__in = ChoiceInFilter(field_name="status", choices=HealthStatus.choices,
+                                lookup_expr="in")  # fmt: skip
+
+    class Meta:
+        model = Server
+        fields = {
+            "enabled": ["exact"],
+            "connection_type": ["exact"],
+            "team": ["exact"],
+            "name": ["exact", "icontains"],
+        }
+
+    def by_status(self, queryset: QuerySet, name: str, value: str | list[str]) -> QuerySet:
+        return filter_by_status(queryset, [value] if isinstance(value, str) else value)
+
+
+class FailoverServerViewSet(inventory_views.FailoverServerViewSet):
+    serializer_class = s.FailoverServerSerializer
+    filterset_class = FailoverServerFilter
+    filterset_fields = None
+
+    def get_queryset(self) -> QuerySet:
+        return annotate_status(super().get_queryset())
+
+
 class ProtectionViewSet(inventory_views.CrudViewSet):
     serializer_class = s.ProtectionSerializer
     queryset = Protection.objects.select_related("recording_server", "failover_server")
@@ -46,8 +94,17 @@ class ProtectionViewSet(inventory_views.CrudViewSet):
     ordering_fields = ["priority"]
 
 
+TEAM_PARAMETER = OpenApiParameter(
+    "team", int, description="The team whose settings these are. Without it: a superuser's "
+    "are the CMS's defaults (which every team without its own settings follows), a member "
+    "of one team gets that team's; a member of several teams must say which.",
+)  # fmt: skip
+
+
 class FailoverSettingsViewSet(TeamScopedViewSet):
-    """The one settings row: GET and PUT/PATCH at /failover-settings/."""
+    """A team's failover settings, or the CMS's defaults: GET and PUT/PATCH at
+    /failover-settings/ (`?team=`). Who may see and change which is
+    `cms.permissions.may_see_failover_settings` / `may_change_failover_settings`."""
 
     serializer_class = s.FailoverSettingsSerializer
     queryset = FailoverSettings.objects.all()
@@ -55,12 +112,43 @@ class FailoverSettingsViewSet(TeamScopedViewSet):
     filter_backends: list = []
 
     def get_queryset(self):
-        return FailoverSettings.objects.all()
+        return FailoverSettings.objects.for_user(self.request.user)
 
     def get_object(self) -> FailoverSettings:
-        return FailoverSettings.load()
+        team = self._team()
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            allowed = may_see_failover_settings(self.request.user, team)
+        else:
+            allowed = may_change_failover_settings(self.request.user, team)
+        if not allowed:
+            raise PermissionDenied(
+                "Only a superuser changes the CMS's defaults."
+                if team is None
+                else "Your role may not change this team's failover settings."
+            )
+        return FailoverSettings.own_or_copy(team)
 
-    @extend_schema(responses=s.FailoverSettingsSerializer)
+    def _team(self) -> Team | None:
+        user = self.request.user
+        raw = self.request.query_params.get("team")
+        teams = Team.objects.for_user(user)
+        if raw is None:
+            if user.is_superuser:
+                return None
+            mine = list(teams[:2])
+            if len(mine) == 1:
+                return mine[0]
+            if not mine:
+                raise NotFound("You belong to no team.")
+            raise ValidationError({"team": ["You belong to several teams: say which (?team=)."]})
+        if not raw.isdigit():
+            raise ValidationError({"team": ["A team's id is a number."]})
+        team = teams.filter(pk=int(raw)).first()
+        if team is None:
+            raise NotFound()
+        return team
+
+    @extend_schema(parameters=[TEAM_PARAMETER], responses=s.FailoverSettingsSerializer)
     def read(self, request: Request) -> Response:
         return Response(self.get_serializer(self.get_object()).data)
 
@@ -68,14 +156,21 @@ class FailoverSettingsViewSet(TeamScopedViewSet):
         serializer = self.get_serializer(self.get_object(), data=request.data,
                                          partial=partial)  # fmt: skip
         serializer.is_valid(raise_exception=True)
-        serializer.save()
+        try:
+            with transaction.atomic():
+                serializer.save()
+        except IntegrityError:  # the team's first save, twice at once
+            raise Conflict("The team's settings were saved meanwhile; reload and try again.",
+                           code="conflict") from None  # fmt: skip
         return Response(serializer.data)
 
-    @extend_schema(request=s.FailoverSettingsSerializer, responses=s.FailoverSettingsSerializer)
+    @extend_schema(parameters=[TEAM_PARAMETER], request=s.FailoverSettingsSerializer,
+                   responses=s.FailoverSettingsSerializer)  # fmt: skip
     def put(self, request: Request) -> Response:
         return self.update_settings(request)
 
-    @extend_schema(request=s.FailoverSettingsSerializer, responses=s.FailoverSettingsSerializer)
+    @extend_schema(parameters=[TEAM_PARAMETER], request=s.FailoverSettingsSerializer,
+                   responses=s.FailoverSettingsSerializer)  # fmt: skip
     def patch(self, request: Request) -> Response:
         return self.update_settings(request, partial=True)
 

@@ -41,10 +41,11 @@ def active_event(make_fleet):
     return fleet, event
 
 
-def test_the_settings_page_edits_the_one_row_and_rejects_bad_values(admin_client, db):
+def test_the_settings_page_edits_the_defaults_and_rejects_bad_values(admin_client, db):
     response = admin_client.get("/admin/failover/failoversettings/")
-    assert response.status_code == 302
-    url = response["Location"]
+    assert response.status_code == 200
+    assert "CMS defaults" in text(response)
+    url = f"/admin/failover/failoversettings/{FailoverSettings.load().pk}/change/"
     page = admin_client.get(url)
     assert "Failback" in text(page)
     data = {

@@ -38,3 +38,28 @@ def test_restoration_files_from_before_sources_are_on_their_events_failover_serv
     executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert list(RestorationFile.objects.values_list("source_id", flat=True)) == [standby.pk]
+
+
+def test_the_one_settings_row_becomes_the_defaults_every_existing_team_follows(team):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from failover.models import FailoverSettings
+
+    before = [
+        ("failover", "0007_restoration_file_times"),
+        ("inventory", "0009_server_pairing_identity"),
+    ]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    apps.get_model("failover", "FailoverSettings").objects.update_or_create(
+        pk=1, defaults={"probe_interval": 11, "failures_before_failover": 7}
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    [row] = FailoverSettings.objects.all()
+    assert row.team is None and row == FailoverSettings.load()
+    governing = FailoverSettings.for_team(team.pk)
+    assert (governing.probe_interval, governing.failures_before_failover) == (11, 7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cms.api.serializers import VisibleField, model_clean, model_errors
@@ -17,6 +18,13 @@ from ..found import FoundStatus
 from ..models import _ENDPOINT_FIELDS as ENDPOINT_FIELDS
 from ..models import License, LicenseMove, Server, Team
 from ..naming import NamingRule
+from ..validators import NAME_MAX_LENGTH
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH})
+class ServerNameField(serializers.CharField):
+    """A server name: the model's rule checks it (and says which part was broken); the
+    schema states the rule's length, not the column's."""
 
 # What the node says about itself, saved with the server (identity.adopt).
 IDENTITY_FIELDS = ("serial", "model", "software_version", "cms_mode", "locked",
@@ -39,8 +47,12 @@ class ServerSerializer(serializers.ModelSerializer):
         style={"input_type": "password"},
         help_text="The node's admin password; stored encrypted and never returned.",
     )
-    name = serializers.CharField(
-        max_length=64, trim_whitespace=False, help_text="The product's name rule applies."
+    name = ServerNameField(
+        max_length=64,
+        trim_whitespace=False,
+        help_text=f"The product's name rule applies: 1 to {NAME_MAX_LENGTH} characters, "
+        "case sensitive, none of the excluded symbols, not starting with a minus sign or a "
+        "space, not ending with a space.",
     )
     address = serializers.CharField(read_only=True)
     # Not a model field: the plaintext the request's save issued (see
@@ -54,7 +66,7 @@ class ServerSerializer(serializers.ModelSerializer):
         "CMS_NODE_QUICKCONNECT_ENROLLMENT) to bind the ID; the CMS keeps only its hash and "
         "never shows it again.",
     )
-    confirm_stop_failover = serializers.BooleanField(
+    confirm = serializers.BooleanField(
         write_only=True,
         required=False,
         default=False,
@@ -71,7 +83,7 @@ class ServerSerializer(serializers.ModelSerializer):
             "enabled", "locked", "status", "model", "serial", "software_version", "cms_mode",
             "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
-            "confirm_stop_failover",
+            "confirm",
         ]  # fmt: skip
         read_only_fields = [
             "role", "name_source", "status", "model", "serial", "software_version", "cms_mode",
@@ -81,7 +93,7 @@ class ServerSerializer(serializers.ModelSerializer):
         validators: list = []  # the model's clean() says which rule was broken
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs.pop("confirm_stop_failover", None)
+        attrs.pop("confirm", None)
         if self.instance is None and not attrs.get("admin_password"):
             raise serializers.ValidationError(
                 {"admin_password": ["Enter the admin password of the server."]}

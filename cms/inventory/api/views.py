@@ -86,7 +86,7 @@ class ServerViewSet(CrudViewSet):
         return {**super().get_serializer_context(), "role": self.role,
                 "confirmed": self.request is not None and _confirmed(self.request)}  # fmt: skip
 
-    @extend_schema(request=None, responses=s.ServerSerializer)
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
@@ -94,10 +94,7 @@ class ServerViewSet(CrudViewSet):
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
 
-    @extend_schema(
-        request=ConfirmSerializer,
-        responses=s.ServerSerializer,
-    )
+    @extend_schema(request=ConfirmSerializer)
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str | None = None) -> Response:
         server = self.get_object()
@@ -105,7 +102,7 @@ class ServerViewSet(CrudViewSet):
         server.refresh_from_db()
         return Response(self.get_serializer(server).data)
 
-    @extend_schema(request=None, responses=s.ServerSerializer,
+    @extend_schema(request=None,
                    description="Security lock: the server refuses other CMS hosts and changes "
                    "made on it.")  # fmt: skip
     @action(detail=True, methods=["post"])
@@ -113,7 +110,7 @@ class ServerViewSet(CrudViewSet):
         server = actions.set_lock(request.user, self.get_object(), True)
         return Response(self.get_serializer(server).data)
 
-    @extend_schema(request=None, responses=s.ServerSerializer)
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def unlock(self, request: Request, pk: str | None = None) -> Response:
         server = actions.set_lock(request.user, self.get_object(), False)
@@ -130,7 +127,8 @@ class ServerViewSet(CrudViewSet):
         return Response(s.ConnectionReportSerializer(report).data)
 
     @extend_schema(request=s.ConnectionSerializer, responses=s.ConnectionReportSerializer)
-    @action(detail=False, methods=["post"], url_path="test-connection")
+    @action(detail=False, methods=["post"], url_path="test-connection", pagination_class=None,
+            filter_backends=[])  # fmt: skip
     def test_new_connection(self, request: Request) -> Response:
         params = s.ConnectionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -154,7 +152,7 @@ class ServerViewSet(CrudViewSet):
         ),
         responses=s.SearchResultSerializer(many=True),
     )
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])
     def search(self, request: Request) -> Response:
         """Search the LAN for node agents (the magnifier button)."""
         params = s.SearchSerializer(data=request.data)
@@ -170,7 +168,8 @@ class ServerViewSet(CrudViewSet):
         return Response(s.SearchResultSerializer(found, many=True).data)
 
     @extend_schema(request=s.BatchAddSerializer, responses={201: s.ServerSerializer(many=True)})
-    @action(detail=False, methods=["post"], url_path="batch-add")
+    @action(detail=False, methods=["post"], url_path="batch-add", pagination_class=None,
+            filter_backends=[])  # fmt: skip
     def batch_add(self, request: Request) -> Response:
         if not request.user.has_perm(f"inventory.add_{self.perms_model._meta.model_name}"):
             raise PermissionDenied()
@@ -201,7 +200,8 @@ class ServerViewSet(CrudViewSet):
                 server = serializer.save()
                 return server, enrollment.issue_for_server(server, previous)
 
-        server, secret = actions.edit(self.request.user, before, save,
+        changed = _changes(before, serializer.validated_data)
+        server, secret = actions.edit(self.request.user, before, save, changed=changed,
                                       confirmed=_confirmed(self.request))  # fmt: skip
         if secret:
             server.quickconnect_enrollment_secret = secret
@@ -232,9 +232,22 @@ class ServerViewSet(CrudViewSet):
 
 
 def _confirmed(request: Request) -> bool:
-    # The server serializer's own confirmation field counts as well.
-    data = request.data if hasattr(request.data, "get") else {}
-    return confirmed(request) or bool(data.get("confirm_stop_failover"))
+    return confirmed(request)
+
+
+def _changes(server: Server, values: dict[str, Any]) -> bool:
+    """Whether saving `values` changes the stored `server`: a PATCH that repeats what is
+    stored has no consequences to confirm."""
+    for name, value in values.items():
+        stored = getattr(server, name, None)
+        if name == "admin_password":
+            try:
+                stored = stored.reveal() if stored is not None else ""
+            except Exception:  # a password no configured key decrypts: a new one is a change
+                return True
+        if stored != value:
+            return True
+    return False
 
 
 class RecordingServerViewSet(ServerViewSet):
