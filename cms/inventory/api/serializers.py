@@ -26,6 +26,7 @@ class ServerNameField(serializers.CharField):
     """A server name: the model's rule checks it (and says which part was broken); the
     schema states the rule's length, not the column's."""
 
+
 # What the node says about itself, saved with the server (identity.adopt).
 IDENTITY_FIELDS = ("serial", "model", "software_version", "cms_mode", "locked",
                    "tls_fingerprint", "pairing_key", "status", "last_error",
