@@ -261,6 +261,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EventStateEnum": "failover.choices.EventState",
         "RestorationStateEnum": "failover.choices.RestorationState",
+        # Three lists answer a `status` of their own: name each set of choices.
+        "HealthStatusEnum": "cms.inventory.choices.HealthStatus",
+        "FoundStatusEnum": "cms.inventory.found.FoundStatus",
     },
 }
 AUDITLOG_INCLUDE_ALL_MODELS = False

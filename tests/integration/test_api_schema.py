@@ -113,8 +113,11 @@ def fleet_rows(sites):
 
 def _ids(rows: dict) -> dict[str, int]:
     """A real object behind every `{id}` of the schema's paths, by the path's list."""
+    from auditlog.models import LogEntry
+
     north = rows["sites"][0]
     return {
+        "audit": LogEntry.objects.order_by("-pk").values_list("pk", flat=True).first(),
         "teams": north.team.pk, "recording-servers": north.recording.pk,
         "failover-servers": rows["acting"].pk, "licenses": north.license.pk,
         "protections": north.protection.pk, "events": rows["acting_event"].pk,
