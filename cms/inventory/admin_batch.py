@@ -7,6 +7,11 @@ computed by the functions `batch_add` uses (`cms.inventory.batch.preview_names`)
 adds the batch through the same all-or-none service as the API's ``batch-add``.
 The page's script keeps only what the server cannot: the passwords typed in the Edit
 and Enable windows stay in password fields of the page, never rendered back.
+
+Enable here changes no node: the row only asks for the CMS service to be turned on
+(with its security lock) and OK hands it to `batch_add` as an ``enable_cms`` row, which
+turns it on only once every row of the batch can be added, and off again if a later
+step fails. A batch refused afterwards must leave that node as it was.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class Row:
     result: str = ""
     result_ok: bool = False
     status: dict[str, Any] = field(default_factory=dict)
+    enable: bool = False  # its CMS service is to be turned on when the batch is added
+    refuse_other_hosts: bool = False  # the security lock asked for with it
+    refuse_local_changes: bool = False
 
     @property
     def serial(self) -> str:
@@ -110,15 +118,15 @@ def read_batch(request: HttpRequest, role: str, found: list[dict[str, Any]] | No
             password=post.get(f"password-{serial}", ""),
             custom_name=post.get(f"custom-{serial}", ""),
         )
-        mode = post.get(f"enabled-{serial}")
-        if mode in ("recording", "failover"):  # its CMS service was enabled from this page
-            if not item.get("cms_enabled"):  # just now: ready to add, with its password
-                row.picked = True
-                row.result, row.result_ok = f"The CMS service of {item['name']} is enabled.", True
-            item |= {"cms_enabled": True, "cms_mode": mode}
+        if post.get(f"enable-{serial}") == "on" and not item.get("cms_enabled"):
+            row.enable = True
+            row.refuse_other_hosts = post.get(f"lock-hosts-{serial}") == "on"
+            row.refuse_local_changes = post.get(f"lock-local-{serial}") == "on"
         batch.rows.append(row)
     statuses = with_status([r.found for r in batch.rows], request.user, role)
     for row, status in zip(batch.rows, statuses, strict=True):
+        if row.enable and status["status"] == "available":
+            status = status | {"selectable": True}  # in this tab's mode once turned on
         row.status = status
         row.picked = row.picked and status["selectable"]
     if "all_was" in post and "all" not in post:
@@ -152,6 +160,8 @@ def _context(request: HttpRequest, model_admin: Any, role: str, batch: Batch) ->
     for row in batch.rows:
         if not row.result and not row.status["selectable"]:
             row.result = _why_not(row, role)
+        elif not row.result and row.enable:
+            row.result, row.result_ok = _will_enable(row), True
     selectable = [r for r in batch.rows if r.status["selectable"]]
     return {
         "batch": batch,
@@ -172,6 +182,15 @@ def _why_not(row: Row, role: str) -> str:
     if row.found.get("cms_mode") != role:
         return f"Its CMS mode is {row.found.get('cms_mode')}, not {role}."
     return ""
+
+
+def _will_enable(row: Row) -> str:
+    locks = [
+        *(["refuses other CMS hosts"] if row.refuse_other_hosts else []),
+        *(["refuses changes made on the server"] if row.refuse_local_changes else []),
+    ]
+    lock = f" (security lock: {', '.join(locks)})" if locks else ""
+    return f"CMS service will be turned on when added{lock}."
 
 
 def _check(request: HttpRequest, model_admin: Any) -> None:
@@ -213,6 +232,8 @@ def batch_rows_view(request: HttpRequest, model_admin: Any, role: str) -> HttpRe
         return _edit_window(request, batch, request.POST.get("serial", ""))
     if op == "edit_ok":
         return _edit_ok(request, model_admin, role, batch)
+    if op == "enable_ok":
+        return _enable_ok(request, model_admin, role, batch)
     if op == "add":
         return _add(request, model_admin, role, batch)
     return _rows(request, model_admin, role, batch)
@@ -291,6 +312,34 @@ def _edit_ok(request: HttpRequest, model_admin: Any, role: str, batch: Batch) ->
     return response
 
 
+def _enable_ok(request: HttpRequest, model_admin: Any, role: str, batch: Batch) -> HttpResponse:
+    """The Enable window's OK: the row asks for its CMS service to be turned on when the
+    batch is added. No node is asked anything here."""
+    post = request.POST
+    serial = post.get("serial", "")
+    row = batch.row(serial)
+    if row is None or row.status.get("status") != "available" or row.found.get("cms_enabled"):
+        raise PermissionDenied  # only a server offering Enable has an Enable window
+    if not post.get("enable_password"):
+        response = TemplateResponse(
+            request,
+            "admin/inventory/batch_enable_errors.html",
+            {"errors": ["Enter the admin password of the server."]},
+        )
+        return retarget(response, "#cms-enable-errors")
+    row.enable = True
+    row.refuse_other_hosts = post.get("enable_other_hosts") == "on"
+    row.refuse_local_changes = post.get("enable_local") == "on"
+    row.password = post["enable_password"]
+    row.status = row.status | {"selectable": True}
+    row.picked = True
+    response = _rows(request, model_admin, role, batch)
+    # The page's script keeps the password in its own field and closes the window, after
+    # the swap: the focus goes back to the row's new Edit button.
+    response["HX-Trigger-After-Swap"] = json.dumps({"cms-enable-done": {"serial": serial}})
+    return response
+
+
 @require_POST
 def check_name_view(request: HttpRequest, model_admin: Any, role: str) -> HttpResponse:
     """The Edit window's custom name, checked as it is typed: the same rule and messages
@@ -323,6 +372,9 @@ def _add(request: HttpRequest, model_admin: Any, role: str, batch: Batch) -> Htt
             "use_https": bool(r.found.get("https")),
             "admin_password": r.password,
             "custom_name": r.custom_name,
+            "enable_cms": r.enable,
+            "refuse_other_hosts": r.refuse_other_hosts,
+            "refuse_local_changes": r.refuse_local_changes,
         }
         for r in chosen
     ]

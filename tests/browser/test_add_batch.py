@@ -113,29 +113,100 @@ def test_batch_add_two_failover_servers_with_prefix_no(page, start_node, lan, te
     assert page.locator("#result_list", has_text="Standby-3").count() == 1
 
 
-def test_batch_enables_a_cms_service_with_the_security_lock(page, start_node, lan, team):
+def node_state(node) -> dict:
+    """What Enable changes on a node, as its agent says."""
+    info = node.get_info()
+    return {key: info[key] for key in ("cms_enabled", "cms_mode", "paired", "locked")}
+
+
+def test_batch_enable_turns_the_cms_service_on_only_when_the_batch_is_added(
+    page, start_node, lan, team
+):
+    from cms.inventory.models import FailoverServer
+
+    fresh = start_node(mode="standalone", name="FreshBox", model="FS-9", discovery_port=lan,
+                       password="Fresh-Secret-71")  # fmt: skip
+    standby = start_node(mode="failover", name="EastBox", model="FS-7", discovery_port=lan)
+    before = node_state(fresh)
+    assert before == {"cms_enabled": False, "cms_mode": "standalone", "paired": False,
+                      "locked": False}  # fmt: skip
+    page.goto("/admin/inventory/failoverserver/batch/")
+    search_until(page, "FreshBox", "EastBox")
+    row = page.locator("#cms-batch-results tbody tr", has_text="FreshBox")
+    assert row.locator(".cms-batch-select").is_disabled()
+
+    # Enable asks for the password and the lock in the window; no password: it says so.
+    row.get_by_role("button", name="Enable the CMS service of FreshBox").click()
+    page.wait_for_selector("#cms-enable-dialog[open]")
+    page.click("#cms-enable-ok")
+    expect(page.locator("#cms-enable-error")).to_have_text(
+        "Enter the admin password of the server."
+    )
+    assert page.is_visible("#cms-enable-dialog")
+    page.fill("#cms-enable-password", fresh.password)
+    page.check("#cms-enable-other-hosts")
+    page.click("#cms-enable-ok")
+    expect(row.locator(".cms-batch-result")).to_have_text(
+        "CMS service will be turned on when added (security lock: refuses other CMS hosts)."
+    )
+    expect(page.locator("#cms-enable-dialog")).not_to_be_visible()
+    expect(row.get_by_role("button", name="Edit FreshBox")).to_be_focused()
+    expect(row.locator(".cms-batch-select")).to_be_checked()
+    expect(row.locator(".cms-batch-name")).to_have_text("FreshBox")
+    expect(row.locator(".cms-batch-mode")).to_have_text("failover when added")
+    assert node_state(fresh) == before  # Enable alone changed nothing on the node
+    assert fresh.password not in page.content()  # kept in a password field, never rendered
+
+    # Another row that will be refused (a wrong password): nothing added, node untouched.
+    edit(page, "EastBox", "wrong")
+    page.click("#cms-edit-ok")
+    page.click("#cms-batch-ok")
+    east = page.locator("#cms-batch-results tbody tr", has_text="EastBox")
+    east.locator(".cms-batch-result", has_text="wrong username or password").wait_for()
+    expect(page.locator("#cms-batch-status")).to_contain_text("nothing was added")
+    expect(row.locator(".cms-batch-result")).to_contain_text("nothing was added")
+    assert not FailoverServer.objects.exists()
+    assert node_state(fresh) == before
+    assert fresh.password not in page.content()
+
+    # The bad row fixed: both are added, and only now is the node enabled, paired, locked.
+    expect(row.locator(".cms-batch-mode")).to_have_text("failover when added")
+    edit(page, "EastBox", standby.password)
+    page.click("#cms-edit-ok")
+    page.click("#cms-batch-ok")
+    page.wait_for_url("**/admin/inventory/failoverserver/")
+    added = {s.name: s for s in FailoverServer.objects.all()}
+    assert set(added) == {"FreshBox", "EastBox"}
+    assert (added["FreshBox"].port, added["FreshBox"].model) == (fresh.port, "FS-9")
+    assert added["FreshBox"].locked
+    assert node_state(fresh) == {"cms_enabled": True, "cms_mode": "failover", "paired": True,
+                                 "locked": True}  # fmt: skip
+
+
+def test_batch_enabled_row_can_be_named_before_it_is_added(page, start_node, lan, team):
     from cms.inventory.models import FailoverServer
 
     node = start_node(mode="standalone", name="fresh-box", model="FS-9", discovery_port=lan)
     page.goto("/admin/inventory/failoverserver/batch/")
     search_until(page, "fresh-box")
     row = page.locator("#cms-batch-results tbody tr", has_text="fresh-box")
-    assert row.locator(".cms-batch-select").is_disabled()
     row.get_by_role("button", name="Enable the CMS service of fresh-box").click()
     page.fill("#cms-enable-password", node.password)
-    page.check("#cms-enable-other-hosts")
     page.click("#cms-enable-ok")
-    row.locator(".cms-batch-result", has_text="is enabled").wait_for()
-    info = node.client().info()
-    assert (info["cms_mode"], info["locked"]) == ("failover", True)
-
-    # Enabled with its password: ticked and ready; a custom name wins over the rule.
+    expect(row.locator(".cms-batch-result")).to_have_text(
+        "CMS service will be turned on when added."
+    )
+    # Ticked and ready; a custom name wins over the rule.
     expect(row.locator(".cms-batch-select")).to_be_checked()
     edit(page, "fresh-box", node.password)
     page.check("#cms-naming-custom")
     page.fill("#cms-edit-name", "Spare North")
     page.click("#cms-edit-ok")
+    expect(row.locator(".cms-batch-name")).to_have_text("Spare North")
+    assert not node.get_info()["cms_enabled"]
     page.click("#cms-batch-ok")
     page.wait_for_url("**/admin/inventory/failoverserver/")
     server = FailoverServer.objects.get(name="Spare North")
     assert (server.port, server.name_source, server.model) == (node.port, "custom", "FS-9")
+    info = node.get_info()
+    assert (info["cms_enabled"], info["cms_mode"], info["locked"]) == (True, "failover", False)

@@ -1,9 +1,12 @@
 """All or nothing on the nodes too: a batch refused as a whole, or failing part-way, and
 an Enable whose later step fails leave every node exactly as it was (CMS service, mode,
-pairing, lock). Real node agents; the failures are a network that refuses one request
-and an audit trail that cannot be written."""
+pairing, lock); the Add Batch page's Enable only asks for it, and the batch turns it on.
+Real node agents; the failures are a network that refuses one request and an audit trail
+that cannot be written."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from rest_framework.test import APIClient
@@ -14,6 +17,7 @@ from cms.nodes.models import PendingPairing
 pytestmark = pytest.mark.integration
 
 BATCH = "/api/v1/failover-servers/batch-add/"
+BATCH_ROWS = "/admin/inventory/failoverserver/batch/rows/"
 STATE = ("cms_mode", "cms_enabled", "paired", "locked")
 
 
@@ -138,3 +142,54 @@ def test_enable_refuses_a_node_whose_cms_service_is_on_and_changes_nothing(
     assert answer.json()["ok"] is False
     assert "already enabled, in recording mode" in answer.json()["message"]
     assert state(node) == before
+
+
+def found_on_lan(node) -> str:
+    """The node as the LAN search would list it on the Add Batch page."""
+    info = node.get_info()
+    return json.dumps({
+        **{key: info[key] for key in ("serial", "name", "model", "version", "cms_mode",
+                                      "cms_enabled", "locked")},
+        "address": node.host, "port": node.port, "https": False, "paired_elsewhere": False,
+    })  # fmt: skip
+
+
+def test_add_batch_page_enable_waits_for_the_batch_and_a_refused_one_changes_no_node(
+    admin_client, team, start_node
+):
+    fresh = start_node(mode="standalone", name="FreshBox", password="Fresh-Secret-71")
+    standby = start_node(mode="failover", name="EastBox")
+    before = state(fresh)
+    fresh_serial = fresh.get_info()["serial"]
+    page = {"found": [found_on_lan(fresh), found_on_lan(standby)], "team": team.pk}
+
+    enabled = admin_client.post(BATCH_ROWS, page | {
+        "op": "enable_ok", "serial": fresh_serial, "enable_password": fresh.password,
+        "enable_other_hosts": "on", "enable_local": "on",
+    })  # fmt: skip
+    html = enabled.content.decode()
+    assert "CMS service will be turned on when added" in html
+    assert f'name="enable-{fresh_serial}" value="on"' in html
+    assert fresh.password not in html  # the page's script keeps it in a password field
+    assert json.loads(enabled["HX-Trigger-After-Swap"]) == {
+        "cms-enable-done": {"serial": fresh_serial}}  # fmt: skip
+    assert state(fresh) == before  # Enable on this page asks the node nothing
+
+    standby_serial = standby.get_info()["serial"]
+    chosen = page | {
+        "op": "add", "pick": [fresh_serial, standby_serial],
+        f"enable-{fresh_serial}": "on", f"lock-hosts-{fresh_serial}": "on",
+        f"lock-local-{fresh_serial}": "on", f"password-{fresh_serial}": fresh.password,
+    }  # fmt: skip
+    refused = admin_client.post(BATCH_ROWS, chosen | {f"password-{standby_serial}": "wrong"})
+    assert "nothing was added" in refused.content.decode()
+    assert not Server.objects.exists()
+    assert state(fresh) == before
+    assert not PendingPairing.objects.exists()
+
+    added = admin_client.post(BATCH_ROWS, chosen | {f"password-{standby_serial}": standby.password})
+    assert added.status_code == 200 and "HX-Redirect" in added, added.content.decode()
+    assert sorted(Server.objects.values_list("name", flat=True)) == ["EastBox", "FreshBox"]
+    assert state(fresh) == {
+        "cms_mode": "failover", "cms_enabled": True, "paired": True, "locked": True,
+    }  # fmt: skip

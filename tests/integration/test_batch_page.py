@@ -63,3 +63,17 @@ def test_who_may_not_add_may_not_use_the_page(client, django_user_model, team):
     client.force_login(viewer)
     for url in (ROWS, CHECK):
         assert client.post(url, {"found": [found("A", "a")], "op": "search"}).status_code == 403
+
+
+def test_the_enable_window_wants_a_password_and_a_server_without_the_service(admin_client):
+    off = json.loads(found("A", "a")) | {"cms_enabled": False, "cms_mode": "standalone"}
+    base = {"found": [json.dumps(off), found("B", "b")], "op": "enable_ok"}
+    empty = admin_client.post(ROWS, base | {"serial": "A", "enable_password": ""})
+    assert empty["HX-Retarget"] == "#cms-enable-errors"
+    assert "Enter the admin password of the server." in empty.content.decode()
+    # A server whose CMS service is on offers no Enable: its window cannot be posted.
+    on = admin_client.post(ROWS, base | {"serial": "B", "enable_password": "pw"})
+    assert on.status_code == 403
+    asked = admin_client.post(ROWS, base | {"serial": "A", "enable_password": "pw"}).content
+    assert b'name="enable-A" value="on"' in asked
+    assert b'aria-label="Select a" checked' in asked  # ticked, ready to add

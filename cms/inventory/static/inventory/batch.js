@@ -1,7 +1,7 @@
 // Add Batch: the rows, their statuses and planned names are the server's (htmx swaps
 // them in). This script does only what the server cannot: open and close the windows,
 // keep the typed passwords in password fields of the page (never rendered back), move
-// the focus back where it was, and enable a CMS service through the Enable window.
+// the focus back where it was.
 (function () {
   "use strict";
   const script = document.currentScript;
@@ -65,51 +65,43 @@
     if (button) button.click();
   });
 
-  // -- Enable: the CMS service, with the security lock ------------------------------
+  // -- Enable: the row asks for the CMS service, turned on only when the batch is added
+  // (the server renders the row; no node is asked anything until OK adds the batch).
   const enable = $("cms-enable-dialog");
+  const enableErrors = $("cms-enable-errors");
   let enabling = null;
   rows.addEventListener("click", (event) => {
     const button = event.target.closest(".cms-batch-enable");
     if (!button) return;
     enabling = { ...button.dataset };
     $("cms-enable-server").textContent = `${enabling.name} (${enabling.model}) at ` +
-      `${enabling.address}:${enabling.port}, as a ${role} server.`;
+      `${enabling.address}:${enabling.port}, as a ${role} server, when the batch is added.`;
+    enableErrors.replaceChildren();
     $("cms-enable-password").value = "";
     $("cms-enable-other-hosts").checked = false; // each server's lock is chosen for it
     $("cms-enable-local").checked = false;
     enable.showModal();
     $("cms-enable-password").focus();
   });
-  enable.addEventListener("close", () => enabling && focusRow(enabling.serial));
-  $("cms-enable-ok").addEventListener("click", () => {
-    const row = enabling;
-    const password = $("cms-enable-password").value;
-    $("cms-enable-password").value = "";
-    const data = new FormData();
-    const fields = {
-      connection_type: "address", host: row.address, port: row.port, use_https: row.https,
-      admin_password_input: password,
-      refuse_other_hosts: $("cms-enable-other-hosts").checked ? "on" : "",
-      refuse_local_changes: $("cms-enable-local").checked ? "on" : "",
-    };
-    for (const [key, value] of Object.entries(fields)) data.set(key, value);
-    const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
-    const status = $("cms-batch-status");
-    status.textContent = `Enabling the CMS service of ${row.name}…`;
-    fetch(script.dataset.enable, { method: "POST", body: data, credentials: "same-origin",
-                                   headers: { "X-CSRFToken": csrf } })
-      .then((r) => r.json())
-      .then((answer) => {
-        if (answer.ok) {
-          keep(`password-${row.serial}`, password, "password");
-          keep(`enabled-${row.serial}`, answer.cms_mode, "hidden");
-          htmx.trigger(rows, "cms-refresh");
-          return;
-        }
-        status.className = "cms-error";
-        status.textContent = answer.message ||
-          Object.values(answer.errors || {}).flat().join(" ") || "The CMS could not enable it.";
-      })
-      .catch(() => { status.className = "cms-error"; status.textContent = "The CMS did not answer."; });
+  enable.addEventListener("close", () => {
+    $("cms-enable-password").value = ""; // kept only in the page's own password field
+    if (enabling) focusRow(enabling.serial);
+  });
+  $("cms-enable-ok").addEventListener("click", (event) => {
+    event.preventDefault(); // the window stays open until the server accepts it
+    htmx.ajax("POST", rows.getAttribute("hx-post"), {
+      source: rows, target: rows, swap: "innerHTML",
+      values: {
+        op: "enable_ok", serial: enabling.serial,
+        enable_password: $("cms-enable-password").value,
+        enable_other_hosts: $("cms-enable-other-hosts").checked ? "on" : "",
+        enable_local: $("cms-enable-local").checked ? "on" : "",
+      },
+    });
+  });
+  // The server accepted the window: keep its password, close it.
+  document.body.addEventListener("cms-enable-done", (event) => {
+    keep(`password-${event.detail.serial}`, $("cms-enable-password").value, "password");
+    enable.close();
   });
 })();
