@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
@@ -120,14 +120,21 @@ def to_probe_result(result: HealthResult) -> ProbeResult | None:
     return ProbeResult(result.key, status, result.latency_ms, error, result.answer, result.info)
 
 
-def probe_servers(servers: list[Server], timeout: float) -> list[ProbeResult | None]:
+def probe_servers(
+    servers: list[Server], timeout: float, timeouts: dict[int, float] | None = None
+) -> list[ProbeResult | None]:
     """Probe all at once through the process's long-lived prober; None for a server that
-    could not be probed because of a fault on this side (logged)."""
+    could not be probed because of a fault on this side (logged). `timeouts` gives some
+    servers (by pk) a deadline of their own: one batch still, so a team with a long
+    timeout never delays another team's results."""
     targets: dict[int, Target | None] = {}
     unreadable: dict[int, ProbeResult] = {}
     for server in servers:
         try:
-            targets[server.pk] = target_for(server)
+            target = target_for(server)
+            if target is not None and timeouts and server.pk in timeouts:
+                target = replace(target, timeout=timeouts[server.pk])
+            targets[server.pk] = target
         except Exception:  # e.g. a password no configured key decrypts
             log.exception("server %s (%s): cannot build its probe", server.pk, server.name)
             unreadable[server.pk] = ProbeResult(
@@ -298,15 +305,11 @@ def run_cycle(*, force: bool = False) -> CycleReport:
 
 
 def probe_by_timeout(servers: list[Server], settings: TeamSettings) -> list[ProbeResult | None]:
-    """probe_servers() with each server's team's probe timeout: one batch per timeout."""
-    groups: dict[float, list[Server]] = {}
-    for server in servers:
-        groups.setdefault(settings.of(server.team_id).probe_timeout, []).append(server)
-    found: dict[int, ProbeResult | None] = {}
-    for timeout, group in groups.items():
-        for server, result in zip(group, probe_servers(group, timeout), strict=True):
-            found[server.pk] = result
-    return [found[server.pk] for server in servers]
+    """probe_servers() with each server's team's probe timeout, all in one batch."""
+    timeouts = {server.pk: settings.of(server.team_id).probe_timeout for server in servers}
+    if not servers:
+        return []
+    return probe_servers(servers, max(timeouts.values()), timeouts)
 
 
 def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server]:

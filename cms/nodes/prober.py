@@ -58,6 +58,7 @@ class Target:
     fingerprint: str = ""  # pinned; empty: pin the one seen now
     want_info: bool = False  # also read /info (model, serial, version) this time
     serial: str = ""  # the identity fixed when the server was added; checked first
+    timeout: float | None = None  # this probe's deadline, if not the batch's (its team's)
 
     @property
     def base_url(self) -> str:
@@ -116,7 +117,8 @@ class HealthProber:
     ) -> list[HealthResult]:
         """GET `path` (authenticated) from every target once, concurrently; results in the
         order of `targets`, the validated answer in `.answer` (see ANSWERS). `timeout` is
-        each probe's overall deadline. `/config` reads the snapshots."""
+        each probe's overall deadline, unless the target has its own. `/config` reads the
+        snapshots."""
         future = asyncio.run_coroutine_threadsafe(
             self._probe_all(targets, timeout, path), self._loop
         )
@@ -151,7 +153,7 @@ class HealthProber:
 
         async def one(target: Target) -> HealthResult:
             async with semaphore:
-                return await self._probe(target, timeout, path)
+                return await self._probe(target, target.timeout or timeout, path)
 
         # return_exceptions: one probe's unexpected fault must not cancel the others.
         outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)

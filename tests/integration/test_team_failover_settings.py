@@ -186,3 +186,44 @@ def test_the_admin_shows_a_team_administrator_only_their_teams_settings(
     landing = client.get(ADMIN_URL)
     own = FailoverSettings.objects.get(team=other_team)
     assert landing["Location"] == f"{ADMIN_URL}{own.pk}/change/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_server_waits_its_own_teams_probe_timeout_in_one_batch(make_server, team, other_team):
+    """Two teams' silent nodes: each probe gives up after its own team's timeout, and
+    both teams are probed together (one batch), not one team after the other."""
+    import socket
+    import threading
+
+    from failover import probing
+
+    happened: list[str] = []  # what the silent node saw, in order
+
+    def hold(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(4096):  # read the request, never answer
+                pass
+        happened.append("closed")
+
+    def serve(listener: socket.socket) -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            happened.append("connected")
+            threading.Thread(target=hold, args=(conn,), daemon=True).start()
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        threading.Thread(target=serve, args=(silent,), daemon=True).start()
+        port = silent.getsockname()[1]
+        a = make_server(name="A1", host="127.0.0.1", port=port)
+        b = make_server(name="B1", team=other_team, host="127.0.0.1", port=port)
+        own_row(team, probe_timeout=1)
+        own_row(other_team, probe_timeout=2)
+        report = probing.run_cycle(force=True)
+    assert report.probed == 2
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert "within 1 s" in a.last_error and "within 2 s" in b.last_error
+    # One batch: the second team's probe was under way before the first one gave up.
+    assert happened[:2] == ["connected", "connected"], happened
