@@ -11,7 +11,8 @@ import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.core.management.color import no_style
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -132,7 +133,9 @@ class FailoverSettings(models.Model):
     def load(cls) -> FailoverSettings:
         """The CMS's defaults, with every value within its range whatever the database
         holds (see failover/limits.py); what had to be corrected is logged."""
-        obj, _ = cls.objects.get_or_create(pk=cls.DEFAULTS_PK, defaults={"team": None})
+        obj, created = cls.objects.get_or_create(pk=cls.DEFAULTS_PK, defaults={"team": None})
+        if created:
+            reset_id_sequence(cls)
         log_corrections(clamp(obj))
         return obj
 
@@ -205,6 +208,16 @@ class TeamSettings:
 
     def rows(self) -> list[FailoverSettings]:
         return [self.defaults, *self.own.values()]
+
+
+def reset_id_sequence(model: type[models.Model]) -> None:
+    """After a row was written with a chosen id (the defaults' row 1): PostgreSQL's id
+    sequence does not move for it, and the next row (a team's own) would get id 1 again."""
+    statements = connection.ops.sequence_reset_sql(no_style(), [model])
+    if statements:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
 
 
 class ProtectionQuerySet(TeamScopedQuerySet):

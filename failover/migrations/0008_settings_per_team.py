@@ -6,7 +6,17 @@ before.
 """
 
 import django.db.models.deletion
+from django.core.management.color import no_style
 from django.db import migrations, models
+
+
+def reset_id_sequence(apps, schema_editor):
+    # Row 1 was written with its id chosen: PostgreSQL's sequence did not move, and the
+    # first team's own row would get id 1 again.
+    model = apps.get_model("failover", "FailoverSettings")
+    ops = schema_editor.connection.ops
+    for statement in ops.sequence_reset_sql(no_style(), [model]):
+        schema_editor.execute(statement)
 
 
 class Migration(migrations.Migration):
@@ -36,4 +46,5 @@ class Migration(migrations.Migration):
                 to="inventory.team",
             ),
         ),
+        migrations.RunPython(reset_id_sequence, migrations.RunPython.noop),
     ]

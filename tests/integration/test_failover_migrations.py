@@ -63,3 +63,7 @@ def test_the_one_settings_row_becomes_the_defaults_every_existing_team_follows(t
     assert row.team is None and row == FailoverSettings.load()
     governing = FailoverSettings.for_team(team.pk)
     assert (governing.probe_interval, governing.failures_before_failover) == (11, 7)
+    # A team's first own row gets an id of its own (PostgreSQL's sequence moved past 1).
+    own = FailoverSettings.own_or_copy(team)
+    own.save()
+    assert FailoverSettings.objects.count() == 2 and own.pk != FailoverSettings.DEFAULTS_PK
