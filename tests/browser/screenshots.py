@@ -101,8 +101,15 @@ def _search_lan(page) -> None:
         page.click("#cms-batch-search")
         page.wait_for_selector("#cms-batch-status:has-text('found')")
         rows = page.locator("#cms-batch-results tbody tr")
-        if rows.filter(has_text="fs-east").count() and rows.filter(has_text="fs-west").count():
-            return
+        if (
+            rows.filter(has_text="Standby East").count()
+            and rows.filter(has_text="Standby West").count()
+        ):
+            break
+    # Both ticked: the server plans the names OK will give.
+    with page.expect_response(lambda r: "/batch/rows/" in r.url):
+        page.check("#cms-batch-all")
+    page.wait_for_load_state("networkidle")
 
 
 def _preview(page) -> None:
@@ -119,7 +126,7 @@ def test_take_screenshots(page, make_fleet, start_node, team, admin_user, settin
     # Two agents that answer Add Batch's LAN search (on the loopback broadcast address).
     settings.CMS_DISCOVERY_PORT = free_udp_port()
     settings.CMS_DISCOVERY_ADDRESS = "127.255.255.255"
-    for name in ("fs-east", "fs-west"):
+    for name in ("Standby East", "Standby West"):
         start_node(mode="failover", name=name, model="FS-7",
                    discovery_port=settings.CMS_DISCOVERY_PORT)  # fmt: skip
     events = "/admin/failover/failoverevent/"
