@@ -121,6 +121,14 @@ def test_coverage_across_a_failover_failback_and_restoration(make_fleet, admin_c
     ]  # fmt: skip
     assert {float(r["seconds"]) for r in rows if r["row"] == "gap"} == set(gaps)
 
+    # The admin page draws the failover period: one bar per camera, the gap in words.
+    html = admin_page_of(admin_client, event)
+    assert html.count('class="cms-coverage-bar"') == 2
+    # (The period starts a probe window before detection: before this young fleet's
+    # first recording, so a gap opens it; the crash's gap is the one measured.)
+    assert f"<td>{max(gaps):.1f} s</td>" in html
+    assert "Restored to the recording server" in html and "did not answer" not in html
+
 
 def test_a_long_period_is_read_a_page_at_a_time(make_fleet, admin_client, monkeypatch):
     """Bounded work: a node read for more files than a request may take ends the answer
@@ -157,3 +165,15 @@ def test_a_bad_period_is_refused_with_a_clear_error(make_fleet, admin_client, qu
     answer = admin_client.get(f"/api/v1/recording-servers/{fleet.recording.pk}/coverage/", query)
     assert answer.status_code == 400
     assert message in str(answer.json()["error"])
+
+
+def admin_page_of(admin_client, event) -> str:
+    """The event page's link to its cameras' coverage, followed."""
+    page = admin_client.get(f"/admin/failover/failoverevent/{event.pk}/change/").content.decode()
+    link = (
+        f"/admin/inventory/recordingserver/{event.recording_server_id}/coverage/?event={event.pk}"
+    )
+    assert f'href="{link}"' in page
+    answer = admin_client.get(link)
+    assert answer.status_code == 200
+    return answer.content.decode()
