@@ -98,6 +98,8 @@ def _row(cam: coverage.CameraCoverage, found: coverage.Coverage) -> dict[str, An
         if lost
         else f"{cam.camera}: recorded throughout"
     )
+    if not found.complete:
+        summary += " (as far as the servers that answered show)"
     return {
         "camera": cam.camera,
         "summary": summary,

@@ -26,7 +26,7 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import NodeBadResponse
 
 from .choices import FileState
-from .models import ConfigSnapshot, FailoverEvent, RestorationFile
+from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, RestorationFile
 from .restoration import target_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ PAGES = 4  # per node and request: at most 2,000 files, a few seconds of work
 # a shorter stretch between two files is not footage lost.
 TOLERANCE = dt.timedelta(seconds=0.5)
 
+EVENT_MARGIN = dt.timedelta(seconds=10)  # around an event: the footage on either side
 OWN, FAILOVER, RESTORED = "own", "failover", "restored"
 
 
@@ -136,12 +137,13 @@ def period(since: str | None, until: str | None) -> tuple[dt.datetime, dt.dateti
 
 
 def event_period(event: FailoverEvent) -> tuple[dt.datetime, dt.datetime]:
-    """The failover period of an event: from the earliest its server's last own file
-    can have ended until its end (or now), so the gap and the return are both seen."""
-    from .gap import MARGIN, window
-
-    end = event.ended_at or event.failed_back_at or timezone.now()
-    return event.detected_at - window(event), min(end + MARGIN, timezone.now())
+    """The failover period of an event: from a little before its server failed (its last
+    own file overlaps it) until a little after the event's end, or until now."""
+    settings = FailoverSettings.for_team(event.team_id)
+    detect = settings.failures_before_failover * settings.probe_interval + settings.probe_timeout
+    start = event.detected_at - dt.timedelta(seconds=detect) - EVENT_MARGIN
+    end = event.ended_at or event.failed_back_at
+    return start, (end + EVENT_MARGIN if end else timezone.now())
 
 
 def cameras_of(server: Server) -> list[str]:
@@ -158,7 +160,8 @@ def coverage(
     if since >= until:
         raise BadPeriod("since must be before until")
     now = timezone.now()
-    end = min(until, since + MAX_SPAN, now)
+    limit = min(until, now)  # nothing is recorded in the future
+    end = min(limit, since + MAX_SPAN)
     if end <= since:
         raise BadPeriod("the period has not begun yet")
     segments: list[Segment] = []
@@ -195,7 +198,7 @@ def coverage(
         server=server,
         since=since,
         until=cut,
-        next=cut if cut < until else None,
+        next=cut if cut < limit else None,
         cameras=[
             _camera(name, segs, since, cut, live=cut == now) for name, segs in by_camera.items()
         ],
