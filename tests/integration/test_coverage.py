@@ -177,3 +177,23 @@ def admin_page_of(admin_client, event) -> str:
     answer = admin_client.get(link)
     assert answer.status_code == 200
     return answer.content.decode()
+
+
+def test_coverage_is_seen_only_by_the_servers_team(sites, api_user):
+    """A viewer reads its own team's coverage (even with the nodes unreachable, which
+    the answer says); another team's server answers 404, and no node is asked."""
+    north, south = sites
+    viewer = api_user("Viewer")
+    own = viewer.get(f"/api/v1/recording-servers/{north.recording.pk}/coverage/")
+    assert own.status_code == 200
+    assert own.json()["complete"] is False
+    assert own.json()["sources"][0]["server"] == north.recording.name
+    other = viewer.get(f"/api/v1/recording-servers/{south.recording.pk}/coverage/")
+    assert other.status_code == 404
+    assert (
+        viewer.get(f"/api/v1/recording-servers/{south.recording.pk}/coverage/csv/").status_code
+        == 404
+    )
+    assert api_user(None).get(
+        f"/api/v1/recording-servers/{north.recording.pk}/coverage/"
+    ).status_code in (403, 404)
