@@ -29,7 +29,7 @@ from cms.inventory.forms import ServerForm
 from cms.inventory.models import FailoverServer, RecordingServer, Server, Team
 from cms.permissions import can, may_change_failover_settings, may_see_failover_settings
 
-from . import actions, engine, replace, timeline
+from . import actions, admin_coverage, engine, replace, timeline
 from .admin_status import (
     FailoverStatusFilter,
     annotate_duty,
@@ -182,6 +182,19 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return annotate_failed_over(super().get_queryset(request))
+
+    def get_urls(self):
+        coverage_url = path(
+            "<int:server_id>/coverage/",
+            self.admin_site.admin_view(self.coverage_view),
+            name="inventory_recordingserver_coverage",
+        )
+        return [coverage_url, *super().get_urls()]
+
+    def coverage_view(self, request: HttpRequest, server_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return admin_coverage.coverage_view(self, request, server_id)
 
     @admin.display(description="Status", ordering="status")
     def live_status(self, server: Server) -> str:

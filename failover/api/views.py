@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
@@ -22,7 +24,7 @@ from cms.inventory.choices import HealthStatus
 from cms.inventory.models import Server, Team
 from cms.permissions import may_change_failover_settings, may_see_failover_settings
 
-from .. import actions
+from .. import actions, coverage
 from ..admin_status import STATUSES, annotate_status, filter_by_status
 from ..choices import EventState
 from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
@@ -31,6 +33,13 @@ from . import serializers as s
 ACCEPTED = inline_serializer(
     "EventAccepted", {"event": serializers.IntegerField(), "state": serializers.CharField()}
 )
+
+
+COVERAGE_PARAMETERS = [
+    OpenApiParameter("since", str, description="ISO 8601; default: an hour before until"),
+    OpenApiParameter("until", str, description="ISO 8601; default: now"),
+    OpenApiParameter("camera", str, description="one camera; default: all of the server's"),
+]
 
 
 class RecordingServerViewSet(inventory_views.RecordingServerViewSet):
@@ -45,6 +54,31 @@ class RecordingServerViewSet(inventory_views.RecordingServerViewSet):
     def manual_failover(self, request: Request, pk: str | None = None) -> Response:
         event = actions.manual_failover(request.user, self.get_object())
         return Response({"event": event.pk, "state": event.state}, status=202)
+
+    @extend_schema(parameters=COVERAGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def coverage(self, request: Request, pk: str | None = None) -> Response:
+        """Which server recorded each camera when, and every gap, read from the nodes; a
+        period longer than one request reads ends at `until`, and `next` continues it."""
+        return Response(_coverage(request, self.get_object()).as_dict())
+
+    @extend_schema(parameters=COVERAGE_PARAMETERS, responses={(200, "text/csv"): str})
+    @action(detail=True, methods=["get"], url_path="coverage/csv")
+    def coverage_csv(self, request: Request, pk: str | None = None) -> HttpResponse:
+        """The same as CSV: one row per span and per gap."""
+        found = _coverage(request, self.get_object())
+        response = HttpResponse(coverage.as_csv(found), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{coverage.csv_name(found)}"'
+        return response
+
+
+def _coverage(request: Request, server: Server) -> coverage.Coverage:
+    q = request.query_params
+    try:
+        since, until = coverage.period(q.get("since"), q.get("until"))
+        return coverage.coverage(server, since, until, camera=q.get("camera") or None)
+    except coverage.BadPeriod as exc:
+        raise ValidationError(str(exc)) from None
 
 
 STATUS_CHOICES = [(key, label) for key, (label, _) in STATUSES.items()]

@@ -142,6 +142,8 @@ def test_take_screenshots(page, make_fleet, start_node, team, admin_user, settin
     _shoot(page, "/admin/inventory/failoverserver/batch/", "add-batch", before=_search_lan)
     _shoot(page, events, "events")
     _shoot(page, f"{events}{done.pk}/change/", "event-timeline")
+    coverage = f"/admin/inventory/recordingserver/{done.recording_server_id}/coverage/"
+    _shoot(page, f"{coverage}?event={done.pk}", "coverage")
     _shoot(page, f"{events}{active.pk}/change/", "event-active")
     _shoot(page, f"{events}{active.pk}/replace/", "replace-dialog", before=_preview)
     _shoot(page, "/admin/failover/failoversettings/", "settings")

@@ -47,7 +47,7 @@ OVERFLOW = """() => {
 }"""
 
 
-def pages(done, active, lobby, standby) -> dict[str, str]:
+def pages(done, active, lobby, standby, garage=None) -> dict[str, str]:
     return {
         "dashboard": "/admin/",
         "recording servers": RS_URL,
@@ -64,7 +64,10 @@ def pages(done, active, lobby, standby) -> dict[str, str]:
         "licenses": "/admin/inventory/license/",
         "teams": "/admin/inventory/team/",
         "add batch": f"{RS_URL}batch/",
-    }
+        "coverage during a failover": f"{RS_URL}{lobby}/coverage/?event={active}",
+        **({"coverage after restoration": f"{RS_URL}{garage}/coverage/?event={done}"}
+           if garage else {}),
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -79,7 +82,8 @@ def walk(page, make_fleet, start_node, team, admin_user):
 
     page.on("dialog", on_dialog)
     done, active = story(make_fleet, start_node, team, admin_user)
-    urls = pages(done.pk, active.pk, active.recording_server_id, active.failover_server_id)
+    urls = pages(done.pk, active.pk, active.recording_server_id, active.failover_server_id,
+                 done.recording_server_id)  # fmt: skip
     yield page, urls, done
     assert prompts == [], f"window.prompt was used: {prompts}"
 
