@@ -100,7 +100,10 @@ def request_drill(user: Any, servers: Iterable[Server]) -> Drill:
     permissions: a drill fails over and fails back."""
     require(user, "trigger_failover")
     require(user, "fail_back")
-    servers = list(servers)
+    # As the database has them now: a caller's copy may predate the last probe.
+    asked = [s.pk for s in servers]
+    fresh = Server.objects.in_bulk(asked)
+    servers = [fresh[pk] for pk in dict.fromkeys(asked) if pk in fresh]
     if not servers:
         raise ActionRefused("Choose at least one recording server.")
     teams = {s.team_id for s in servers}

@@ -47,7 +47,7 @@ OVERFLOW = """() => {
 }"""
 
 
-def pages(done, active, lobby, standby) -> dict[str, str]:
+def pages(done, active, lobby, standby, drill=None) -> dict[str, str]:
     return {
         "dashboard": "/admin/",
         "recording servers": RS_URL,
@@ -64,6 +64,8 @@ def pages(done, active, lobby, standby) -> dict[str, str]:
         "licenses": "/admin/inventory/license/",
         "teams": "/admin/inventory/team/",
         "add batch": f"{RS_URL}batch/",
+        "drills": "/admin/failover/drill/",
+        "drill report": f"/admin/failover/drill/{drill}/change/",
     }
 
 
@@ -79,7 +81,10 @@ def walk(page, make_fleet, start_node, team, admin_user):
 
     page.on("dialog", on_dialog)
     done, active = story(make_fleet, start_node, team, admin_user)
-    urls = pages(done.pk, active.pk, active.recording_server_id, active.failover_server_id)
+    from failover.models import Drill
+
+    urls = pages(done.pk, active.pk, active.recording_server_id, active.failover_server_id,
+                 Drill.objects.get().pk)  # fmt: skip
     yield page, urls, done
     assert prompts == [], f"window.prompt was used: {prompts}"
 
