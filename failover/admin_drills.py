@@ -50,8 +50,8 @@ class DrillAdmin(admin.ModelAdmin):
 
     list_display = ["id", "state", "servers_list", "requested_by", "started", "finished"]
     list_filter = ["state", "team"]
-    fields = ["state", "team", "requested_by", "started", "finished", "reason", "targets",
-              "report"]  # fmt: skip
+    fields = ["state", "team", "requested_by", "scheduled", "started", "finished", "reason",
+              "targets", "report"]  # fmt: skip
     readonly_fields = fields
 
     started = admin.display(description="Started", ordering="started_at")(

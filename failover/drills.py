@@ -13,6 +13,7 @@ a borrowed failover server back when its recording server is healthy.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterable
@@ -84,13 +85,22 @@ def refusal(server: Server, drill: Drill | None = None) -> str | None:
                 f"Its failover server {failover_server.name} is busy: it acts for "
                 f"{acting.recording_server_name} (event #{acting.pk})."
             )
-    running = (
-        DrillServer.objects.filter(server=server, state__in=[DrillState.QUEUED, DrillState.RUNNING])
+    # Another drill waiting for or holding one of the same failover servers: the two
+    # would compete for them, and each would take the other's failover for a real fault.
+    sharing = (
+        DrillServer.objects.filter(state__in=[DrillState.QUEUED, DrillState.RUNNING])
+        .filter(server__protections__failover_server__in=protectors)
         .exclude(drill=drill)
+        .distinct()
         .first()
     )
-    if running is not None:
-        return f"{server.name} is already in drill #{running.drill_id}."
+    if sharing is not None:
+        if sharing.server_id == server.pk:
+            return f"{server.name} is already in drill #{sharing.drill_id}."
+        return (
+            f"Drill #{sharing.drill_id} on {sharing.server_name} uses the same failover "
+            "servers; try again once it has ended."
+        )
     return None
 
 
@@ -100,6 +110,11 @@ def request_drill(user: Any, servers: Iterable[Server]) -> Drill:
     permissions: a drill fails over and fails back."""
     require(user, "trigger_failover")
     require(user, "fail_back")
+    return start_drill(servers, requested_by=actor_name(user))
+
+
+def start_drill(servers: Iterable[Server], *, requested_by: str, scheduled: bool = False) -> Drill:
+    """request_drill() once permitted; the schedule's entry point."""
     # As the database has them now: a caller's copy may predate the last probe.
     asked = [s.pk for s in servers]
     fresh = Server.objects.in_bulk(asked)
@@ -113,7 +128,8 @@ def request_drill(user: Any, servers: Iterable[Server]) -> Drill:
     with transaction.atomic():
         drill = Drill.objects.create(
             team_id=servers[0].team_id,
-            requested_by=actor_name(user),
+            requested_by=requested_by,
+            scheduled=scheduled,
             max_takeover_seconds=targets.max_takeover_seconds,
             max_gap_seconds=targets.max_gap_seconds,
             max_restoration_seconds=targets.max_restoration_seconds,
@@ -121,7 +137,7 @@ def request_drill(user: Any, servers: Iterable[Server]) -> Drill:
         )
         refused = []
         for position, server in enumerate(servers):
-            why = refusal(server)
+            why = refusal(server, drill)
             DrillServer.objects.create(
                 drill=drill,
                 server=server,
@@ -138,6 +154,31 @@ def request_drill(user: Any, servers: Iterable[Server]) -> Drill:
         else:
             transaction.on_commit(lambda: celery_app.send_task(DRILL_TASK, args=[drill.pk]))
     return drill
+
+
+def scheduled_drills(now: dt.datetime) -> list[Drill]:
+    """The monthly drills due at `now` (local time): each team whose maintenance window
+    is open and which has no scheduled drill this month yet drills every protected
+    recording server it has. Beat asks every few minutes; once a month per team."""
+    local = timezone.localtime(now)
+    started = []
+    for targets in DrillTargets.objects.filter(monthly_day=local.day).select_related("team"):
+        opens = local.replace(
+            hour=targets.window_start.hour, minute=targets.window_start.minute, second=0,
+            microsecond=0,
+        )  # fmt: skip
+        if not opens <= local < opens + dt.timedelta(hours=targets.window_hours):
+            continue
+        month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if Drill.objects.filter(team=targets.team, scheduled=True, created_at__gte=month).exists():
+            continue
+        servers = list(
+            Server.objects.filter(team=targets.team, role=Role.RECORDING, enabled=True,
+                                  protections__isnull=False).distinct().order_by("name")
+        )  # fmt: skip
+        if servers:
+            started.append(start_drill(servers, requested_by="schedule", scheduled=True))
+    return started
 
 
 # -- running it (in a worker) --------------------------------------------------------

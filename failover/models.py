@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -547,6 +548,20 @@ class DrillTargets(models.Model):
         help_text="How long the failover server records during a drill before failing back.",
     )
 
+    monthly_day = models.PositiveSmallIntegerField(
+        "drill every month on day",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="1 to 28; empty for no scheduled drill. Every protected recording server "
+        "of the team is drilled in the maintenance window of that day.",
+    )
+    window_start = models.TimeField("maintenance window start", default=dt.time(2, 0))
+    window_hours = models.PositiveSmallIntegerField(
+        "maintenance window (hours)", default=2, validators=[MinValueValidator(1),
+                                                             MaxValueValidator(23)]
+    )  # fmt: skip
+
     objects = DrillTargetsQuerySet.as_manager()
 
     class Meta:
@@ -583,6 +598,7 @@ class Drill(models.Model):
     max_gap_seconds = models.FloatField()
     max_restoration_seconds = models.FloatField()
     recording_seconds = models.PositiveIntegerField()
+    scheduled = models.BooleanField(default=False, help_text="Started by the monthly schedule.")
     # drill_failed() records the failure here; whoever sends alerts reads and clears it.
     failure_recorded_at = models.DateTimeField(null=True, blank=True)
 

@@ -43,3 +43,9 @@ def run_drill(drill_id: int) -> None:
     """Run one failover drill to its end (not acks_late: a drill cut short by a dead
     worker is not run again behind the operator's back)."""
     drills.run(drill_id)
+
+
+@shared_task(ignore_result=True, time_limit=60)
+def drill_schedule_tick() -> None:
+    """Beat fires this every few minutes: start the monthly drills that are due."""
+    drills.scheduled_drills(timezone.now())

@@ -35,8 +35,8 @@ class DrillSerializer(serializers.ModelSerializer):
         model = Drill
         fields = ["id", "team", "state", "requested_by", "created_at", "started_at",
                   "finished_at", "reason", "max_takeover_seconds", "max_gap_seconds",
-                  "max_restoration_seconds", "recording_seconds", "failure_recorded_at",
-                  "report"]  # fmt: skip
+                  "max_restoration_seconds", "recording_seconds", "scheduled",
+                  "failure_recorded_at", "report"]  # fmt: skip
         read_only_fields = fields
 
 
