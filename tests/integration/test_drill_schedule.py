@@ -66,3 +66,26 @@ def test_a_drill_on_a_server_sharing_the_failover_servers_of_a_running_one_is_re
     again = drills.request_drill(admin_user, [lobby])
     assert again.state == DrillState.REFUSED
     assert f"Lobby is already in drill #{first.pk}" in again.reason
+
+
+def test_the_api_runs_drills_for_operators_only_and_on_their_teams_servers(api_user, sites):
+    north, south = sites
+    north.recording.__class__.objects.filter(pk=north.recording.pk).update(status="normal")
+    north.failover.__class__.objects.filter(pk=north.failover.pk).update(status="normal")
+
+    viewer = api_user("Viewer")
+    assert viewer.post("/api/v1/drills/", {"servers": [north.recording.pk]},
+                       format="json").status_code == 403  # fmt: skip
+    operator = api_user("Operator")
+    other = operator.post("/api/v1/drills/", {"servers": [south.recording.pk]}, format="json")
+    assert other.status_code == 400
+    assert "No such recording server" in str(other.json())
+    assert not Drill.objects.exists()  # nothing recorded for a refused request
+
+    response = operator.post("/api/v1/drills/", {"servers": [north.recording.pk]}, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["state"] == "queued"
+    assert response.json()["requested_by"] == "user-Operator"
+    assert [d["id"] for d in viewer.get("/api/v1/drills/").json()["results"]] == [
+        response.json()["id"]
+    ]
