@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cms.actions import ActionRefused, require
@@ -36,6 +37,7 @@ from .errors import FailoverError
 from .events import note
 from .lifecycle import FINAL_STATES
 from .models import (
+    DRILL_OPEN_STATES,
     Drill,
     DrillServer,
     DrillState,
@@ -51,6 +53,9 @@ DRILL_TASK = "failover.tasks.run_drill"
 POLL_SECONDS = 0.25
 # Beyond the targets: how long a step may take before the drill gives up on it.
 TAKEOVER_LIMIT_SECONDS = 120.0
+# A drill no worker took within this, or whose worker stopped beating for this, is over.
+QUEUED_LIMIT = dt.timedelta(minutes=15)
+HEARTBEAT_LIMIT = dt.timedelta(minutes=2)
 
 
 class Stop(Exception):
@@ -89,6 +94,7 @@ def refusal(server: Server, drill: Drill | None = None) -> str | None:
     # would compete for them, and each would take the other's failover for a real fault.
     sharing = (
         DrillServer.objects.filter(state__in=[DrillState.QUEUED, DrillState.RUNNING])
+        .filter(drill__in=live_drills(timezone.now()))
         .filter(server__protections__failover_server__in=protectors)
         .exclude(drill=drill)
         .distinct()
@@ -181,14 +187,51 @@ def scheduled_drills(now: dt.datetime) -> list[Drill]:
     return started
 
 
+def live_drills(now: dt.datetime) -> Any:
+    """Drills a worker runs or will run: queued a short while ago, or running with a
+    fresh heartbeat or an event a worker holds (a long restoration beats no heart)."""
+    return Drill.objects.filter(
+        Q(state=DrillState.QUEUED, created_at__gt=now - QUEUED_LIMIT)
+        | Q(state=DrillState.RUNNING, heartbeat_at__gt=now - HEARTBEAT_LIMIT)
+        | Q(state=DrillState.RUNNING, servers__event__lease_expires_at__gt=now)
+    ).distinct()
+
+
+def abandoned(now: dt.datetime) -> list[Drill]:
+    """End the drills no worker took, or whose worker died, as failed (the schedule's
+    tick asks): they hold no failover server any more, and their failure is recorded.
+    A failover such a drill had started stays open until an operator fails it back."""
+    stale = Drill.objects.filter(state__in=DRILL_OPEN_STATES).exclude(
+        pk__in=live_drills(now).values("pk")
+    )
+    ended = []
+    for drill in stale:
+        why = (
+            "No worker ran the drill."
+            if drill.state == DrillState.QUEUED
+            else "The worker running the drill stopped; fail back its open failover by hand."
+        )
+        if Drill.objects.filter(pk=drill.pk, state=drill.state).update(
+            state=DrillState.FAILED, reason=why, finished_at=now
+        ):
+            drill.servers.filter(state__in=DRILL_OPEN_STATES).update(
+                state=DrillState.FAILED, reason=why, finished_at=now
+            )
+            drill.refresh_from_db()
+            drill_failed(drill)
+            ended.append(drill)
+    return ended
+
+
 # -- running it (in a worker) --------------------------------------------------------
 
 
 def run(drill_id: int) -> str | None:
     """Run a queued drill to its end; returns its state. Runs once: a second worker given
     the same drill finds it taken."""
+    now = timezone.now()
     if not Drill.objects.filter(pk=drill_id, state=DrillState.QUEUED).update(
-        state=DrillState.RUNNING, started_at=timezone.now()
+        state=DrillState.RUNNING, started_at=now, heartbeat_at=now
     ):
         return Drill.objects.filter(pk=drill_id).values_list("state", flat=True).first()
     drill = Drill.objects.get(pk=drill_id)
@@ -265,7 +308,7 @@ def _run_server(drill: Drill, row: DrillServer) -> None:
 def _drill_event(
     drill: Drill, row: DrillServer, server: Server, event: FailoverEvent, actor: str
 ) -> None:
-    watch = Watch(server, event)
+    watch = Watch(drill, server, event)
     _drive(event, watch, {EventState.ACTIVE}, TAKEOVER_LIMIT_SECONDS, "the takeover")
     takeover = event.time_to_take_over.total_seconds()
     DrillServer.objects.filter(pk=row.pk).update(
@@ -320,12 +363,14 @@ class Watch:
     servers failing, another event needing one of them, or the engine replacing the
     drill's failover server (a cascade)."""
 
-    def __init__(self, server: Server, event: FailoverEvent) -> None:
+    def __init__(self, drill: Drill, server: Server, event: FailoverEvent) -> None:
+        self.drill_id = drill.pk
         self.server = server
         self.event = event
         self.protectors = [p.failover_server_id for p in _protections(server)]
 
     def check(self) -> None:
+        Drill.objects.filter(pk=self.drill_id).update(heartbeat_at=timezone.now())
         faulty = Server.objects.filter(
             pk__in=[self.server.pk, *self.protectors], status__in=list(engine.TRIGGER_FOR_STATUS)
         ).first()

@@ -599,6 +599,9 @@ class Drill(models.Model):
     max_restoration_seconds = models.FloatField()
     recording_seconds = models.PositiveIntegerField()
     scheduled = models.BooleanField(default=False, help_text="Started by the monthly schedule.")
+    # Moved by the worker while it runs the drill: a running drill whose heartbeat stopped
+    # was left by a worker that died (drills.abandoned()).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # drill_failed() records the failure here; whoever sends alerts reads and clears it.
     failure_recorded_at = models.DateTimeField(null=True, blank=True)
 

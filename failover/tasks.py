@@ -47,5 +47,8 @@ def run_drill(drill_id: int) -> None:
 
 @shared_task(ignore_result=True, time_limit=60)
 def drill_schedule_tick() -> None:
-    """Beat fires this every few minutes: start the monthly drills that are due."""
-    drills.scheduled_drills(timezone.now())
+    """Beat fires this every few minutes: end the drills left by a dead worker, and start
+    the monthly drills that are due."""
+    now = timezone.now()
+    drills.abandoned(now)
+    drills.scheduled_drills(now)

@@ -89,3 +89,31 @@ def test_the_api_runs_drills_for_operators_only_and_on_their_teams_servers(api_u
     assert [d["id"] for d in viewer.get("/api/v1/drills/").json()["results"]] == [
         response.json()["id"]
     ]
+
+
+def test_a_drill_left_by_a_dead_worker_ends_failed_and_frees_its_failover_servers(
+    fleet, admin_user
+):
+    lobby, garage = fleet
+    left = drills.request_drill(admin_user, [lobby])
+    now = timezone.now()
+    Drill.objects.filter(pk=left.pk).update(state=DrillState.RUNNING, heartbeat_at=now)
+    left.servers.update(state=DrillState.RUNNING)
+    assert drills.abandoned(now + dt.timedelta(seconds=30)) == []  # it still beats
+    assert drills.request_drill(admin_user, [garage]).state == DrillState.REFUSED
+
+    later = now + drills.HEARTBEAT_LIMIT + dt.timedelta(seconds=1)
+    assert drills.abandoned(later) == [left]
+    left.refresh_from_db()
+    assert left.state == DrillState.FAILED and "worker running the drill stopped" in left.reason
+    assert left.failure_recorded_at is not None
+    assert list(left.servers.values_list("state", flat=True)) == [DrillState.FAILED]
+    assert drills.request_drill(admin_user, [garage]).state == DrillState.QUEUED
+
+
+def test_a_drill_no_worker_took_ends_failed(fleet, admin_user):
+    queued = drills.request_drill(admin_user, [fleet[0]])
+    assert drills.abandoned(timezone.now()) == []
+    assert drills.abandoned(timezone.now() + drills.QUEUED_LIMIT) == [queued]
+    queued.refresh_from_db()
+    assert queued.state == DrillState.FAILED and queued.reason == "No worker ran the drill."
