@@ -30,6 +30,7 @@ _VIEWABLE = [
     "inventory.license", "inventory.licensemove", "failover.protection",
     "failover.failoversettings", "failover.failoverevent", "failover.eventtransition",
     "failover.restorationjob", "failover.configsnapshot", "auditlog.logentry",
+    "failover.drill", "failover.drilltargets",
 ]  # fmt: skip
 
 
@@ -59,6 +60,7 @@ ADMINISTRATOR = [
     *_crud("inventory.license"),
     *_crud("failover.protection"),
     "failover.change_failoversettings",
+    *_crud("failover.drilltargets"),
     ACTIONS["manage_licenses"],
     ACTIONS["replace_server"],
     ACTIONS["lock"],

@@ -317,6 +317,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 1.0,
         "options": {"expires": 2},
     },
+    "drill-schedule": {
+        "task": "failover.tasks.drill_schedule_tick",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
     "worker-heartbeat": {
         "task": "cms.inventory.tasks.worker_heartbeat",
         "schedule": 30.0,

@@ -30,6 +30,7 @@ from cms.inventory.models import FailoverServer, RecordingServer, Server, Team
 from cms.permissions import can, may_change_failover_settings, may_see_failover_settings
 
 from . import actions, admin_coverage, engine, replace, timeline
+from .admin_drills import may_run_drill, run_drill
 from .admin_status import (
     FailoverStatusFilter,
     annotate_duty,
@@ -175,7 +176,8 @@ admin.site.unregister(RecordingServer)
 class RecordingServerFailoverAdmin(RecordingServerAdmin):
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
-               "manual_failover", "fail_back_now", "issue_enrollment_secret"]  # fmt: skip
+               "manual_failover", "fail_back_now", run_drill,
+               "issue_enrollment_secret"]  # fmt: skip
     list_display = ["name", "address", "model", "live_status", "enabled", "locked", "cms_mode",
                     "team", "last_seen"]  # fmt: skip
     change_list_template = "admin/failover/live_change_list.html"
@@ -227,6 +229,9 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
 
     def has_trigger_failover_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "trigger_failover")
+
+    def has_run_drill_permission(self, request: HttpRequest) -> bool:
+        return may_run_drill(request)
 
 
 class FailoverServerForm(ServerForm):

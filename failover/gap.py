@@ -68,6 +68,15 @@ def measure(event: FailoverEvent) -> float | None:
 
 
 def _measure(event: FailoverEvent) -> float | None:
+    gaps = camera_gaps(event)
+    if gaps is None:
+        return None
+    return max(gaps.values())
+
+
+def camera_gaps(event: FailoverEvent) -> dict[str, float] | None:
+    """Each camera's gap in seconds (0 when the recordings overlap), or None when one
+    camera lacks a segment on either side; raises when a node cannot be read."""
     before = window(event)
     own = _files(
         client_for(event.recording_server),
@@ -94,4 +103,4 @@ def _measure(event: FailoverEvent) -> float | None:
     if not first or set(last) != set(first):
         return None  # a camera without a segment on one side: no sure figure
     # Overlapping recordings (a planned failover) mean no gap, not a negative one.
-    return round(max(max((first[c] - last[c]).total_seconds(), 0.0) for c in first), 3)
+    return {c: round(max((first[c] - last[c]).total_seconds(), 0.0), 3) for c in sorted(first)}

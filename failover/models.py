@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -511,3 +512,150 @@ class RestorationFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+# -- failover drills -----------------------------------------------------------------
+
+
+class DrillState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+    STOPPED = "stopped", "Stopped by a real fault"
+
+
+DRILL_OPEN_STATES = frozenset({DrillState.QUEUED, DrillState.RUNNING})
+
+
+class DrillTargetsQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+
+class DrillTargets(models.Model):
+    """What a team's drill must achieve to pass; a team without its own row is held to
+    the field defaults."""
+
+    team = models.OneToOneField(
+        "inventory.Team", on_delete=models.CASCADE, related_name="drill_targets"
+    )
+    max_takeover_seconds = models.FloatField(
+        "time to take over (seconds)",
+        default=30.0,
+        help_text="From the manual failover to the failover server recording every camera.",
+    )
+    max_gap_seconds = models.FloatField(
+        "recording gap (seconds)",
+        default=10.0,
+        help_text="The longest time any camera may record nowhere.",
+    )
+    max_restoration_seconds = models.FloatField(
+        "restoration time (seconds)",
+        default=600.0,
+        help_text="From the failback to the end of the restoration.",
+    )
+    recording_seconds = models.PositiveIntegerField(
+        "recording time (seconds)",
+        default=30,
+        help_text="How long the failover server records during a drill before failing back.",
+    )
+
+    monthly_day = models.PositiveSmallIntegerField(
+        "drill every month on day",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="1 to 28; empty for no scheduled drill. Every protected recording server "
+        "of the team is drilled in the maintenance window of that day.",
+    )
+    window_start = models.TimeField("maintenance window start", default=dt.time(2, 0))
+    window_hours = models.PositiveSmallIntegerField(
+        "maintenance window (hours)", default=2, validators=[MinValueValidator(1),
+                                                             MaxValueValidator(23)]
+    )  # fmt: skip
+
+    objects = DrillTargetsQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "drill targets"
+        verbose_name_plural = "drill targets"
+
+    def __str__(self) -> str:
+        return f"Drill targets of {self.team}"
+
+    @classmethod
+    def for_team(cls, team_id: int) -> DrillTargets:
+        return cls.objects.filter(team_id=team_id).first() or cls(team_id=team_id)
+
+
+class DrillQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+
+class Drill(models.Model):
+    """One failover drill on chosen recording servers, one after the other, with a report
+    per server (DrillServer)."""
+
+    team = models.ForeignKey("inventory.Team", on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(
+        max_length=16, choices=DrillState.choices, default=DrillState.QUEUED, db_index=True
+    )
+    requested_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it failed, was refused or stopped.")
+    # The targets it was held to, copied when it was requested.
+    max_takeover_seconds = models.FloatField()
+    max_gap_seconds = models.FloatField()
+    max_restoration_seconds = models.FloatField()
+    recording_seconds = models.PositiveIntegerField()
+    scheduled = models.BooleanField(default=False, help_text="Started by the monthly schedule.")
+    # Moved by the worker while it runs the drill: a running drill whose heartbeat stopped
+    # was left by a worker that died (drills.abandoned()).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # drill_failed() records the failure here; whoever sends alerts reads and clears it.
+    failure_recorded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DrillQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Drill #{self.pk}: {self.get_state_display()}"
+
+
+class DrillServer(models.Model):
+    """One recording server's report in a drill."""
+
+    drill = models.ForeignKey(Drill, on_delete=models.CASCADE, related_name="servers")
+    server = models.ForeignKey(
+        Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    server_name = models.CharField(max_length=64)
+    position = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=DrillState.choices, default=DrillState.QUEUED)
+    event = models.ForeignKey(
+        FailoverEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    failover_server_name = models.CharField(max_length=64, blank=True)
+    takeover_seconds = models.FloatField(null=True, blank=True)
+    camera_gaps = models.JSONField(
+        default=dict, blank=True, help_text="Each camera's recording gap in seconds."
+    )
+    restoration_seconds = models.FloatField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["drill", "position", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.server_name}: {self.get_state_display()}"
+
+    @property
+    def worst_gap_seconds(self) -> float | None:
+        values = [v for v in self.camera_gaps.values() if v is not None]
+        return max(values) if values else None

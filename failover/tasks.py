@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import engine, probing
+from . import drills, engine, probing
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
@@ -36,3 +36,19 @@ def advance_event(event_id: int) -> None:
     """Drive one failover event until it waits or ends; idempotent (every step is a
     compare-and-set)."""
     engine.advance(event_id)
+
+
+@shared_task(name=drills.DRILL_TASK, ignore_result=True, time_limit=6 * 3600)
+def run_drill(drill_id: int) -> None:
+    """Run one failover drill to its end (not acks_late: a drill cut short by a dead
+    worker is not run again behind the operator's back)."""
+    drills.run(drill_id)
+
+
+@shared_task(ignore_result=True, time_limit=60)
+def drill_schedule_tick() -> None:
+    """Beat fires this every few minutes: end the drills left by a dead worker, and start
+    the monthly drills that are due."""
+    now = timezone.now()
+    drills.abandoned(now)
+    drills.scheduled_drills(now)

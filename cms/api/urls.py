@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from cms.inventory.api import views as inventory_views
+from failover.api import drills as failover_drills
 from failover.api import views as failover_views
 
 from .audit import AuditViewSet
@@ -22,6 +23,7 @@ router.register("licenses", inventory_views.LicenseViewSet, basename="license")
 router.register("protections", failover_views.ProtectionViewSet, basename="protection")
 router.register("events", failover_views.FailoverEventViewSet, basename="event")
 router.register("restorations", failover_views.RestorationJobViewSet, basename="restoration")
+router.register("drills", failover_drills.DrillViewSet, basename="drill")
 router.register("audit", AuditViewSet, basename="audit")
 
 settings_view = failover_views.FailoverSettingsViewSet.as_view(

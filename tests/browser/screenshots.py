@@ -8,7 +8,8 @@ A small fleet of real agents is registered (Lobby, Garage and Warehouse protecte
 Standby 1 and Standby 2, and Entrance, just added and not probed yet); Garage fails with
 a service fault, is taken over, recovers, fails back and gets its recordings restored,
 so its event has a full timeline; Lobby's agent is killed and Standby 1 acts for it.
-Every page is taken at 1366x768 (the whole page) and the dashboard also at 1920x1080.
+Warehouse passes a failover drill (Standby 2 takes over by hand, records, fails back and
+restores). Every page is taken at 1366x768 (the whole page) and the dashboard also at 1920x1080.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def story(make_fleet, start_node, team, user):
     _cycles(2)
     wait_until(lambda: engine.advance(event.pk) in (EventState.COMPLETED,),
                timeout=60, message="Garage's failback and restoration")  # fmt: skip
+
+    # Warehouse: a failover drill, run here as the worker would run it.
+    from failover import drills
+    from failover.models import DrillTargets
+
+    DrillTargets.objects.create(team=team, recording_seconds=2)
+    drill = drills.request_drill(user, [others["Warehouse"][0]])
+    assert drills.run(drill.pk) == "passed", drill.servers.get().reason
 
     # Lobby: its agent dies; Standby 1 records for it.
     fleet.recording_node.kill()
@@ -147,6 +156,9 @@ def test_take_screenshots(page, make_fleet, start_node, team, admin_user, settin
     _shoot(page, f"{events}{active.pk}/change/", "event-active")
     _shoot(page, f"{events}{active.pk}/replace/", "replace-dialog", before=_preview)
     _shoot(page, "/admin/failover/failoversettings/", "settings")
+    from failover.models import Drill
+
+    _shoot(page, f"/admin/failover/drill/{Drill.objects.get().pk}/change/", "drill-report")
     _shoot(page, "/admin/inventory/license/", "licenses")
     lobby = active.recording_server_id
     _shoot(page, f"/admin/inventory/recordingserver/{lobby}/change/", "server")

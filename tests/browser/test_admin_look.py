@@ -47,7 +47,7 @@ OVERFLOW = """() => {
 }"""
 
 
-def pages(done, active, lobby, standby, garage=None) -> dict[str, str]:
+def pages(done, active, lobby, standby, garage=None, drill=None) -> dict[str, str]:
     return {
         "dashboard": "/admin/",
         "recording servers": RS_URL,
@@ -67,6 +67,8 @@ def pages(done, active, lobby, standby, garage=None) -> dict[str, str]:
         "coverage during a failover": f"{RS_URL}{lobby}/coverage/?event={active}",
         **({"coverage after restoration": f"{RS_URL}{garage}/coverage/?event={done}"}
            if garage else {}),
+        **({"drills": "/admin/failover/drill/",
+            "drill report": f"/admin/failover/drill/{drill}/change/"} if drill else {}),
     }  # fmt: skip
 
 
@@ -82,8 +84,10 @@ def walk(page, make_fleet, start_node, team, admin_user):
 
     page.on("dialog", on_dialog)
     done, active = story(make_fleet, start_node, team, admin_user)
+    from failover.models import Drill
+
     urls = pages(done.pk, active.pk, active.recording_server_id, active.failover_server_id,
-                 done.recording_server_id)  # fmt: skip
+                 done.recording_server_id, Drill.objects.get().pk)  # fmt: skip
     yield page, urls, done
     assert prompts == [], f"window.prompt was used: {prompts}"
 
