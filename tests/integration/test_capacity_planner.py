@@ -1,0 +1,92 @@
+"""The capacity planner against real node agents: each failover server's capacity is
+read from its node, and the what-if agrees with what the engine does when the recording
+servers are killed at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from failover import engine, planner, probing
+from failover.engine import refresh_snapshot
+from failover.models import FailoverEvent, Protection
+from tests.fixtures.fleet import register
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def site(start_node, team, failover_settings, settings):
+    """Big (3 cameras), Lobby (2) and Small (1); Wide records 2 cameras at once and
+    Narrow 1. Big and Lobby prefer Narrow, then Wide; Small has Narrow alone."""
+    settings.CMS_TAKEOVER_CONFIRM_SECONDS = 15
+    nodes, servers = {}, {}
+    for name, cameras in (("Big", 3), ("Lobby", 2), ("Small", 1)):
+        nodes[name] = start_node(mode="recording", name=name.lower(), cameras=cameras)
+        servers[name] = register(nodes[name], team, "recording", name)
+    for name, room in (("Wide", 2), ("Narrow", 1)):
+        nodes[name] = start_node(
+            mode="failover", name=name.lower(), extra_args=["--max-cameras", str(room)]
+        )
+        servers[name] = register(nodes[name], team, "failover", name)
+    for recording, order in (("Big", ["Narrow", "Wide"]), ("Lobby", ["Narrow", "Wide"]),
+                             ("Small", ["Narrow"])):  # fmt: skip
+        for priority, failover in enumerate(order):
+            Protection.objects.create(
+                recording_server=servers[recording],
+                failover_server=servers[failover],
+                priority=priority,
+            )
+    for name in ("Big", "Lobby", "Small"):
+        refresh_snapshot(servers[name])
+    probing.run_cycle(force=True)
+    for server in servers.values():
+        server.refresh_from_db()
+    return nodes, servers
+
+
+def test_the_table_reads_each_capacity_from_its_node(site):
+    _, servers = site
+    rows = {row.server.name: row for row in planner.capacity_table(servers.values())}
+    assert set(rows) == {"Big", "Lobby", "Small"}
+    assert rows["Big"].cameras == 3
+    assert [(p.server.name, p.capacity.cameras, p.fits) for p in rows["Big"].protectors] == [
+        ("Narrow", 1, False),
+        ("Wide", 2, False),
+    ]
+    assert rows["Big"].carried is False  # no failover server can carry Big whole
+    assert rows["Lobby"].carried is True  # Wide can
+    assert rows["Small"].carried is True
+
+
+def test_the_what_if_is_what_the_engine_does_when_they_are_killed(site):
+    nodes, servers = site
+    failing = [servers["Small"], servers["Big"], servers["Lobby"]]
+    predicted = {o.server.name: o for o in planner.what_if(failing)}
+    assert not FailoverEvent.objects.exists()  # the what-if changed nothing
+    assert {n: (o.covered_by.name if o.covered_by else None) for n, o in predicted.items()} == {
+        "Big": None,  # Narrow and Wide have no room for 3 cameras
+        "Lobby": "Wide",  # Narrow has room for 1 only
+        "Small": "Narrow",
+    }
+    assert "Narrow has room for 1" in predicted["Lobby"].why
+
+    for name in ("Big", "Lobby", "Small"):
+        nodes[name].kill()
+    for _ in range(2):  # failures before failover
+        report = probing.run_cycle(force=True)
+    events = list(FailoverEvent.objects.order_by("pk"))
+    assert sorted(report.wake) == [e.pk for e in events]
+    for event in events:  # the workers' order: the events' order
+        engine.advance(event.pk)
+    actual = {
+        e.recording_server_name: e.failover_server.name if e.failover_server else None
+        for e in FailoverEvent.objects.all()
+    }
+    assert actual == {
+        n: (o.covered_by.name if o.covered_by else None) for n, o in predicted.items()
+    }
+    assert FailoverEvent.objects.get(recording_server_name="Big").state == "no_failover_server"
+    # and the nodes record what the planner said
+    health = nodes["Wide"].client().health()
+    assert health["recording"]["on_behalf_of"]["name"] == "Lobby"
+    assert health["capacity"] == {"cameras": 2, "licensed_cameras": 0}
