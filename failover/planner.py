@@ -62,7 +62,7 @@ class Capacity:
     def describe(self) -> str:
         if self.cameras is None:
             return f"capacity unknown ({self.unknown_because})"
-        return f"{self.cameras} cameras"
+        return f"{self.cameras} camera{'' if self.cameras == 1 else 's'}"
 
 
 def _unreadable(server: Server) -> Capacity | None:

@@ -90,3 +90,62 @@ def test_the_what_if_is_what_the_engine_does_when_they_are_killed(site):
     health = nodes["Wide"].client().health()
     assert health["recording"]["on_behalf_of"]["name"] == "Lobby"
     assert health["capacity"] == {"cameras": 2, "licensed_cameras": 0}
+
+
+@pytest.fixture
+def api(admin_user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+def test_the_api_lists_what_no_failover_server_can_carry(site, api):
+    _, servers = site
+    answer = api.get("/api/v1/capacity/").json()
+    assert answer["uncarried"] == [servers["Big"].pk]
+    big = next(r for r in answer["recording_servers"] if r["name"] == "Big")
+    assert big["cameras"] == 3
+    assert [(p["name"], p["capacity"], p["fits"]) for p in big["protectors"]] == [
+        ("Narrow", 1, False),
+        ("Wide", 2, False),
+    ]
+
+
+def test_the_api_what_if(site, api):
+    _, servers = site
+    ids = f"{servers['Lobby'].pk},{servers['Small'].pk}"
+    answer = api.get(f"/api/v1/capacity/what-if/?servers={ids}").json()
+    covered = {o["name"]: o["covered_by_name"] for o in answer["outcomes"]}
+    assert covered == {"Lobby": "Wide", "Small": "Narrow"}
+    assert answer["uncovered"] == []
+    answer = api.get(f"/api/v1/capacity/what-if/?servers={servers['Big'].pk}").json()
+    assert answer["uncovered"] == [servers["Big"].pk]
+
+    assert api.get("/api/v1/capacity/what-if/").json() == {"outcomes": [], "uncovered": []}
+    for bad in ("1,x", "-1", str(servers["Wide"].pk)):  # a failover server is not one
+        response = api.get(f"/api/v1/capacity/what-if/?servers={bad}")
+        assert response.status_code == 400, bad
+        assert "servers" in response.json()["error"]["fields"]
+    assert not FailoverEvent.objects.exists()
+
+
+def test_adding_a_protection_that_cannot_carry_asks_first(site, api):
+    _, servers = site
+    lobby = servers["Lobby"]
+    Protection.objects.filter(recording_server=lobby).delete()
+    body = {"recording_server": lobby.pk, "failover_server": servers["Narrow"].pk}
+
+    response = api.post("/api/v1/protections/", body, format="json")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "confirmation_required"
+    assert "can carry its 2 cameras whole (Narrow: 1 camera)" in error["consequences"][0]
+    assert not Protection.objects.filter(recording_server=lobby).exists()
+
+    response = api.post("/api/v1/protections/", {**body, "confirm": True}, format="json")
+    assert response.status_code == 201, response.json()
+    # Wide carries Lobby whole: no question asked
+    wide = {"recording_server": lobby.pk, "failover_server": servers["Wide"].pk, "priority": 1}
+    assert api.post("/api/v1/protections/", wide, format="json").status_code == 201
