@@ -64,6 +64,7 @@ def pages(done, active, lobby, standby) -> dict[str, str]:
         "licenses": "/admin/inventory/license/",
         "teams": "/admin/inventory/team/",
         "add batch": f"{RS_URL}batch/",
+        "capacity planner": f"{FO_URL}capacity/",
     }
 
 
