@@ -244,8 +244,14 @@ def _cover(server: Server, cameras: int | None, capacities: dict[int, Capacity])
         outcome.covered_by = open_event.failover_server
         outcome.why = f"already failed over ({open_event.get_state_display().lower()})"
         return outcome
+    if not server.enabled:
+        outcome.why = "disabled: not probed, so never failed over"
+        return outcome
     if cameras is None:
         outcome.why = "no configuration snapshot yet: nothing to push to a failover server"
+        return outcome
+    if not Protection.objects.filter(recording_server=server).exists():
+        outcome.why = "no failover server protects it"
         return outcome
     # The event the probe cycle would open; engine.candidates() counts the servers the
     # events before it claimed as busy.

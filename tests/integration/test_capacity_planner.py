@@ -149,3 +149,36 @@ def test_adding_a_protection_that_cannot_carry_asks_first(site, api):
     # Wide carries Lobby whole: no question asked
     wide = {"recording_server": lobby.pk, "failover_server": servers["Wide"].pk, "priority": 1}
     assert api.post("/api/v1/protections/", wide, format="json").status_code == 201
+
+
+def test_a_node_reports_its_capacity_and_refuses_a_takeover_beyond_it(start_node):
+    from cms.nodes.errors import NodeRefused
+
+    node = start_node(mode="failover", name="narrow", extra_args=["--max-cameras", "1"])
+    client = node.client()
+    client.install_license("WIDE-0001", cameras=4)
+    assert client.health()["capacity"] == {"cameras": 1, "licensed_cameras": 4}
+    two = {"cameras": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}]}
+    with pytest.raises(NodeRefused) as exc:
+        client.takeover(3, {"id": "rs1", "name": "Lobby"}, two)
+    assert exc.value.code == "over_capacity"
+    assert "2 cameras to take over, room for 1" in str(exc.value)
+    health = client.health()
+    assert health["epoch"] == 0 and health["recording"]["on_behalf_of"] is None  # unchanged
+    one = {"cameras": [{"id": "a", "name": "A"}]}
+    assert client.takeover(3, {"id": "rs1", "name": "Lobby"}, one)["active"] is True
+
+
+def test_the_what_if_says_why_a_server_is_left_uncovered(site):
+    _, servers = site
+    Protection.objects.filter(recording_server=servers["Small"]).delete()
+    servers["Lobby"].enabled = False
+    servers["Lobby"].save()
+    servers["Wide"].enabled = False  # the engine does not choose a disabled server
+    servers["Wide"].save()
+    why = {o.server.name: (o.covered_by, o.why) for o in planner.what_if(servers.values())}
+    assert why == {
+        "Big": (None, "Narrow has room for 1"),
+        "Lobby": (None, "disabled: not probed, so never failed over"),
+        "Small": (None, "no failover server protects it"),
+    }
