@@ -148,8 +148,11 @@ class ProtectionFormSet(forms.BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        if not self.has_changed() or any(form.errors for form in self.forms):
-            return
+        if any(form.errors for form in self.forms) or not any(
+            "failover_server" in form.changed_data or form.cleaned_data.get("DELETE")
+            for form in self.forms
+        ):
+            return  # who protects it is unchanged (a new order alone asks nothing)
         servers = [
             form.cleaned_data["failover_server"]
             for form in self.forms

@@ -10,9 +10,10 @@ needs is the camera count of its last configuration snapshot, the one a takeover
 - `what_if()`: "if these recording servers fail at once, who covers whom". It asks the
   engine's own `engine.candidates()` (enabled, healthy, idle, in protection order) for
   each failed server, in the order a probe cycle opens their events (the servers' list
-  order), and takes the first whose capacity fits, as the engine ends up doing when the
-  nodes refuse the others. The events it needs so that a claimed server counts as busy
-  for the next are written inside a transaction that is always rolled back.
+  order; workers running side by side may take them in another), and takes the first
+  whose capacity fits, as the engine ends up doing when the nodes refuse the others.
+  The events it needs so that a claimed server counts as busy for the next are written
+  inside a transaction that is always rolled back.
 - `protection_warnings()`: what to confirm before saving protections that cannot carry
   their recording server.
 """
@@ -218,9 +219,8 @@ class _Rollback(Exception):
 def what_if(failing: Iterable[Server]) -> list[Outcome]:
     """Who covers whom if `failing` (recording servers) fail at once, as the engine would
     choose now; the database is left as it was."""
-    failing = sorted(
-        {s.pk: s for s in failing if s.role == Role.RECORDING}.values(), key=lambda s: s.name
-    )
+    # The probe cycle's order (the servers' list order), in which their events open.
+    failing = list(Server.objects.filter(pk__in=[s.pk for s in failing], role=Role.RECORDING))
     protecting = Server.objects.filter(
         role=Role.FAILOVER, protects__recording_server__in=[s.pk for s in failing]
     ).distinct()

@@ -98,7 +98,11 @@ class ProtectionViewSet(inventory_views.CrudViewSet):
         super().perform_create(serializer)
 
     def perform_update(self, serializer: s.ProtectionSerializer) -> None:
-        self._confirm_capacity(serializer)
+        data, saved = serializer.validated_data, serializer.instance
+        if (data.get("recording_server") or saved.recording_server) != saved.recording_server or (
+            data.get("failover_server") or saved.failover_server
+        ) != saved.failover_server:  # a new priority alone asks nothing
+            self._confirm_capacity(serializer)
         super().perform_update(serializer)
 
     def _confirm_capacity(self, serializer: s.ProtectionSerializer) -> None:

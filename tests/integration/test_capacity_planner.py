@@ -182,3 +182,24 @@ def test_the_what_if_says_why_a_server_is_left_uncovered(site):
         "Lobby": (None, "disabled: not probed, so never failed over"),
         "Small": (None, "no failover server protects it"),
     }
+
+
+def test_a_new_order_alone_asks_nothing_but_a_new_failover_server_does(site, api):
+    _, servers = site
+    big_first = Protection.objects.filter(recording_server=servers["Big"]).first()
+    url = f"/api/v1/protections/{big_first.pk}/"
+    assert api.patch(url, {"priority": 5}, format="json").status_code == 200
+    Protection.objects.filter(recording_server=servers["Small"]).delete()
+    response = api.patch(url, {"recording_server": servers["Small"].pk}, format="json")
+    assert response.status_code == 200  # Narrow carries Small's one camera
+    Protection.objects.filter(
+        recording_server=servers["Lobby"], failover_server__name="Narrow"
+    ).delete()
+    lobby = Protection.objects.get(recording_server=servers["Lobby"])
+    response = api.patch(
+        f"/api/v1/protections/{lobby.pk}/", {"failover_server": servers["Narrow"].pk}, format="json"
+    )
+    assert response.status_code == 409  # Narrow cannot carry Lobby's 2 cameras
+    assert response.json()["error"]["code"] == "confirmation_required"
+    lobby.refresh_from_db()
+    assert lobby.failover_server == servers["Wide"]
