@@ -44,6 +44,16 @@ PASSWORD_ENV = "CMS_NODE_ADMIN_PASSWORD"  # noqa: S105 (a variable name) keeps t
 ENROLLMENT_ENV = "CMS_NODE_QUICKCONNECT_ENROLLMENT"  # the same, for the enrollment secret
 
 
+def _camera_count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CAMERAS:
+        raise argparse.ArgumentTypeError(f"a number of cameras from 1 to {MAX_CAMERAS}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cms-node", description="Surveillance node agent")
     p.add_argument("--version", action="version", version=f"cms-node {__version__}")
@@ -68,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--max-cameras",
-        type=int,
+        type=_camera_count,
         default=MAX_CAMERAS,
-        choices=range(1, MAX_CAMERAS + 1),
         metavar=f"1-{MAX_CAMERAS}",
         help="the most cameras this node records at once, its own and a takeover's "
         "(reported as its capacity; a bigger takeover is refused)",
