@@ -61,3 +61,19 @@ def test_it_stays_on_the_failover_server_until_the_operator_fails_back(
     assert failing_back.actor == "root"
     states = list(event.transitions.values_list("to_state", flat=True))
     assert states[-3:] == ["failing_back", "restoring", "completed"]
+
+
+def test_the_settings_offer_it_in_the_api_and_the_admin(admin_user, admin_client, team):
+    from rest_framework.test import APIClient
+
+    from failover.models import FailoverSettings
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    response = api.patch(f"/api/v1/failover-settings/?team={team.pk}",
+                         {"failback_mode": "stay"}, format="json")  # fmt: skip
+    assert response.status_code == 200, response.json()
+    assert FailoverSettings.for_team(team.pk).failback_mode == "stay"
+    assert FailoverSettings.load().failback_mode != "stay"  # the team's own, not the defaults
+    page = admin_client.get("/admin/failover/failoversettings/1/change/").content.decode()
+    assert "Stay on the failover server until an operator fails back" in page
