@@ -20,7 +20,7 @@ from cms.inventory.actions import Change
 from cms.inventory.choices import Role
 from cms.inventory.models import Server
 
-from . import engine, replace, restoration
+from . import engine, planner, replace, restoration
 from .choices import EventState
 from .models import FailoverEvent
 
@@ -106,3 +106,14 @@ def replace_protected_server(user: Any, event: FailoverEvent, replacement: Serve
     confirm(the_plan.consequences(), confirmed, "Replacing has these consequences.")
     with _refused_as_action():
         return replace.replace_protected_server(event, replacement, actor=actor_name(user))
+
+
+def confirm_protection(recording_server: Server, failover_servers: list[Server], *,
+                       confirmed: bool) -> None:  # fmt: skip
+    """Before saving `failover_servers` as `recording_server`'s protectors: none of them
+    able to carry it whole is said first (a failover it would never get)."""
+    confirm(
+        planner.protection_warnings(recording_server, failover_servers),
+        confirmed,
+        "No failover server protecting it can carry it.",
+    )

@@ -30,6 +30,7 @@ from cms.inventory.models import FailoverServer, RecordingServer, Server, Team
 from cms.permissions import can, may_change_failover_settings, may_see_failover_settings
 
 from . import actions, admin_coverage, engine, replace, timeline
+from .admin_capacity import capacity_view
 from .admin_drills import may_run_drill, run_drill
 from .admin_status import (
     FailoverStatusFilter,
@@ -137,8 +138,34 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
         return f"{reverse('admin:failover_failoversettings_add')}?team={team.pk}"
 
 
+CONFIRM_CAPACITY = "confirm_capacity"
+
+
 class ProtectionFormSet(forms.BaseInlineFormSet):
-    """A table's cells have no <label>: each control is named for screen readers."""
+    """A table's cells have no <label>: each control is named for screen readers.
+
+    Protections that leave the recording server with no failover server able to carry
+    it whole are saved only once the form's CONFIRM_CAPACITY box is ticked."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(form.errors for form in self.forms) or not any(
+            "failover_server" in form.changed_data or form.cleaned_data.get("DELETE")
+            for form in self.forms
+        ):
+            return  # who protects it is unchanged (a new order alone asks nothing)
+        servers = [
+            form.cleaned_data["failover_server"]
+            for form in self.forms
+            if form.cleaned_data.get("failover_server") and not form.cleaned_data.get("DELETE")
+        ]
+        try:
+            actions.confirm_protection(self.instance, servers,
+                                       confirmed=bool(self.data.get(CONFIRM_CAPACITY)))  # fmt: skip
+        except ConfirmationRequired as exc:
+            raise ValidationError(
+                [*exc.consequences, "Tick 'Save protection that cannot carry it' to save anyway."]
+            ) from None
 
     def add_fields(self, form: forms.Form, index: int | None) -> None:
         super().add_fields(form, index)
@@ -172,8 +199,18 @@ class ProtectionInline(admin.TabularInline):
 admin.site.unregister(RecordingServer)
 
 
+class RecordingServerFailoverForm(ServerForm):
+    confirm_capacity = forms.BooleanField(
+        label="Save protection that cannot carry it",
+        required=False,
+        help_text="No failover server protecting this server can record all its cameras: "
+        "if it fails, none takes it over. Tick to save the protection anyway.",
+    )
+
+
 @admin.register(RecordingServer)
 class RecordingServerFailoverAdmin(RecordingServerAdmin):
+    form = RecordingServerFailoverForm
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
                "manual_failover", "fail_back_now", run_drill,
@@ -197,6 +234,12 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return admin_coverage.coverage_view(self, request, server_id)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or request.method != "POST":  # shown when a save was refused for it
+            return fieldsets
+        return [*fieldsets, ("Protection", {"fields": [CONFIRM_CAPACITY]})]
 
     @admin.display(description="Status", ordering="status")
     def live_status(self, server: Server) -> str:
@@ -274,6 +317,14 @@ class FailoverServerFailoverAdmin(FailoverServerAdmin):
                     "locked", "last_seen", "team"]  # fmt: skip
     list_filter = [FailoverStatusFilter, "connection_type", "team"]
     change_list_template = "admin/failover/failoverserver_change_list.html"
+
+    def get_urls(self):
+        capacity_url = path(
+            "capacity/",
+            self.admin_site.admin_view(capacity_view),
+            name="failover_capacity",
+        )
+        return [capacity_url, *super().get_urls()]
 
     def get_queryset(self, request: HttpRequest):
         return annotate_duty(super().get_queryset(request)).prefetch_related(

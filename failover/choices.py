@@ -15,6 +15,9 @@ class FailbackMode(models.TextChoices):
     AUTOMATIC = "automatic", "Automatically, after the hold-down"
     SCHEDULED = "scheduled", "In the scheduled daily window"
     MANUAL = "manual", "Manually (Fail back now)"
+    # The failover server stays the one that records: nothing ends its duty but an
+    # operator's failback, whatever the recovered recording server's probes say.
+    STAY = "stay", "Stay on the failover server until an operator fails back"
 
 
 class EventState(models.TextChoices):

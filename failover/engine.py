@@ -29,11 +29,11 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
     its server was healthy all along; it ends by the operator's failback alone ("Fail
     back now", which also ends one that no failover server could take over).
 6.  Failback due (failback_due(): automatic after the hold-down, scheduled in the
-    window, manual never by itself) or "Fail back now": begin_failback() ->
-    FAILING_BACK -> fail_back(): the recording server records first, then the
-    failover server releases (an overlap, nothing unrecorded); the recording gap is
-    measured -> RESTORING, or COMPLETED when restoration is off, in the same advance()
-    run. A recording server that does not record yet puts the event back to
+    window; manual and stay-on-the-failover-server never by themselves) or "Fail back
+    now": begin_failback() -> FAILING_BACK -> fail_back(): the recording server records
+    first, then the failover server releases (an overlap, nothing unrecorded); the
+    recording gap is measured -> RESTORING, or COMPLETED when restoration is off, in the
+    same advance() run. A recording server that does not record yet puts the event back to
     WAITING_FAILBACK, where the run stops until the next probe cycle.
 7.  RESTORING -> restoration.restore(): every file recorded during the failover is
     copied to the recording server, verified, then deleted from the failover server;
@@ -684,6 +684,9 @@ def mark_recovered(event: FailoverEvent) -> None:
 
 
 def failback_due(event: FailoverEvent, settings: FailoverSettings, now: dt.datetime) -> bool:
+    """Whether the failback setting fails the event back by itself now: automatic after
+    the hold-down, scheduled in its window; manual and stay-on-the-failover-server never
+    (an operator's "Fail back now" alone, after which restoration runs as set)."""
     if event.state != EventState.WAITING_FAILBACK or event.recovered_at is None:
         return False
     if settings.failback_mode == FailbackMode.AUTOMATIC:

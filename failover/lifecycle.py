@@ -106,7 +106,8 @@ MOVES: tuple[Move, ...] = (
          "fail back now: a manual failover that no failover server could take over ends"),
     Move(EventState.ACTIVE, EventState.WAITING_FAILBACK, PROBE, "the recording server is back"),
     Move(EventState.WAITING_FAILBACK, EventState.FAILING_BACK, ENGINE,
-         "failback is due (hold-down over, or the window is open)"),
+         "failback is due (hold-down over, or the window is open); never with the manual "
+         "or stay-on-the-failover-server modes, which wait for an operator"),
     Move(EventState.WAITING_FAILBACK, EventState.FAILING_BACK, OPERATOR, "fail back now"),
     Move(EventState.ACTIVE, EventState.FAILING_BACK, OPERATOR, "fail back now"),
     Move(EventState.FAILING_BACK, EventState.WAITING_FAILBACK, ENGINE,

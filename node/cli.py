@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from node import __version__
-from node.config import synthetic_cameras, validate_id
+from node.config import MAX_CAMERAS, synthetic_cameras, validate_id
 from node.discovery import DEFAULT_PORT, DiscoveryResponder
 from node.errors import ApiError
 from node.fsutil import read_json, write_json_atomic
@@ -42,6 +42,16 @@ log = logging.getLogger("node")
 
 PASSWORD_ENV = "CMS_NODE_ADMIN_PASSWORD"  # noqa: S105 (a variable name) keeps the password out of `ps` output
 ENROLLMENT_ENV = "CMS_NODE_QUICKCONNECT_ENROLLMENT"  # the same, for the enrollment secret
+
+
+def _camera_count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CAMERAS:
+        raise argparse.ArgumentTypeError(f"a number of cameras from 1 to {MAX_CAMERAS}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="synthetic demo cameras for a new node with an empty config",
+    )
+    s.add_argument(
+        "--max-cameras",
+        type=_camera_count,
+        default=MAX_CAMERAS,
+        metavar=f"1-{MAX_CAMERAS}",
+        help="the most cameras this node records at once, its own and a takeover's "
+        "(reported as its capacity; a bigger takeover is refused)",
     )
     s.add_argument("--quickconnect-id")
     s.add_argument("--directory", help="QuickConnect directory URL, e.g. http://cms:8000/qc")
@@ -300,6 +318,7 @@ def serve(args: argparse.Namespace) -> int:
         directory=args.directory,
         discovery_port=args.discovery_port,
         allow_fault_injection=args.allow_fault_injection,
+        max_cameras=args.max_cameras,
     )
     runtime = NodeRuntime(data_dir, store, options)
     runtime.start()

@@ -17,7 +17,7 @@ from scramp import ScramException, ScramMechanism
 
 from node import API_VERSION, __version__
 from node.auth import LoginThrottle, ReplayGuard, ScramSessions, TokenStore, retry_after_header
-from node.config import validate_config, validate_id
+from node.config import MAX_CAMERAS, validate_config, validate_id
 from node.errors import ApiError, bad_request, conflict, not_found
 from node.recorder import Recorder
 from node.state import FaultWatcher, StateStore, write_fault
@@ -25,6 +25,7 @@ from node.storage import Storage
 from node.timeutil import iso
 from protocol import scram
 from protocol.messages import (
+    Capacity,
     Faults,
     FaultsAnswer,
     Health,
@@ -63,6 +64,8 @@ class Options:
     discovery_port: int = 0
     # Simulated faults (POST /fault, `cms-node fault`) are for demos and tests only.
     allow_fault_injection: bool = False
+    # The most cameras the node records at once (its own and a takeover's together).
+    max_cameras: int = MAX_CAMERAS
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -298,6 +301,10 @@ class NodeRuntime:
             # lets the CMS refresh its configuration snapshot only when it changed
             config_version=st["config"]["version"],
             time=iso(time.time()),
+            capacity=Capacity(
+                cameras=self.options.max_cameras,
+                licensed_cameras=sum(x["cameras"] for x in st["licenses"]),
+            ),
         ).to_json()
 
     def get_config(self) -> dict[str, Any]:
@@ -346,6 +353,13 @@ class NodeRuntime:
                 raise conflict(
                     "wrong_mode",
                     f"this node is in {st['cms']['mode']} mode, only a failover node takes over",
+                )
+            room = self.options.max_cameras - len(st["config"]["cameras"])
+            if len(cameras) > room:
+                raise conflict(
+                    "over_capacity",
+                    f"{len(cameras)} cameras to take over, room for {max(room, 0)} "
+                    f"(capacity {self.options.max_cameras})",
                 )
             newest, last = st["epoch"], st.get("last_command") or {}
             if epoch < newest:

@@ -128,6 +128,11 @@ SCHEMAS: dict[str, Any] = {
         cms_mode={"enum": list(MODES)},
         config_version=COUNT,
         time=TIME_OUT,
+        capacity=_obj(
+            ["cameras"],
+            cameras={**COUNT, "description": "the most cameras recorded at once"},
+            licensed_cameras={**COUNT, "description": "cameras the installed licenses cover"},
+        ),
     ),
     "Faults": _obj(["volume", "service"], volume={"type": "boolean"}, service={"type": "boolean"}),
     "Window": _obj(
@@ -296,7 +301,7 @@ ERROR_TEXT = {
     "or an epoch without the paired CMS's proof (epoch_unproven)",
     404: "not found",
     410: "gone: password logins were removed (login_removed); log in by SCRAM",
-    409: "conflict (stale_epoch, wrong_mode, busy, license_exists, file_exists, ...)",
+    409: "conflict (stale_epoch, wrong_mode, over_capacity, busy, license_exists, ...)",
     412: "If-Match does not match the config's ETag",
     413: "body over its limit",
     416: "the range starts past the end of the file",

@@ -151,6 +151,14 @@ class Faults(Answer):
     service: bool = False
 
 
+class Capacity(Answer):
+    """What a node can carry: the most cameras it records at once (its own and a
+    takeover's together), and the cameras its installed licenses cover."""
+
+    cameras: Count
+    licensed_cameras: Count = 0
+
+
 class OnBehalfOf(Answer):
     """The recording server a failover node records for: the CMS's tag and its name."""
 
@@ -188,6 +196,8 @@ class Health(Answer):
     # None: an older agent; the CMS then reads /config every cycle
     config_version: Version | None = None
     time: Name | None = None
+    # None: an older agent, whose capacity is unknown
+    capacity: Capacity | None = None
 
 
 # -- configuration ------------------------------------------------------------------------

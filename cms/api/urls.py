@@ -30,7 +30,12 @@ settings_view = failover_views.FailoverSettingsViewSet.as_view(
     {"get": "read", "put": "put", "patch": "patch"}
 )
 
+capacity_view = failover_views.CapacityViewSet.as_view({"get": "table"})
+what_if_view = failover_views.CapacityViewSet.as_view({"get": "what_if"})
+
 urlpatterns = [
+    path("v1/capacity/", capacity_view, name="capacity"),
+    path("v1/capacity/what-if/", what_if_view, name="capacity-what-if"),
     path("v1/failover-settings/", settings_view, name="failover-settings"),
     path("v1/auth/login/", LoginView.as_view(), name="api-login"),
     path("v1/auth/logout/", LogoutView.as_view(), name="api-logout"),

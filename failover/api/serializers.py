@@ -135,3 +135,41 @@ class ReplaceSerializer(serializers.Serializer):
     confirm = serializers.BooleanField(
         default=False, help_text="Without it the answer lists the consequences; nothing changes."
     )
+
+
+class CapacityProtectorSerializer(serializers.Serializer):
+    failover_server = serializers.IntegerField()
+    name = serializers.CharField()
+    capacity = serializers.IntegerField(allow_null=True, help_text="cameras; null: unknown")
+    licensed_cameras = serializers.IntegerField(allow_null=True)
+    unknown_because = serializers.CharField(allow_blank=True)
+    fits = serializers.BooleanField(allow_null=True)
+
+
+class CapacityRowSerializer(serializers.Serializer):
+    recording_server = serializers.IntegerField()
+    name = serializers.CharField()
+    cameras = serializers.IntegerField(allow_null=True, help_text="in its latest snapshot")
+    carried = serializers.BooleanField(
+        allow_null=True, help_text="a failover server carries it whole; null: not known"
+    )
+    protectors = CapacityProtectorSerializer(many=True)
+
+
+class CapacityTableSerializer(serializers.Serializer):
+    recording_servers = CapacityRowSerializer(many=True)
+    uncarried = serializers.ListField(child=serializers.IntegerField())
+
+
+class WhatIfOutcomeSerializer(serializers.Serializer):
+    recording_server = serializers.IntegerField()
+    name = serializers.CharField()
+    cameras = serializers.IntegerField(allow_null=True)
+    covered_by = serializers.IntegerField(allow_null=True)
+    covered_by_name = serializers.CharField(allow_null=True)
+    why = serializers.CharField()
+
+
+class WhatIfSerializer(serializers.Serializer):
+    outcomes = WhatIfOutcomeSerializer(many=True)
+    uncovered = serializers.ListField(child=serializers.IntegerField())

@@ -20,11 +20,11 @@ from cms.api.filters import CmsFilterSet
 from cms.api.serializers import ConfirmSerializer
 from cms.api.viewsets import TeamScopedViewSet, confirmed
 from cms.inventory.api import views as inventory_views
-from cms.inventory.choices import HealthStatus
+from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server, Team
 from cms.permissions import may_change_failover_settings, may_see_failover_settings
 
-from .. import actions, coverage
+from .. import actions, coverage, planner
 from ..admin_status import STATUSES, annotate_status, filter_by_status
 from ..choices import EventState
 from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
@@ -126,6 +126,82 @@ class ProtectionViewSet(inventory_views.CrudViewSet):
     queryset = Protection.objects.select_related("recording_server", "failover_server")
     filterset_fields = ["recording_server", "failover_server"]
     ordering_fields = ["priority"]
+
+    def perform_create(self, serializer: s.ProtectionSerializer) -> None:
+        self._confirm_capacity(serializer)
+        super().perform_create(serializer)
+
+    def perform_update(self, serializer: s.ProtectionSerializer) -> None:
+        data, saved = serializer.validated_data, serializer.instance
+        if (data.get("recording_server") or saved.recording_server) != saved.recording_server or (
+            data.get("failover_server") or saved.failover_server
+        ) != saved.failover_server:  # a new priority alone asks nothing
+            self._confirm_capacity(serializer)
+        super().perform_update(serializer)
+
+    def _confirm_capacity(self, serializer: s.ProtectionSerializer) -> None:
+        """A protection no failover server of the recording server can carry is saved
+        only with confirm=true (409 confirmation_required first)."""
+        data, saved = serializer.validated_data, serializer.instance
+        recording = data.get("recording_server") or saved.recording_server
+        failover = data.get("failover_server") or saved.failover_server
+        others = (
+            Protection.objects.filter(recording_server=recording)
+            .exclude(pk=saved.pk if saved else None)
+            .select_related("failover_server")
+        )
+        servers = [p.failover_server for p in others if p.failover_server_id != failover.pk]
+        actions.confirm_protection(recording, [*servers, failover],
+                                   confirmed=confirmed(self.request))  # fmt: skip
+
+
+WHAT_IF_PARAMETER = OpenApiParameter(
+    "servers", str,
+    description="The recording servers that fail at once: their ids, comma-separated "
+    "(none: nothing fails).",
+)  # fmt: skip
+
+
+class CapacityViewSet(TeamScopedViewSet):
+    """The capacity planner (`failover.planner`): `GET /capacity/` lists each protected
+    recording server with its failover servers' capacity read from their nodes and
+    whether one carries it whole; `GET /capacity/what-if/?servers=1,2` says who covers
+    whom if those fail at once, by the engine's own choice, and who is left uncovered."""
+
+    queryset = Server.objects.filter(role=Role.RECORDING)
+    pagination_class = None
+    filter_backends: list = []
+
+    @extend_schema(responses=s.CapacityTableSerializer)
+    def table(self, request: Request) -> Response:
+        rows = [row.as_dict() for row in planner.capacity_table(self.get_queryset())]
+        return Response(
+            {
+                "recording_servers": rows,
+                "uncarried": [r["recording_server"] for r in rows if r["carried"] is False],
+            }
+        )
+
+    @extend_schema(parameters=[WHAT_IF_PARAMETER], responses=s.WhatIfSerializer)
+    def what_if(self, request: Request) -> Response:
+        given = request.query_params.get("servers", "").strip()
+        raw = [part.strip() for part in given.split(",")] if given else []
+        if not all(part.isdigit() for part in raw):
+            raise ValidationError(
+                {"servers": ["Give the recording servers' ids, comma-separated."]}
+            )
+        ids = {int(part) for part in raw}
+        servers = list(self.get_queryset().filter(pk__in=ids))
+        missing = sorted(ids - {server.pk for server in servers})
+        if missing:
+            raise ValidationError({"servers": [f"No recording server with id {missing[0]}."]})
+        outcomes = [o.as_dict() for o in planner.what_if(servers)]
+        return Response(
+            {
+                "outcomes": outcomes,
+                "uncovered": [o["recording_server"] for o in outcomes if o["covered_by"] is None],
+            }
+        )
 
 
 TEAM_PARAMETER = OpenApiParameter(

@@ -69,6 +69,7 @@ def pages(done, active, lobby, standby, garage=None, drill=None) -> dict[str, st
            if garage else {}),
         **({"drills": "/admin/failover/drill/",
             "drill report": f"/admin/failover/drill/{drill}/change/"} if drill else {}),
+        "capacity planner": f"{FO_URL}capacity/",
     }  # fmt: skip
 
 

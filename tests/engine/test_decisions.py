@@ -281,3 +281,11 @@ def test_candidates_in_protection_order_enabled_healthy_and_idle(protected, make
     event_in(make_server(role="recording", name="Garage"), EventState.RESTORING,
              failover_server=second)  # fmt: skip
     assert engine.candidates(event) == [first]  # restoring from `second`: busy
+
+
+def test_staying_on_the_failover_server_never_fails_back_by_itself(protected, fo_settings):
+    fo_settings.failback_mode = "stay"
+    fo_settings.full_clean()  # a choice the settings accept
+    event = waiting(protected[0], recovered_ago=10**6)
+    assert not engine.failback_due(event, fo_settings, NOW)
+    assert not engine.needs_worker(event, fo_settings, NOW)

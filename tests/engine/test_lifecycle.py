@@ -126,3 +126,26 @@ def test_the_road_in_the_docstring_is_in_the_table():
     for source, targets in road:
         for target in re.findall(r"(?:^|\| )(\w+)", targets):
             assert target in TRANSITIONS[source], f"{source} -> {target}"
+
+
+def test_the_failback_modes_that_wait_for_an_operator_have_the_operators_move():
+    """Manual and stay-on-the-failover-server never fail back by themselves: the event
+    waits for failback until an operator's "Fail back now", a move the table has."""
+    import datetime as dt
+
+    from failover.choices import FailbackMode
+    from failover.engine import failback_due
+    from failover.models import FailoverEvent, FailoverSettings
+
+    long_ago = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    event = FailoverEvent(state=EventState.WAITING_FAILBACK, recovered_at=long_ago)
+    now = long_ago + dt.timedelta(days=30)
+    waiting = set()
+    for mode in FailbackMode:
+        settings = FailoverSettings(failback_mode=mode, failback_hold_down=0,
+                                    failback_window_start=dt.time(0),
+                                    failback_window_end=dt.time(23, 59))  # fmt: skip
+        if not failback_due(event, settings, now):
+            waiting.add(mode)
+    assert waiting == {FailbackMode.MANUAL, FailbackMode.STAY}
+    assert "operator" in TRANSITIONS[EventState.WAITING_FAILBACK][EventState.FAILING_BACK]
