@@ -778,24 +778,38 @@ def fail_back(event: FailoverEvent) -> bool:
 
 
 def wait_until_records(server: Server | None) -> None:
-    """Poll until the recording server's own cameras have each written a segment."""
+    """Poll until each of the recording server's own cameras has written a new segment.
+
+    A node's segment counters count since its process started: after a volume or service
+    fault (the process kept running) they are already above zero, so "non-zero" would
+    pass before anything new is on disk. Each camera's counter is noted at the first read
+    and must go up (a camera not listed then: reach 1). Counters, not the node's clock,
+    which may differ from the CMS's.
+    """
     if server is None:
         raise TimeoutError("the recording server was removed")
+    first: dict[str, int] | None = None
 
     def missing(health: dict[str, Any]) -> str | None:
-        own = [
-            c
+        nonlocal first
+        own = {
+            str(c.get("id")): int(c.get("segments") or 0)
             for c in (health.get("recording") or {}).get("cameras", [])
             if c.get("origin") == "own"
-        ]
+        }
+        if first is None:
+            first = own
+        # A counter below its first reading means the camera's recorder was restarted:
+        # whatever it counts now was written since.
+        fresh = [cam for cam, n in own.items() if n >= 1 and n != first.get(cam, 0)]
         if (
             health.get("service", {}).get("state") == "running"
             and health.get("volume", {}).get("state") != "crashed"
             and own
-            and all(c.get("segments") for c in own)
+            and len(fresh) == len(own)
         ):
             return None
-        return "its cameras have not written a segment yet"
+        return f"its cameras have not written a new segment yet ({len(fresh)}/{len(own)})"
 
     _poll_health(client_for(server), missing)
 

@@ -197,3 +197,48 @@ def test_coverage_is_seen_only_by_the_servers_team(sites, api_user):
     assert api_user(None).get(
         f"/api/v1/recording-servers/{north.recording.pk}/coverage/"
     ).status_code in (403, 404)
+
+
+@pytest.mark.parametrize("fault", ["service", "volume"])
+def test_failback_after_a_fault_overlaps_never_a_gap(make_fleet, admin_client, fault):
+    """A fault cleared on a node that kept running (its segment counters did not start
+    again from zero): the failover server is released only once the recording server
+    has written a new file, so its cameras' coverage overlaps at failback."""
+    fleet = make_fleet(failovers=1, cameras=2)
+    rec = fleet.recording_node.client()
+    wait_until(lambda: len(held(rec)) >= 4, message="own segments before the fault")
+    event = fleet.fail_over(fault)
+    assert event.state == EventState.ACTIVE
+    fo = fleet.failover_nodes[0].client()
+    wait_until(lambda: len(held(fo, on_behalf_of=event.node_tag)) >= 4, message="takeover")
+    # From the takeover's first file on: the fault's own gap, before it, is not looked at.
+    since = parse(min(f["start"] for f in held(fo, on_behalf_of=event.node_tag)))
+
+    # The worst moment: just after the paused recorder's once-a-second look, so that its
+    # cameras start again only about a second after the fault is cleared.
+    sleep_until_just_after_a_look(held(rec))
+    rec.set_fault("clear")
+    for _ in range(2):
+        probing.run_cycle(force=True)
+    assert engine.step(event.pk) == EventState.FAILING_BACK
+    assert engine.step(event.pk) == EventState.RESTORING  # the standby released
+    until = dt.datetime.now(dt.UTC)
+    time.sleep(1.5)  # every segment open at `until` is closed and listed
+
+    found = ask(admin_client, fleet.recording, since, until).json()
+    assert found["complete"]
+    for cam in ("cam1", "cam2"):
+        spans = camera(found, cam)["spans"]
+        assert [(s["server"], s["source"]) for s in spans] == [
+            ("Standby 1", "failover"), ("Lobby", "own")
+        ], "Lobby recorded nothing before the standby stopped: a gap at failback"  # fmt: skip
+        # The recording server's first new file starts before the standby's last ends.
+        assert parse(spans[1]["start"]) < parse(spans[0]["end"]), spans
+        assert camera(found, cam)["gaps"] == []
+
+
+def sleep_until_just_after_a_look(own_files: list[dict]) -> None:
+    """A camera paused by a fault looks again every second (its 1-second segments' rhythm,
+    kept from the end of the last file it wrote): sleep until 0.1 s after such a look."""
+    rhythm = max(parse(f["end"]) for f in own_files).timestamp()
+    time.sleep((rhythm + 0.1 - time.time()) % 1.0)
