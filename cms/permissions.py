@@ -30,6 +30,7 @@ _VIEWABLE = [
     "inventory.license", "inventory.licensemove", "failover.protection",
     "failover.failoversettings", "failover.failoverevent", "failover.eventtransition",
     "failover.restorationjob", "failover.configsnapshot", "auditlog.logentry",
+    "alerts.channel", "alerts.alert",
 ]  # fmt: skip
 
 
@@ -58,6 +59,7 @@ ADMINISTRATOR = [
     *_crud("inventory.failoverserver"),
     *_crud("inventory.license"),
     *_crud("failover.protection"),
+    *_crud("alerts.channel"),
     "failover.change_failoversettings",
     ACTIONS["manage_licenses"],
     ACTIONS["replace_server"],

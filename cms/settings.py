@@ -90,6 +90,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "cms.inventory",
     "cms.nodes",
+    # before failover: its post_migrate gives the roles this app's permissions
+    "cms.alerts",
     "failover",
 ]
 
@@ -220,6 +222,10 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "failover-cms@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ADMINS = [("CMS alerts", addr) for addr in env_list("CMS_ALERT_EMAILS")]
+# Alert delivery (cms/alerts): attempts per alert, and the first pause between them
+# (doubling after each failed attempt, at most ten minutes).
+CMS_ALERT_ATTEMPTS = int(os.environ.get("CMS_ALERT_ATTEMPTS", "6"))
+CMS_ALERT_RETRY_SECONDS = float(os.environ.get("CMS_ALERT_RETRY_SECONDS", "10"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -317,6 +323,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 1.0,
         "options": {"expires": 2},
     },
+    "alerts-sweep": {
+        "task": "cms.alerts.tasks.sweep",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
     "worker-heartbeat": {
         "task": "cms.inventory.tasks.worker_heartbeat",
         "schedule": 30.0,
@@ -335,5 +346,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # one line per probe request would drown everything else
         "aiohttp": {"level": "WARNING"},
+        # apprise names the URLs it calls, secrets and all: its words reach the alert
+        # history only through cms.alerts.channels, which masks them
+        "apprise": {"level": "CRITICAL", "propagate": False},
     },
 }
