@@ -108,7 +108,13 @@ def fleet_rows(sites):
         state="running", files_total=4, files_done=1, bytes_total=4000, bytes_done=1000,
         rate_bps=500.0, started_at=timezone.now() - dt.timedelta(seconds=5),
     )  # fmt: skip
-    return {"sites": sites, "acting_event": acting, **made}
+    from cms.alerts.models import Alert, Channel
+
+    chat = Channel.objects.create(team=north.team, name="Chat", type="apprise",
+                                  url="json://user:pw@192.0.2.7/hook")  # fmt: skip
+    alert = Alert.objects.create(team=north.team, channel=chat, kind="failover_opened",
+                                 subject="Failover opened: Gate", state="sent")  # fmt: skip
+    return {"sites": sites, "acting_event": acting, "channel": chat, "alert": alert, **made}
 
 
 def _ids(rows: dict) -> dict[str, int]:
@@ -122,6 +128,7 @@ def _ids(rows: dict) -> dict[str, int]:
         "failover-servers": rows["acting"].pk, "licenses": north.license.pk,
         "protections": north.protection.pk, "events": rows["acting_event"].pk,
         "restorations": north.restoration.pk,
+        "alert-channels": rows["channel"].pk, "alerts": rows["alert"].pk,
     }  # fmt: skip
 
 
