@@ -222,6 +222,8 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "failover-cms@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ADMINS = [("CMS alerts", addr) for addr in env_list("CMS_ALERT_EMAILS")]
+# The /metrics endpoint's bearer token for Prometheus (without it: staff logins only).
+CMS_METRICS_TOKEN = os.environ.get("CMS_METRICS_TOKEN", "")
 # Alert delivery (cms/alerts): attempts per alert, and the first pause between them
 # (doubling after each failed attempt, at most ten minutes).
 CMS_ALERT_ATTEMPTS = int(os.environ.get("CMS_ALERT_ATTEMPTS", "6"))
