@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         # Three lists answer a `status` of their own: name each set of choices.
         "HealthStatusEnum": "cms.inventory.choices.HealthStatus",
         "FoundStatusEnum": "cms.inventory.found.FoundStatus",
+        "AlertKindEnum": "cms.alerts.kinds.Kind",
     },
 }
 AUDITLOG_INCLUDE_ALL_MODELS = False

@@ -222,9 +222,7 @@ def test_a_channel_url_is_write_only_in_the_api_and_never_logged(
         assert answer.status_code == 200
         assert PASSWORD not in answer.content.decode()
     # Encrypted at rest.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT url FROM alerts_channel WHERE id = %s", [channel_id])
-        stored = cursor.fetchone()[0]
+    stored = raw_url(channel_id)
     assert stored and PASSWORD not in stored
     assert Channel.objects.get(pk=channel_id).url.reveal() == url
     # A change without a URL keeps the stored one.
@@ -276,3 +274,25 @@ def test_another_teams_channels_are_invisible_in_the_api(client, django_user_mod
     )
     assert made.status_code == 400
     assert not Channel.objects.filter(name="Sneaky").exists()
+
+
+def raw_url(channel_id: int) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT url FROM alerts_channel WHERE id = %s", [channel_id])
+        return cursor.fetchone()[0]
+
+
+def test_key_rotation_reencrypts_the_channel_urls(team, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.CMS_SECRET_KEYS = [old_key]
+    url = f"json://alerts:{PASSWORD}@127.0.0.1:9/hook"
+    made = channel(team, url)
+    old_token = raw_url(made.pk)
+    settings.CMS_SECRET_KEYS = [new_key, old_key]
+    call_command("rotate_secrets")
+    assert raw_url(made.pk) != old_token
+    settings.CMS_SECRET_KEYS = [new_key]  # the old key is gone
+    assert Channel.objects.get(pk=made.pk).url.reveal() == url
