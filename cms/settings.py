@@ -224,6 +224,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ADMINS = [("CMS alerts", addr) for addr in env_list("CMS_ALERT_EMAILS")]
 # The /metrics endpoint's bearer token for Prometheus (without it: staff logins only).
 CMS_METRICS_TOKEN = os.environ.get("CMS_METRICS_TOKEN", "")
+# The CMS's address as people open it: alerts link to its pages (empty: paths only).
+CMS_BASE_URL = os.environ.get("CMS_BASE_URL", "")
 # Alert delivery (cms/alerts): attempts per alert, and the first pause between them
 # (doubling after each failed attempt, at most ten minutes).
 CMS_ALERT_ATTEMPTS = int(os.environ.get("CMS_ALERT_ATTEMPTS", "6"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 
 from .models import Alert, Channel
@@ -30,6 +31,8 @@ def notify(team_id: int | None, kind: str, subject: str, body: str, *, url: str 
 
 
 def _record_and_enqueue(team_id: int, kind: str, subject: str, body: str, url: str) -> None:
+    if url.startswith("/"):
+        url = settings.CMS_BASE_URL.rstrip("/") + url  # a link a chat can open
     try:
         alerts = [
             Alert.objects.create(

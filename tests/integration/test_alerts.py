@@ -104,8 +104,9 @@ def channel(team, url: str, name: str = "Webhook", **fields) -> Channel:
 
 
 def test_a_failover_reaches_the_teams_webhook_and_no_other_team(
-    make_fleet, team, other_team, receivers, workers
+    make_fleet, team, other_team, receivers, workers, settings
 ):
+    settings.CMS_BASE_URL = "https://cms.example.com"
     ours, theirs = receivers(), receivers()
     channel(team, ours.url())
     channel(other_team, theirs.url())
@@ -119,6 +120,8 @@ def test_a_failover_reaches_the_teams_webhook_and_no_other_team(
     assert got["title"] == "Failover opened: Lobby by Standby 1"
     assert f"Failover event #{event.pk} of Lobby" in got["message"]
     assert got["path"] == "/hook"
+    link = f"https://cms.example.com/admin/failover/failoverevent/{event.pk}/change/"
+    assert got["message"].endswith(link)
     # The stored URL was decrypted for the call: its credentials reached the receiver.
     assert got["auth"] == "Basic " + base64.b64encode(f"alerts:{PASSWORD}".encode()).decode()
     alert = Alert.objects.get(team=team)
@@ -296,3 +299,27 @@ def test_key_rotation_reencrypts_the_channel_urls(team, settings):
     assert raw_url(made.pk) != old_token
     settings.CMS_SECRET_KEYS = [new_key]  # the old key is gone
     assert Channel.objects.get(pk=made.pk).url.reveal() == url
+
+
+def test_a_broker_outage_never_fails_a_failover(
+    make_fleet, team, private_broker, monkeypatch, caplog
+):
+    from cms import broker
+    from cms.celery import app
+
+    channel(team, "json://127.0.0.1:9/hook")
+    fleet = make_fleet(failovers=1)
+    # This process's producer now talks to a broker of its own, which then stops.
+    monkeypatch.setattr(app.conf, "broker_url", broker.url(private_broker))
+    app.pool.force_close_all()
+    monkeypatch.setattr(app, "_pool", None)
+    broker.stop(private_broker)
+    try:
+        event = fleet.fail_over()
+    finally:
+        app.pool.force_close_all()
+    assert event.state == EventState.ACTIVE
+    # Recorded, waiting for the sweep to enqueue it once the broker is back.
+    [alert] = Alert.objects.all()
+    assert (alert.kind, alert.state, alert.attempts) == (Kind.FAILOVER_OPENED, Alert.QUEUED, 0)
+    assert f"alert {alert.pk} stays queued: the broker did not take it" in caplog.text
