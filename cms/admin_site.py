@@ -24,6 +24,8 @@ SECTIONS: list[tuple[str, list[str]]] = [
             "failover.FailoverSettings",
             "inventory.License",
             "inventory.Team",
+            "alerts.Channel",
+            "alerts.Alert",
         ],
     ),
     # Viewers read the audit trail of their teams too: it is not a "System" table.

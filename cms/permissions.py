@@ -31,6 +31,7 @@ _VIEWABLE = [
     "failover.failoversettings", "failover.failoverevent", "failover.eventtransition",
     "failover.restorationjob", "failover.configsnapshot", "auditlog.logentry",
     "failover.drill", "failover.drilltargets",
+    "alerts.channel", "alerts.alert",
 ]  # fmt: skip
 
 
@@ -59,6 +60,7 @@ ADMINISTRATOR = [
     *_crud("inventory.failoverserver"),
     *_crud("inventory.license"),
     *_crud("failover.protection"),
+    *_crud("alerts.channel"),
     "failover.change_failoversettings",
     *_crud("failover.drilltargets"),
     ACTIONS["manage_licenses"],

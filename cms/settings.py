@@ -90,6 +90,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "cms.inventory",
     "cms.nodes",
+    # before failover: its post_migrate gives the roles this app's permissions
+    "cms.alerts",
     "failover",
 ]
 
@@ -220,6 +222,14 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "failover-cms@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ADMINS = [("CMS alerts", addr) for addr in env_list("CMS_ALERT_EMAILS")]
+# The /metrics endpoint's bearer token for Prometheus (without it: staff logins only).
+CMS_METRICS_TOKEN = os.environ.get("CMS_METRICS_TOKEN", "")
+# The CMS's address as people open it: alerts link to its pages (empty: paths only).
+CMS_BASE_URL = os.environ.get("CMS_BASE_URL", "")
+# Alert delivery (cms/alerts): attempts per alert, and the first pause between them
+# (doubling after each failed attempt, at most ten minutes).
+CMS_ALERT_ATTEMPTS = int(os.environ.get("CMS_ALERT_ATTEMPTS", "6"))
+CMS_ALERT_RETRY_SECONDS = float(os.environ.get("CMS_ALERT_RETRY_SECONDS", "10"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -264,6 +274,8 @@ SPECTACULAR_SETTINGS = {
         # Three lists answer a `status` of their own: name each set of choices.
         "HealthStatusEnum": "cms.inventory.choices.HealthStatus",
         "FoundStatusEnum": "cms.inventory.found.FoundStatus",
+        "DrillStateEnum": "failover.models.DrillState",
+        "AlertKindEnum": "cms.alerts.kinds.Kind",
     },
 }
 AUDITLOG_INCLUDE_ALL_MODELS = False
@@ -322,6 +334,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 300.0,
         "options": {"expires": 240},
     },
+    "alerts-sweep": {
+        "task": "cms.alerts.tasks.sweep",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
     "worker-heartbeat": {
         "task": "cms.inventory.tasks.worker_heartbeat",
         "schedule": 30.0,
@@ -340,5 +357,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # one line per probe request would drown everything else
         "aiohttp": {"level": "WARNING"},
+        # apprise names the URLs it calls, secrets and all: its words reach the alert
+        # history only through cms.alerts.channels, which masks them
+        "apprise": {"level": "CRITICAL", "propagate": False},
     },
 }

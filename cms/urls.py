@@ -5,6 +5,8 @@ from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 
+from failover import metrics
+
 
 def favicon(request: HttpRequest) -> FileResponse:
     """What browsers ask for at /favicon.ico before they read a page's <link rel=icon>."""
@@ -20,6 +22,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("qc/", include("cms.nodes.urls")),
     path("api/", include("cms.api.urls")),
+    # Prometheus: a token (CMS_METRICS_TOKEN) or a staff login
+    path("metrics", metrics.view, name="metrics"),
 ]
 
 

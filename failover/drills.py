@@ -21,9 +21,12 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
+from cms import alerts
 from cms.actions import ActionRefused, require
+from cms.alerts.kinds import Kind
 from cms.audit import actor_name
 from cms.celery import app as celery_app
 from cms.inventory.choices import HealthStatus, Role
@@ -261,11 +264,15 @@ def run(drill_id: int) -> str | None:
 
 
 def drill_failed(drill: Drill) -> None:
-    """A drill failed: recorded on the drill (`failure_recorded_at`) and logged, so that
-    an alert can be sent for it."""
+    """A drill failed: recorded on the drill (`failure_recorded_at`), logged, and the
+    team's alert channels told (notify() only enqueues, after commit)."""
     Drill.objects.filter(pk=drill.pk).update(failure_recorded_at=timezone.now())
     drill.refresh_from_db()
     log.warning("drill #%s failed: %s", drill.pk, drill.reason)
+    link = reverse("admin:failover_drill_change", args=[drill.pk])
+    alerts.notify(drill.team_id, Kind.DRILL_FAILED, f"Drill failed: drill #{drill.pk}",
+                  f"Failover drill #{drill.pk} failed. {drill.reason}".strip(),
+                  url=link)  # fmt: skip
 
 
 def _finish(drill: Drill, state: str, reason: str) -> None:

@@ -20,10 +20,14 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
+from cms import alerts
+from cms.alerts.kinds import Kind
 from cms.audit import SYSTEM
 
+from .choices import EventState
 from .lifecycle import FINAL_STATES, check
 from .models import EventTransition, FailoverEvent
 
@@ -75,7 +79,33 @@ def transition(
             reason=reason[:2000],
         )
     event.refresh_from_db()
+    _alert(event, current["state"], reason)
     return True
+
+
+# The moves a team is told of: (from state or None for any, to state) -> kind.
+ALERTS: dict[tuple[str | None, str], str] = {
+    (EventState.TAKING_OVER, EventState.ACTIVE): Kind.FAILOVER_OPENED,
+    (None, EventState.NO_FAILOVER_SERVER): Kind.NO_FAILOVER_SERVER,
+    (EventState.FAILING_BACK, EventState.RESTORING): Kind.FAILBACK_DONE,
+    (EventState.FAILING_BACK, EventState.COMPLETED): Kind.FAILBACK_DONE,
+    (EventState.RESTORING, EventState.FAILED): Kind.RESTORATION_FAILED,
+    (None, EventState.RESTORATION_STOPPED): Kind.RESTORATION_STOPPED,
+}
+
+
+def _alert(event: FailoverEvent, from_state: str, reason: str) -> None:
+    """Tell the team; notify() only enqueues after commit and never raises."""
+    kind = ALERTS.get((from_state, event.state)) or ALERTS.get((None, event.state))
+    if kind is None:
+        return
+    acting = f" by {event.failover_server_name}" if event.failover_server_name else ""
+    subject = f"{Kind(kind).label}: {event.recording_server_name}{acting}"
+    body = f"Failover event #{event.pk} of {event.recording_server_name}: " + (
+        f"{EventState(event.state).label}. {reason}".strip()
+    )
+    link = reverse("admin:failover_failoverevent_change", args=[event.pk])
+    alerts.notify(event.team_id, kind, subject, body, url=link)
 
 
 def note(event: FailoverEvent, reason: str, *, actor: str = SYSTEM) -> None:

@@ -25,6 +25,8 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from cms import alerts
+from cms.alerts.kinds import Kind
 from cms.inventory.choices import ConnectionType, HealthStatus, Role
 from cms.inventory.models import Server
 from cms.nodes.directory import resolve
@@ -71,6 +73,7 @@ class CycleReport:
     changed: list[int] = field(default_factory=list)
     seconds: float = 0.0
     wake: list[int] = field(default_factory=list)  # events a worker should advance now
+    identity_changed: list[Server] = field(default_factory=list)  # newly, this cycle
 
 
 def classify(health: Health) -> str:
@@ -275,7 +278,10 @@ def run_cycle(*, force: bool = False) -> CycleReport:
         if result is None:
             continue
         try:
+            was = server.status
             changed = apply_result(server, result, settings.of(server.team_id), now)
+            if server.status == HealthStatus.IDENTITY_CHANGED != was:
+                report.identity_changed.append(server)
             if server.pk in unread and server.serial:
                 if taken is None:
                     stored = Server.objects.exclude(serial="").values_list("serial", flat=True)
@@ -292,6 +298,7 @@ def run_cycle(*, force: bool = False) -> CycleReport:
             continue
         by_id[server.pk] = (server, result)
     write_health(dirty)
+    _alert_identity_changed(report.identity_changed)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
     stale = stale_snapshots(by_id)
@@ -302,6 +309,14 @@ def run_cycle(*, force: bool = False) -> CycleReport:
         refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _alert_identity_changed(servers: list[Server]) -> None:
+    for server in servers:
+        alerts.notify(
+            server.team_id, Kind.IDENTITY_CHANGED, f"Identity changed: {server.name}",
+            f"{server.name} ({server.address}) answers as another device: {server.last_error}",
+        )  # fmt: skip
 
 
 def probe_by_timeout(servers: list[Server], settings: TeamSettings) -> list[ProbeResult | None]:

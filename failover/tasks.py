@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import drills, engine, probing
+from . import drills, engine, metrics, probing
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
@@ -20,8 +20,10 @@ def probe_tick() -> None:
     An event whose worker died is handed on at every tick, not only at the next cycle:
     its lease is a few seconds, and a probe interval may be longer than that.
     """
-    wake = probing.run_cycle().wake
-    for event_id in dict.fromkeys([*wake, *engine.abandoned(timezone.now())]):
+    report = probing.run_cycle()
+    if report.ran:
+        metrics.record_cycle(report.probed, report.seconds)
+    for event_id in dict.fromkeys([*report.wake, *engine.abandoned(timezone.now())]):
         advance_event.delay(event_id)
 
 

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from cms.alerts import api as alerts_views
 from cms.inventory.api import views as inventory_views
 from failover.api import drills as failover_drills
 from failover.api import views as failover_views
@@ -25,6 +26,8 @@ router.register("events", failover_views.FailoverEventViewSet, basename="event")
 router.register("restorations", failover_views.RestorationJobViewSet, basename="restoration")
 router.register("drills", failover_drills.DrillViewSet, basename="drill")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("alert-channels", alerts_views.ChannelViewSet, basename="alert-channel")
+router.register("alerts", alerts_views.AlertViewSet, basename="alert")
 
 settings_view = failover_views.FailoverSettingsViewSet.as_view(
     {"get": "read", "put": "put", "patch": "patch"}

@@ -63,6 +63,7 @@ def pages(done, active, lobby, standby, garage=None, drill=None) -> dict[str, st
         "settings": "/admin/failover/failoversettings/",
         "licenses": "/admin/inventory/license/",
         "teams": "/admin/inventory/team/",
+        "add alert channel": "/admin/alerts/channel/add/",
         "add batch": f"{RS_URL}batch/",
         "coverage during a failover": f"{RS_URL}{lobby}/coverage/?event={active}",
         **({"coverage after restoration": f"{RS_URL}{garage}/coverage/?event={done}"}
@@ -215,7 +216,7 @@ def test_the_index_groups_the_product_first_and_the_system_for_superusers(
     expect(sections).to_have_text(["Failover CMS", "Accounts and audit trail", "System"])
     expect(page.locator("#content-main .module").first.locator("th a")).to_have_text(
         ["Recording servers", "Failover servers", "Failover events", "Failover settings",
-         "Licenses", "Teams"]
+         "Licenses", "Teams", "Alert channels", "Alerts"]
     )  # fmt: skip
     expect(page.locator(".module", has_text="System")).to_contain_text("Auth tokens")
     # The admin's dark theme still applies (its "auto" setting follows the system).

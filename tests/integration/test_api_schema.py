@@ -122,7 +122,20 @@ def fleet_rows(sites):
     DrillServer.objects.create(drill=drill, server=protected, server_name="Gate",
                                state="passed", takeover_seconds=2.5,
                                camera_gaps={"cam1": 0.0})  # fmt: skip
-    return {"sites": sites, "acting_event": acting, "drill": drill, **made}
+    from cms.alerts.models import Alert, Channel
+
+    chat = Channel.objects.create(team=north.team, name="Chat", type="apprise",
+                                  url="json://user:pw@192.0.2.7/hook")  # fmt: skip
+    alert = Alert.objects.create(team=north.team, channel=chat, kind="failover_opened",
+                                 subject="Failover opened: Gate", state="sent")  # fmt: skip
+    return {
+        "sites": sites,
+        "acting_event": acting,
+        "drill": drill,
+        "channel": chat,
+        "alert": alert,
+        **made,
+    }
 
 
 def _ids(rows: dict) -> dict[str, int]:
@@ -136,6 +149,7 @@ def _ids(rows: dict) -> dict[str, int]:
         "failover-servers": rows["acting"].pk, "licenses": north.license.pk,
         "protections": north.protection.pk, "events": rows["acting_event"].pk,
         "restorations": north.restoration.pk, "drills": rows["drill"].pk,
+        "alert-channels": rows["channel"].pk, "alerts": rows["alert"].pk,
     }  # fmt: skip
 
 

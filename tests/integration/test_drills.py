@@ -170,7 +170,11 @@ def test_a_real_fault_of_the_recording_server_stops_the_drill(
 def test_a_drill_that_misses_its_target_fails_and_is_recorded_for_an_alert(
     make_fleet, team, admin_user
 ):
+    from cms.alerts.models import Alert, Channel
+
     fleet = make_fleet(failovers=1)
+    Channel.objects.create(team=team, name="Ops", emails="ops@example.com",
+                           kinds=["drill_failed"])  # fmt: skip
     targets(team, recording_seconds=1, max_takeover_seconds=0.001)
     drill = drills.request_drill(admin_user, [fleet.recording])
     assert drills.run(drill.pk) == DrillState.FAILED  # the worker's body, run here
@@ -179,6 +183,8 @@ def test_a_drill_that_misses_its_target_fails_and_is_recorded_for_an_alert(
     assert row.state == DrillState.FAILED
     assert "time to take over" in row.reason and "> 0.001 s" in row.reason
     assert drill.failure_recorded_at is not None
+    [alert] = Alert.objects.filter(kind="drill_failed")  # queued for the team's channel
+    assert alert.team_id == team.pk and f"#{drill.pk}" in alert.subject
     assert row.event.state == EventState.COMPLETED  # failed back and restored all the same
     assert drills.run(drill.pk) == DrillState.FAILED  # never run twice
     assert FailoverEvent.objects.count() == 1

@@ -1,5 +1,6 @@
 """Re-encrypt every stored secret with the newest key."""
 
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -40,11 +41,13 @@ class Command(BaseCommand):
 
         count = 0
         with transaction.atomic():
-            # Node passwords and pairing keys, and pairing keys waiting for their server.
+            # Node passwords and pairing keys, pairing keys waiting for their server, and
+            # the alert channels' URLs (by name: the inventory does not import that app).
             for model, field in (
                 (Server, "admin_password"),
                 (Server, "pairing_key"),
                 (PendingPairing, "key"),
+                (apps.get_model("alerts", "Channel"), "url"),
             ):
                 for pk, secret in (
                     model.objects.select_for_update()
