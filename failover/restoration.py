@@ -46,7 +46,9 @@ COPIES = 2  # files copied at once
 POLL = 0.5  # seconds between looks at a direct pull's progress
 # The recording node's refusals that mean "relay instead": it cannot reach the failover
 # node, the failover node does not take the grant, or an agent predates direct pulls.
-FALL_BACK = ("source_unreachable", "grant_refused", "not_found", "method_not_allowed")
+# A recording server this CMS holds no pairing key for cannot be asked to pull.
+FALL_BACK = ("source_unreachable", "grant_refused", "not_found", "method_not_allowed", "not_signed",
+             "wrong_mode")  # fmt: skip
 
 
 class RestorationStopped(Exception):
@@ -319,6 +321,7 @@ def _copy_direct(
         return True
     grant = source.restoration_grant(node_tag, event.epoch, list(pending))
     try:
+        target.ensure_paired()  # only the paired CMS may make it pull (a signed request)
         pull = target.start_pull(
             source.transfer_source(), grant, [_pull_spec(i, node_tag) for i in pending.values()]
         )

@@ -95,13 +95,18 @@ def client_address(request: Request) -> str:
 
 def build_app(rt: NodeRuntime) -> Starlette:
     def endpoint(
-        auth: bool = True, mutating: bool = False, streamed_body: bool = False
+        auth: bool = True,
+        mutating: bool = False,
+        streamed_body: bool = False,
+        signed_only: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Wrap a handler with the bearer-token check and the security-lock check.
 
         A locked node takes a change only when it is signed with the pairing key
         (``X-CMS-*`` headers over method, raw path, the body's sha256, time, nonce and
-        token); ``streamed_body`` (upload chunks) signs ``UNSIGNED-PAYLOAD`` instead."""
+        token); ``streamed_body`` (upload chunks) signs ``UNSIGNED-PAYLOAD`` instead.
+        ``signed_only``: signed whether locked or not (a pull makes this agent connect
+        where the body says: only the paired CMS may ask for that)."""
 
         def wrap(fn: Handler) -> Handler:
             async def handler(request: Request) -> Response:
@@ -109,9 +114,18 @@ def build_app(rt: NodeRuntime) -> Starlette:
                     request.state.signed = False
                     if auth:
                         token = bearer_token(request)
-                        if mutating and rt.locked():
+                        lock = mutating and rt.locked()
+                        if lock or signed_only:
                             request.state.signed = await is_signed(request, token, streamed_body)
+                        if lock:
                             rt.check_lock(request.state.signed)
+                        if signed_only and not request.state.signed:
+                            raise ApiError(
+                                403,
+                                "not_signed",
+                                "only the CMS this node is paired with may ask for this "
+                                "(signed with the pairing key)",
+                            )
                     return await fn(request)
                 except ApiError as exc:
                     return error_response(exc)
@@ -284,7 +298,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
         rt.grants.check(request.headers.get("authorization", ""), request.path_params["path"])
         return serve_file(request)
 
-    @endpoint(mutating=True)
+    @endpoint(mutating=True, signed_only=True)
     async def start_pull(request: Request) -> Response:
         body = await read_json(request, limit=8 * MAX_JSON_BYTES)
         return JSONResponse(await run_in_threadpool(rt.pulls.start, body), status_code=201)

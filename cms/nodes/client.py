@@ -604,19 +604,22 @@ class NodeClient:
         """A node accepts an epoch only from the CMS it is paired with. A server this CMS
         holds no pairing key for (added before pairing keys, or enabled on the node
         itself) is paired first, in the mode and lock it has now."""
-        if not self._pairing_key:
-            info = self.info()
-            if info["cms_mode"] not in ("recording", "failover"):
-                raise NodeRefused(
-                    f"{self.host}:{self.port} has no CMS service enabled", code="wrong_mode"
-                )
-            locked = bool(info.get("locked"))
-            self.enable_cms(
-                info["cms_mode"], refuse_other_hosts=locked, refuse_local_changes=locked
-            )
+        self.ensure_paired()
         assert self._pairing_key is not None
         serial = self.serial or self.info()["serial"]
         return scram.epoch_proof(self._pairing_key, epoch, serial, action)
+
+    def ensure_paired(self) -> None:
+        """Pair a server this CMS holds no pairing key for (added before pairing keys, or
+        enabled on the node itself), in the mode and lock it has now."""
+        if self._pairing_key:
+            return
+        info = self.info()
+        if info["cms_mode"] not in ("recording", "failover"):
+            raise NodeRefused(f"{self.host}:{self.port} has no CMS service enabled",
+                              code="wrong_mode")  # fmt: skip
+        locked = bool(info.get("locked"))
+        self.enable_cms(info["cms_mode"], refuse_other_hosts=locked, refuse_local_changes=locked)
 
     # -- recordings ----------------------------------------------------------
 
@@ -698,8 +701,7 @@ class NodeClient:
     def restoration_grant(self, on_behalf_of: str, epoch: int, paths: list[str]) -> str:
         """A short-lived, single-use grant to pull ``paths`` from this agent, signed with
         its pairing key (which never leaves this process): see ``protocol.grants``."""
-        if not self._pairing_key:
-            self._epoch_proof(epoch, "grant")  # pairs a server added before pairing keys
+        self.ensure_paired()
         assert self._pairing_key is not None
         serial = self.serial or self.info()["serial"]
         return grants.sign_grant(
