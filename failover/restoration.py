@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 COPIES = 2  # files copied at once
-POLL = 0.5  # seconds between looks at a direct pull's progress
+WATCH = 1  # seconds a look at a direct pull's progress waits for a file to end
 # The recording node's refusals that mean "relay instead": it cannot reach the failover
 # node, the failover node does not take the grant, or an agent predates direct pulls.
 # A recording server this CMS holds no pairing key for cannot be asked to pull.
@@ -361,8 +361,12 @@ def _watch_pull(
     source at once; progress goes to the meter (which raises on a stop). Returns what
     failed."""
     finished: set[str] = set()
+    version = None
     while True:
-        status = target.pull_status(pull_id)
+        # Answered as soon as a file ends (its delete on the source follows at once), or
+        # after WATCH with the progress of the files in flight.
+        status = target.pull_status(pull_id, after=version, wait=WATCH)
+        version = status["version"]
         in_flight: dict[int, int] = {}
         failed: list[str] = []
         for entry in status["files"]:
@@ -381,7 +385,6 @@ def _watch_pull(
         meter.progress(in_flight, status["bytes"])
         if status["state"] != "running":
             return failed
-        time.sleep(POLL)
 
 
 def _pull_spec(item: RestorationFile, node_tag: str) -> dict[str, Any]:

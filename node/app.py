@@ -305,7 +305,11 @@ def build_app(rt: NodeRuntime) -> Starlette:
 
     @endpoint()
     async def get_pull(request: Request) -> Response:
-        return JSONResponse(rt.pulls.get(request.path_params["id"]))
+        q = request.query_params
+        after = ascii_int(q["after"], "after") if q.get("after") else None
+        wait = ascii_int(q.get("wait", "0"), "wait", minimum=0, maximum=5)
+        status = await run_in_threadpool(rt.pulls.get, request.path_params["id"], after, wait)
+        return JSONResponse(status)
 
     @endpoint(mutating=True)
     async def cancel_pull(request: Request) -> Response:

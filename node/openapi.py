@@ -334,6 +334,7 @@ SCHEMAS: dict[str, Any] = {
             ),
         },
         bytes=COUNT,
+        version=COUNT,
     ),
     "Fault": _obj(["kind"], kind={"enum": list(FAULT_KINDS)}),
     "FaultState": _obj(["faults"], faults=_ref("Faults")),
@@ -617,10 +618,15 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
         "/pulls/{id}": {
             "get": _operation(
                 "get_pull",
-                "a pull's progress, file by file",
+                "a pull's progress, file by file; with `after` (a version it gave) and "
+                "`wait` (seconds, at most 5), once a file or the pull ended since",
                 {200: _json(_ref("PullStatus"))},
-                (404,),
-                parameters=[_path_param("id")],
+                (400, 404),
+                parameters=[
+                    _path_param("id"),
+                    _query("after", {"type": "integer", "minimum": 0}),
+                    _query("wait", {"type": "integer", "minimum": 0, "maximum": 5}),
+                ],
             ),
             "delete": _operation(
                 "cancel_pull",

@@ -41,6 +41,7 @@ MAX_PULL_FILES = 10_000
 KEEP_FINISHED = 64  # finished pulls kept for their status
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+MAX_WAIT = 5.0  # seconds a progress request may wait for a change
 
 
 # -- the failover side ----------------------------------------------------------
@@ -149,6 +150,18 @@ class Pull:
     files: list[_File]
     cancelled: threading.Event = field(default_factory=threading.Event)
     state: str = "running"
+    # Moves on when a file ends or the pull does: a watcher waits on it, not on a clock.
+    version: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def bump(self) -> None:
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+
+    def wait(self, after: int, seconds: float) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.version > after, timeout=seconds)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -156,6 +169,7 @@ class Pull:
             "state": self.state,
             "files": [f.to_api() for f in self.files],
             "bytes": sum(f.bytes for f in self.files),
+            "version": self.version,
         }
 
 
@@ -187,8 +201,13 @@ class Pulls:
         threading.Thread(target=self._run, args=(pull,), name="pull", daemon=True).start()
         return pull.to_api()
 
-    def get(self, pull_id: str) -> dict[str, Any]:
-        return self._find(pull_id).to_api()
+    def get(self, pull_id: str, after: int | None = None, wait: float = 0.0) -> dict[str, Any]:
+        """Where the pull stands; with ``after``, once it moved past that version (a file
+        ended, or the pull did) or ``wait`` seconds passed."""
+        pull = self._find(pull_id)
+        if after is not None and wait > 0:
+            pull.wait(after, min(wait, MAX_WAIT))
+        return pull.to_api()
 
     def cancel(self, pull_id: str) -> None:
         pull = self._find(pull_id)
@@ -208,8 +227,15 @@ class Pulls:
             pull.state = "cancelled"
         else:
             pull.state = "failed" if any(f.state == "failed" for f in pull.files) else "done"
+        pull.bump()
 
     def _pull_file(self, pull: Pull, item: _File) -> None:
+        try:
+            self._pull_one(pull, item)
+        finally:
+            pull.bump()
+
+    def _pull_one(self, pull: Pull, item: _File) -> None:
         if pull.cancelled.is_set():
             return
         item.state = "copying"
@@ -241,23 +267,28 @@ class Pulls:
         if not lock.acquire(blocking=False):
             raise ApiError(409, "upload_busy", "another request is writing this upload")
         try:
+            digest = None
             for attempt in range(1, ATTEMPTS + 1):
                 offset = self.storage.load_upload(upload_id)["offset"]
                 item.bytes = offset
+                # Sent whole from 0, the sha256 is taken as the bytes arrive; a resumed
+                # file is read back and hashed when it is finished.
+                digest = hashlib.sha256() if offset == 0 else None
                 try:
                     if offset < spec["size"]:
-                        self._download(pull, item, upload_id, offset)
+                        self._download(pull, item, upload_id, offset, digest)
                     break
                 except (OSError, http.client.HTTPException):
                     if attempt == ATTEMPTS or pull.cancelled.is_set():
                         raise
                     time.sleep(min(2.0, 0.2 * attempt))
-            self.storage.finish_upload(upload_id)  # size and sha256, fsync, rename
+            known = digest.hexdigest() if digest is not None and spec["size"] else None
+            self.storage.finish_upload(upload_id, known)  # size and sha256, rename
             item.bytes = spec["size"]
         finally:
             lock.release()
 
-    def _download(self, pull: Pull, item: _File, upload_id: str, offset: int) -> None:
+    def _download(self, pull: Pull, item: _File, upload_id: str, offset: int, digest: Any) -> None:
         conn = pull.source.connect()
         try:
             headers = {"Authorization": f"Transfer {pull.token}", "Accept-Encoding": "identity"}
@@ -280,6 +311,8 @@ class Pulls:
                         if self.volume_fault():
                             raise ApiError(503, "volume_fault", "the volume is crashed")
                         fh.write(chunk)
+                        if digest is not None:
+                            digest.update(chunk)  # releases the GIL for large buffers
                         item.bytes += len(chunk)
                 finally:
                     fh.flush()

@@ -298,6 +298,7 @@ class PullStatus(Answer):
     state: Literal["running", "done", "failed", "cancelled"]
     files: Annotated[list[PulledFile], Field(max_length=10_000)]
     bytes: Count = 0
+    version: Count = 0  # moves on when a file or the pull ends
 
 
 # -- licenses and the CMS service -------------------------------------------------------------

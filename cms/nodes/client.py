@@ -717,8 +717,12 @@ class NodeClient:
         body = {"source": source, "grant": grant, "files": files}
         return self._post(PullStatus, "/pulls", body, expect=(201,)).to_json()
 
-    def pull_status(self, pull_id: str) -> dict[str, Any]:
-        return self._get(PullStatus, f"/pulls/{quote(pull_id, safe='')}").to_json()
+    def pull_status(self, pull_id: str, after: int | None = None, wait: int = 0) -> dict[str, Any]:
+        """The pull's progress; with ``after`` (a ``version`` it gave), answered once a
+        file or the pull ended since, or after ``wait`` seconds."""
+        params = {"after": after, "wait": wait} if after is not None else None
+        path = f"/pulls/{quote(pull_id, safe='')}"
+        return self._get(PullStatus, path, params=params).to_json()
 
     def cancel_pull(self, pull_id: str) -> None:
         self.request("DELETE", f"/pulls/{quote(pull_id, safe='')}", expect=(204,))
