@@ -35,7 +35,7 @@ log = logging.getLogger("node.transfer")
 
 TRANSFER_TTL = 3600.0  # a transfer token's life once redeemed
 CHUNK = 1024 * 1024
-PULLS_AT_ONCE = 2  # files downloaded at once per pull
+PULLS_AT_ONCE = 4  # files downloaded at once per pull
 ATTEMPTS = 5  # per file, each resuming where the last one stopped
 MAX_PULL_FILES = 10_000
 KEEP_FINISHED = 64  # finished pulls kept for their status
