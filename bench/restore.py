@@ -73,7 +73,9 @@ TARGET_RATIO, TARGET_RSS_MB = 0.9, 200.0
 WRITE_CHUNK = 4 * 1024 * 1024
 
 
-def make_files(agent: Agent, folder: Path, size: int, files: int, n: int) -> list[dict[str, Any]]:
+def make_files(
+    agent: Agent, folder: Path, size: int, files: int, n: int, tag: str = TAG
+) -> list[dict[str, Any]]:
     """Upload `files` random files (incompressible, like video) to the failover agent."""
     client = agent.client(timeout=(2.0, 120.0))
     made = []
@@ -90,12 +92,12 @@ def make_files(agent: Agent, folder: Path, size: int, files: int, n: int) -> lis
                 fh.write(chunk)
                 left -= len(chunk)
         camera = f"cam{i % 2 + 1}"
-        path = f"failover/{TAG}/{camera}/2026-01-01/{n:02d}{i:04d}.000.seg"  # unique per round
+        path = f"failover/{tag}/{camera}/2026-01-01/{n:02d}{i:04d}.000.seg"  # unique per round
         start = 1767225600 + i * 60
         with open(scratch, "rb") as fh:
             client.upload(
                 path, fh, length, digest.hexdigest(), kind="recording", camera=camera,
-                origin="failover", on_behalf_of=TAG, start=start, end=start + 60,
+                origin="failover", on_behalf_of=tag, start=start, end=start + 60,
             )  # fmt: skip
         scratch.unlink()
         made.append({"path": path, "size": length})
@@ -298,7 +300,13 @@ def breakdown(source: Agent, target: Agent, item: dict[str, Any]) -> dict[str, A
     }
 
 
-def register(source: Agent, target: Agent, n: int) -> int:
+def register(
+    source: Agent,
+    target: Agent,
+    n: int,
+    tag: str = TAG,
+    names: tuple[str, str] = ("Lobby", "Standby"),
+) -> int:
     """The event a failback leaves behind: RESTORING, failover server known."""
     from cms.inventory.models import Server, Team
     from failover.choices import EventState, Trigger
@@ -309,7 +317,7 @@ def register(source: Agent, target: Agent, n: int) -> int:
     settings.save()
     team, _ = Team.objects.get_or_create(name="Bench")
     servers = {}
-    for role, agent, name in (("recording", target, "Lobby"), ("failover", source, "Standby")):
+    for role, agent, name in (("recording", target, names[0]), ("failover", source, names[1])):
         servers[role], _ = Server.objects.get_or_create(
             team=team, role=role, name=name, host=agent.host, port=agent.port,
             defaults={"admin_password": agent.password, "status": "normal"},
@@ -317,10 +325,10 @@ def register(source: Agent, target: Agent, n: int) -> int:
     event = FailoverEvent.objects.create(
         team=team,
         recording_server=servers["recording"],
-        recording_server_name="Lobby",
-        node_tag=TAG,
+        recording_server_name=names[0],
+        node_tag=tag,
         failover_server=servers["failover"],
-        failover_server_name="Standby",
+        failover_server_name=names[1],
         trigger=Trigger.DISCONNECTED,
         state=EventState.RESTORING,
         lease_expires_at=None,  # free for the restoring worker
@@ -339,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         "--phases",
         action="store_true",
         help="split the restoration's time by phase and its CPU by thread (instrumented)",
+    )
+    parser.add_argument(
+        "--two-at-once",
+        action="store_true",
+        help="then two direct restorations at once (two more agents), each against one alone",
     )
     args = parser.parse_args(argv)
     if args.files < 1 or args.size < args.files:
@@ -384,7 +397,9 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, db: Database) 
         max(r["rsync"]["peak_rss_mb"], r["rsync_fsync"]["peak_rss_mb"]) for r in rounds
     )
     ratio = restored / plain
+    both = two_at_once(args, procs, folder, source, target, restored) if args.two_at_once else None
     return {
+        "two_at_once": both,
         "benchmark": "restore",
         "settings": {
             "bytes": args.size,
@@ -473,6 +488,60 @@ def one_round(
             "left_on_failover_agent": len(left),
         },
         "stages_alone": stages,
+    }
+
+
+def two_at_once(
+    args: argparse.Namespace,
+    procs: Processes,
+    folder: Path,
+    source: Agent,
+    target: Agent,
+    alone: float,
+) -> dict[str, Any]:
+    """Two direct restorations at once (the first pair and a second pair of agents), each
+    one's MB/s against the median of one alone."""
+    from django.conf import settings
+    from django.db import connection
+
+    from failover import engine
+    from failover.models import FailoverEvent
+
+    settings.CMS_RESTORATION_PATH = "direct"
+    source2 = start_agent(procs, folder / "standby2", mode="failover", name="standby2")
+    target2 = start_agent(procs, folder / "lobby2", mode="recording", name="lobby2")
+    pairs = [(source, target, TAG, ("Lobby", "Standby")),
+             (source2, target2, "rs2", ("Garage", "Standby 2"))]  # fmt: skip
+    events = []
+    for src, tgt, tag, names in pairs:
+        events.append(register(src, tgt, 90, tag, names))
+        make_files(src, folder, args.size, args.files, 90, tag)
+    subprocess.run(["sync"], check=True)
+    results: dict[int, float] = {}
+
+    def run_one(event_id: int) -> None:
+        started = time.perf_counter()
+        try:
+            engine.advance(event_id)
+            results[event_id] = time.perf_counter() - started
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_one, args=(e,)) for e in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rates = []
+    for event_id in events:
+        job = FailoverEvent.objects.get(pk=event_id).restoration
+        rates.append(round(job.bytes_done / results[event_id] / 1e6, 1))
+    log(f"two at once: {rates} MB/s, alone {alone}")
+    return {
+        "mb_per_s": rates,
+        "alone_mb_per_s": alone,
+        "ratio_to_alone": [round(r / alone, 3) for r in rates],
+        "target_ratio": 0.8,
     }
 
 
