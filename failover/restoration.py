@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 COPIES = 2  # files copied at once
+PULL_BATCH = 500  # files per grant and pull
 WATCH = 1  # seconds a look at a direct pull's progress waits for a file to end
 # The recording node's refusals that mean "relay instead": it cannot reach the failover
 # node, the failover node does not take the grant, or an agent predates direct pulls.
@@ -316,9 +317,26 @@ def _copy_direct(
         if item.state == FileState.VERIFIED:  # copied before an interruption
             _delete_on_source(source, item)
             meter.file_done(item.size)
-    pending = {item.path: item for item in todo if item.state == FileState.PENDING}
-    if not pending:
-        return True
+    pending = [item for item in todo if item.state == FileState.PENDING]
+    # A grant names its files: batches keep it (and the pull's request) small.
+    for start in range(0, len(pending), PULL_BATCH):
+        batch = {item.path: item for item in pending[start : start + PULL_BATCH]}
+        if not _pull_batch(event, job, server, source, target, node_tag, batch, meter):
+            return False
+    meter.flush(force=True)
+    return True
+
+
+def _pull_batch(
+    event: FailoverEvent,
+    job: RestorationJob,
+    server: Server,
+    source: Any,
+    target: Any,
+    node_tag: str,
+    pending: dict[str, RestorationFile],
+    meter: _Meter,
+) -> bool:
     grant = source.restoration_grant(node_tag, event.epoch, list(pending))
     try:
         target.ensure_paired()  # only the paired CMS may make it pull (a signed request)
@@ -344,7 +362,6 @@ def _copy_direct(
         raise
     if failed:
         raise NodeBadResponse("; ".join(failed[:3]), code="pull_failed")
-    meter.flush(force=True)
     return True
 
 

@@ -249,13 +249,17 @@ class Pulls:
                 other = dict(item.spec, path=conflict_name(item.spec["path"], item.spec["sha256"]))
                 self._copy(pull, item, other)
                 item.stored_as = other["path"]
-            item.state = "cancelled" if pull.cancelled.is_set() else "done"
+            item.state = "done"  # verified and in place, even if a cancel came meanwhile
         except ApiError as exc:
             item.state, item.error = "failed", exc.message
         except (OSError, http.client.HTTPException) as exc:
             item.state, item.error = "failed", f"download interrupted: {exc}"
         except _Cancelled:
             item.state = "cancelled"
+        except Exception:
+            # A bug must not leave the pull running for ever: the CMS sees it fail.
+            log.exception("pull of %s failed", item.source_path)
+            item.state, item.error = "failed", "internal error; see the node's log"
 
     def _copy(self, pull: Pull, item: _File, spec: dict[str, Any]) -> None:
         status = self.storage.create_upload(spec)
