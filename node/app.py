@@ -35,6 +35,7 @@ from node.openapi import build_schema
 from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
+from node.transfer import check_pull
 from protocol import scram
 
 log = logging.getLogger("node.app")
@@ -95,18 +96,13 @@ def client_address(request: Request) -> str:
 
 def build_app(rt: NodeRuntime) -> Starlette:
     def endpoint(
-        auth: bool = True,
-        mutating: bool = False,
-        streamed_body: bool = False,
-        signed_only: bool = False,
+        auth: bool = True, mutating: bool = False, streamed_body: bool = False
     ) -> Callable[[Handler], Handler]:
         """Wrap a handler with the bearer-token check and the security-lock check.
 
         A locked node takes a change only when it is signed with the pairing key
         (``X-CMS-*`` headers over method, raw path, the body's sha256, time, nonce and
-        token); ``streamed_body`` (upload chunks) signs ``UNSIGNED-PAYLOAD`` instead.
-        ``signed_only``: signed whether locked or not (a pull makes this agent connect
-        where the body says: only the paired CMS may ask for that)."""
+        token); ``streamed_body`` (upload chunks) signs ``UNSIGNED-PAYLOAD`` instead."""
 
         def wrap(fn: Handler) -> Handler:
             async def handler(request: Request) -> Response:
@@ -114,18 +110,9 @@ def build_app(rt: NodeRuntime) -> Starlette:
                     request.state.signed = False
                     if auth:
                         token = bearer_token(request)
-                        lock = mutating and rt.locked()
-                        if lock or signed_only:
+                        if mutating and rt.locked():
                             request.state.signed = await is_signed(request, token, streamed_body)
-                        if lock:
                             rt.check_lock(request.state.signed)
-                        if signed_only and not request.state.signed:
-                            raise ApiError(
-                                403,
-                                "not_signed",
-                                "only the CMS this node is paired with may ask for this "
-                                "(signed with the pairing key)",
-                            )
                     return await fn(request)
                 except ApiError as exc:
                     return error_response(exc)
@@ -298,9 +285,19 @@ def build_app(rt: NodeRuntime) -> Starlette:
         rt.grants.check(request.headers.get("authorization", ""), request.path_params["path"])
         return serve_file(request)
 
-    @endpoint(mutating=True, signed_only=True)
+    @endpoint(mutating=True)
     async def start_pull(request: Request) -> Response:
         body = await read_json(request, limit=8 * MAX_JSON_BYTES)
+        check_pull(body)  # a malformed body is a 400 whoever sends it
+        # Signed whether locked or not: a pull makes this agent connect where the body
+        # says, so only the paired CMS may ask (a locked node checked it already).
+        if not request.state.signed and not await is_signed(request, bearer_token(request), False):
+            raise ApiError(
+                403,
+                "not_signed",
+                "only the CMS this node is paired with may ask for this "
+                "(signed with the pairing key)",
+            )
         return JSONResponse(await run_in_threadpool(rt.pulls.start, body), status_code=201)
 
     @endpoint()

@@ -363,6 +363,15 @@ def _redeem(source: _Source, grant: str) -> str:
     return token
 
 
+def check_pull(body: dict[str, Any]) -> None:
+    """400 for a pull request that is not well formed (before anything else is checked)."""
+    _parse_source(body.get("source"))
+    _parse_files(body.get("files"))
+    grant = body.get("grant")
+    if not isinstance(grant, str) or not grant:
+        raise bad_request("grant must be a non-empty string")
+
+
 def _parse_source(value: object) -> _Source:
     if not isinstance(value, dict):
         raise bad_request("source must be an object: host, port, https, fingerprint")
