@@ -1,6 +1,6 @@
 """Restoration throughput beside rsync, and the peak memory of every process.
 
-    python bench/restore.py --size 1073741824 [--files 8] [--database-url URL]
+    python bench/restore.py --size 1073741824 [--files 8] [--rounds 3] [--database-url URL]
 
 Two real agents: a failover agent holding F files (BYTES in total) uploaded as
 recordings taken during a failover (`upload(..., origin="failover",
@@ -9,10 +9,17 @@ on_behalf_of=TAG)`), and a recording agent to restore them to. Then, in one run:
 1. rsync copies the same files from the failover agent's data folder to a fresh
    folder in the recording agent's data folder (timed; `rsync -a`, and
    `rsync -a --fsync` since restoration fsyncs every file it keeps);
-2. the restoration runs for real: an event in RESTORING state and
-   `failover.engine.advance()` in this process, which streams each file from the
-   failover agent to the recording agent, has it verified (size, sha256) and only
-   then deletes it from the failover agent.
+2. the restoration runs for real, once on each path: an event in RESTORING state and
+   `failover.engine.advance()` in this process. Direct: the recording agent pulls
+   each file from the failover agent with the grant this process signed, and this
+   process watches and deletes each verified file on the failover agent. Relayed:
+   this process streams each file from the failover agent to the recording agent.
+   Either way the recording agent verifies size and sha256 before it keeps a file.
+   The files are uploaded again before the second path (restoration deletes them).
+
+"Bytes through the CMS" is what this process received and sent on its sockets while
+the restoration ran: every file's bytes twice when it relays; for the direct path only
+the HTTP calls that start, watch and finish the pull.
 
 Both copies read files the upload has just written, so both read from the page
 cache; dirty pages are flushed (`sync`, untimed) before each timed step.
@@ -36,9 +43,11 @@ import hashlib
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -64,7 +73,9 @@ TARGET_RATIO, TARGET_RSS_MB = 0.9, 200.0
 WRITE_CHUNK = 4 * 1024 * 1024
 
 
-def make_files(agent: Agent, folder: Path, size: int, files: int, n: int) -> list[dict[str, Any]]:
+def make_files(
+    agent: Agent, folder: Path, size: int, files: int, n: int, tag: str = TAG
+) -> list[dict[str, Any]]:
     """Upload `files` random files (incompressible, like video) to the failover agent."""
     client = agent.client(timeout=(2.0, 120.0))
     made = []
@@ -81,12 +92,12 @@ def make_files(agent: Agent, folder: Path, size: int, files: int, n: int) -> lis
                 fh.write(chunk)
                 left -= len(chunk)
         camera = f"cam{i % 2 + 1}"
-        path = f"failover/{TAG}/{camera}/2026-01-01/{n:02d}{i:04d}.000.seg"  # unique per round
+        path = f"failover/{tag}/{camera}/2026-01-01/{n:02d}{i:04d}.000.seg"  # unique per round
         start = 1767225600 + i * 60
         with open(scratch, "rb") as fh:
             client.upload(
                 path, fh, length, digest.hexdigest(), kind="recording", camera=camera,
-                origin="failover", on_behalf_of=TAG, start=start, end=start + 60,
+                origin="failover", on_behalf_of=tag, start=start, end=start + 60,
             )  # fmt: skip
         scratch.unlink()
         made.append({"path": path, "size": length})
@@ -289,7 +300,13 @@ def breakdown(source: Agent, target: Agent, item: dict[str, Any]) -> dict[str, A
     }
 
 
-def register(source: Agent, target: Agent, n: int) -> int:
+def register(
+    source: Agent,
+    target: Agent,
+    n: int,
+    tag: str = TAG,
+    names: tuple[str, str] = ("Lobby", "Standby"),
+) -> int:
     """The event a failback leaves behind: RESTORING, failover server known."""
     from cms.inventory.models import Server, Team
     from failover.choices import EventState, Trigger
@@ -300,7 +317,7 @@ def register(source: Agent, target: Agent, n: int) -> int:
     settings.save()
     team, _ = Team.objects.get_or_create(name="Bench")
     servers = {}
-    for role, agent, name in (("recording", target, "Lobby"), ("failover", source, "Standby")):
+    for role, agent, name in (("recording", target, names[0]), ("failover", source, names[1])):
         servers[role], _ = Server.objects.get_or_create(
             team=team, role=role, name=name, host=agent.host, port=agent.port,
             defaults={"admin_password": agent.password, "status": "normal"},
@@ -308,10 +325,10 @@ def register(source: Agent, target: Agent, n: int) -> int:
     event = FailoverEvent.objects.create(
         team=team,
         recording_server=servers["recording"],
-        recording_server_name="Lobby",
-        node_tag=TAG,
+        recording_server_name=names[0],
+        node_tag=tag,
         failover_server=servers["failover"],
-        failover_server_name="Standby",
+        failover_server_name=names[1],
         trigger=Trigger.DISCONNECTED,
         state=EventState.RESTORING,
         lease_expires_at=None,  # free for the restoring worker
@@ -330,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         "--phases",
         action="store_true",
         help="split the restoration's time by phase and its CPU by thread (instrumented)",
+    )
+    parser.add_argument(
+        "--two-at-once",
+        action="store_true",
+        help="then two direct restorations at once (two more agents), each against one alone",
     )
     args = parser.parse_args(argv)
     if args.files < 1 or args.size < args.files:
@@ -365,16 +387,19 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, db: Database) 
         return round(statistics.median(r[key][field] for r in rounds), 1)
 
     restored, plain, fsync = median("restoration"), median("rsync"), median("rsync_fsync")
+    relayed = median("relayed")
     peaks: dict[str, float] = {}
     for r in rounds:
-        for phase in ("peak_rss_upload_phase_mb", "peak_rss_restoration_mb"):
+        for phase in ("peak_rss_upload_phase_mb", "peak_rss_restoration_mb", "peak_rss_relayed_mb"):
             for name, value in r[phase].items():
                 peaks[name] = max(peaks.get(name, 0.0), value or 0.0)
     peaks["rsync_mb"] = max(
         max(r["rsync"]["peak_rss_mb"], r["rsync_fsync"]["peak_rss_mb"]) for r in rounds
     )
     ratio = restored / plain
+    both = two_at_once(args, procs, folder, source, target, restored) if args.two_at_once else None
     return {
+        "two_at_once": both,
         "benchmark": "restore",
         "settings": {
             "bytes": args.size,
@@ -385,14 +410,24 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, db: Database) 
             "phases_instrumented": args.phases,
         },
         "machine": machine(),
-        "median_mb_per_s": {"restoration": restored, "rsync": plain, "rsync_fsync": fsync},
+        "median_mb_per_s": {
+            "direct": restored,
+            "relayed": relayed,
+            "rsync": plain,
+            "rsync_fsync": fsync,
+        },
         "ratio_to_rsync": round(ratio, 3),
         "ratio_to_rsync_fsync": round(restored / fsync, 3),
+        "relayed_ratio_to_rsync_fsync": round(relayed / fsync, 3),
+        "max_bytes_through_cms": {
+            path: max(r[key]["bytes_through_cms"] for r in rounds)
+            for path, key in (("direct", "restoration"), ("relayed", "relayed"))
+        },
         "peak_rss_mb": peaks,
         "stages_alone": stages,
         "target": {
-            "ratio": TARGET_RATIO,
-            "ratio_met": ratio >= TARGET_RATIO,
+            "ratio_to_rsync_fsync": TARGET_RATIO,
+            "ratio_met": restored / fsync >= TARGET_RATIO,
             "rss_mb": TARGET_RSS_MB,
             "rss_met": all(p < TARGET_RSS_MB for p in peaks.values()),
         },
@@ -403,10 +438,8 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path, db: Database) 
 def one_round(
     n: int, args: argparse.Namespace, folder: Path, source: Agent, target: Agent
 ) -> dict[str, Any]:
-    """Upload, rsync, rsync --fsync, restore; then clean the target for the next round."""
-    from failover import engine
-    from failover.models import FailoverEvent
-
+    """Upload, rsync, rsync --fsync, restore directly; upload again, restore relayed;
+    then clean the target for the next round."""
     event_id = register(source, target, n)
     log(f"round {n}: uploading {args.files} files, {args.size / 1024**2:.0f} MiB")
     made = make_files(source, folder, args.size, args.files, n)
@@ -422,49 +455,32 @@ def one_round(
     rsync_fsync = timed_rsync(media, target.data_dir / "rsync-dest", ["--fsync"])
     log(f"round {n}: rsync --fsync: {rsync_fsync}")
 
-    subprocess.run(["sync"], check=True)
     pids = {"cms": os.getpid(), "failover_agent": source.pid, "recording_agent": target.pid}
-    for pid in pids.values():
-        reset_peak_rss(pid)
-    timer = PhaseTimer()
-    threads_before = {name: thread_cpu(pid) for name, pid in pids.items()}
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    started = time.perf_counter()
-    with timer.installed() if args.phases else contextlib.nullcontext():
-        state = engine.advance(event_id)
-    seconds = time.perf_counter() - started
-    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
-    threads = {name: thread_split(pid, threads_before[name]) for name, pid in pids.items()}
-    job = FailoverEvent.objects.get(pk=event_id).restoration
-    restored = {
-        "seconds": round(seconds, 3),
-        "final_state": state,
-        "files_done": job.files_done,
-        "bytes": job.bytes_done,
-        "mb_per_s": round(job.bytes_done / seconds / 1e6, 1),
-        "rate_reported_mb_per_s": round(job.rate_bps / 1e6, 1),
-        # CPU seconds per process while it ran: far below `seconds` for all three means
-        # the copy waits (disk, fsync), not computes.
-        "cpu_s": cpu,
-        "cpu_s_by_thread": threads,
-    }
-    if args.phases:
-        restored["phases"] = timer.report(seconds)
-    log(f"round {n}: restoration: {restored}")
-    peaks = {name + "_mb": peak_rss_mb(pid) for name, pid in pids.items()}
+    restored, peaks = restore_once(event_id, "direct", pids, phases=False)
+    log(f"round {n}: direct restoration: {restored}")
     left = list(source.client().list_recordings(origin="failover", on_behalf_of=TAG))
     kept = list(target.client().list_recordings(origin="own"))
     stages = breakdown(source, target, max(kept, key=lambda item: item["size"])) if kept else {}
     log(f"round {n}: stages alone: {stages}")
-    for item in kept:  # room for the next round
+    for item in kept:  # room for the relayed path
+        target.client().delete_file(item["path"])
+
+    relayed_event = register(source, target, n)
+    log(f"round {n}: uploading the files again for the relayed path")
+    make_files(source, folder, args.size, args.files, n)
+    relayed, relayed_peaks = restore_once(relayed_event, "relayed", pids, phases=args.phases)
+    log(f"round {n}: relayed restoration: {relayed}")
+    for item in target.client().list_recordings(origin="own"):  # room for the next round
         target.client().delete_file(item["path"])
     return {
         "round": n,
         "restoration": restored,
+        "relayed": relayed,
         "rsync": rsync,
         "rsync_fsync": rsync_fsync,
         "ratio_to_rsync": round(restored["mb_per_s"] / rsync["mb_per_s"], 3),
         "peak_rss_restoration_mb": peaks,
+        "peak_rss_relayed_mb": relayed_peaks,
         "peak_rss_upload_phase_mb": upload_peaks,
         "check": {
             "files_made": len(made),
@@ -473,6 +489,155 @@ def one_round(
         },
         "stages_alone": stages,
     }
+
+
+def two_at_once(
+    args: argparse.Namespace,
+    procs: Processes,
+    folder: Path,
+    source: Agent,
+    target: Agent,
+    alone: float,
+) -> dict[str, Any]:
+    """Two direct restorations at once (the first pair and a second pair of agents), each
+    one's MB/s against the median of one alone."""
+    from django.conf import settings
+    from django.db import connection
+
+    from failover import engine
+    from failover.models import FailoverEvent
+
+    settings.CMS_RESTORATION_PATH = "direct"
+    source2 = start_agent(procs, folder / "standby2", mode="failover", name="standby2")
+    target2 = start_agent(procs, folder / "lobby2", mode="recording", name="lobby2")
+    pairs = [(source, target, TAG, ("Lobby", "Standby")),
+             (source2, target2, "rs2", ("Garage", "Standby 2"))]  # fmt: skip
+    events = []
+    for src, tgt, tag, names in pairs:
+        events.append(register(src, tgt, 90, tag, names))
+        make_files(src, folder, args.size, args.files, 90, tag)
+    subprocess.run(["sync"], check=True)
+    results: dict[int, float] = {}
+
+    def run_one(event_id: int) -> None:
+        started = time.perf_counter()
+        try:
+            engine.advance(event_id)
+            results[event_id] = time.perf_counter() - started
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_one, args=(e,)) for e in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rates = []
+    for event_id in events:
+        job = FailoverEvent.objects.get(pk=event_id).restoration
+        rates.append(round(job.bytes_done / results[event_id] / 1e6, 1))
+    log(f"two at once: {rates} MB/s, alone {alone}")
+    return {
+        "mb_per_s": rates,
+        "alone_mb_per_s": alone,
+        "ratio_to_alone": [round(r / alone, 3) for r in rates],
+        "target_ratio": 0.8,
+    }
+
+
+class SocketMeter:
+    """Bytes this process received and sent on its sockets (every HTTP call to an agent;
+    the SQLite database is a file, not counted): wraps `socket.socket`'s methods."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def _add(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[SocketMeter]:
+        cls = socket.socket
+        names = ("recv", "recv_into", "send", "sendall")
+        originals = {name: getattr(cls, name) for name in names}
+        meter = self
+
+        def recv(sock: Any, *args: Any, **kwargs: Any) -> bytes:
+            data = originals["recv"](sock, *args, **kwargs)
+            meter._add(len(data))
+            return data
+
+        def recv_into(sock: Any, *args: Any, **kwargs: Any) -> int:
+            n = originals["recv_into"](sock, *args, **kwargs)
+            meter._add(n)
+            return n
+
+        def send(sock: Any, data: Any, *args: Any) -> int:
+            n = originals["send"](sock, data, *args)
+            meter._add(n)
+            return n
+
+        def sendall(sock: Any, data: Any, *args: Any) -> None:
+            originals["sendall"](sock, data, *args)
+            meter._add(memoryview(data).nbytes)
+
+        for name, fn in (("recv", recv), ("recv_into", recv_into), ("send", send),
+                         ("sendall", sendall)):  # fmt: skip
+            setattr(cls, name, fn)
+        try:
+            yield self
+        finally:
+            for name, fn in originals.items():
+                setattr(cls, name, fn)
+
+
+def restore_once(
+    event_id: int, path: str, pids: dict[str, int], phases: bool
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """Run one restoration on `path` (direct or relayed) and measure it."""
+    from django.conf import settings
+
+    from failover import engine
+    from failover.models import FailoverEvent
+
+    settings.CMS_RESTORATION_PATH = path
+    subprocess.run(["sync"], check=True)
+    for pid in pids.values():
+        reset_peak_rss(pid)
+    timer = PhaseTimer()
+    threads_before = {name: thread_cpu(pid) for name, pid in pids.items()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    with (
+        SocketMeter().installed() as sockets,
+        timer.installed() if phases else contextlib.nullcontext(),
+    ):
+        state = engine.advance(event_id)
+    seconds = time.perf_counter() - started
+    through_cms = sockets.bytes
+    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
+    threads = {name: thread_split(pid, threads_before[name]) for name, pid in pids.items()}
+    job = FailoverEvent.objects.get(pk=event_id).restoration
+    restored: dict[str, Any] = {
+        "path": job.transfer,
+        "seconds": round(seconds, 3),
+        "final_state": state,
+        "files_done": job.files_done,
+        "bytes": job.bytes_done,
+        "mb_per_s": round(job.bytes_done / seconds / 1e6, 1),
+        "rate_reported_mb_per_s": round(job.rate_bps / 1e6, 1),
+        "bytes_through_cms": through_cms,
+        # CPU seconds per process while it ran: far below `seconds` for all three means
+        # the copy waits (disk, fsync), not computes.
+        "cpu_s": cpu,
+        "cpu_s_by_thread": threads,
+    }
+    if phases:
+        restored["phases"] = timer.report(seconds)
+    peaks = {name + "_mb": peak_rss_mb(pid) for name, pid in pids.items()}
+    return restored, peaks
 
 
 if __name__ == "__main__":

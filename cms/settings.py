@@ -70,6 +70,10 @@ CMS_SECRET_KEYS = env_list("CMS_SECRET_KEYS")
 
 # In CI the services are required: a test that needs them fails instead of skipping.
 CMS_REQUIRE_SERVICES = env_bool("CMS_REQUIRE_SERVICES", False)
+# Restored footage goes from the failover server to the recording server directly
+# ("direct"; the CMS relays it only when the two cannot reach each other) or always
+# through the CMS worker ("relayed").
+CMS_RESTORATION_PATH = os.environ.get("CMS_RESTORATION_PATH", "direct")
 
 INSTALLED_APPS = [
     "cms.apps.CmsAdminConfig",  # django.contrib.admin, with the product's site

@@ -45,6 +45,11 @@ class RestorationState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class TransferPath(models.TextChoices):
+    DIRECT = "direct", "Directly between the servers"
+    RELAYED = "relayed", "Relayed through the CMS"
+
+
 class FileState(models.TextChoices):
     PENDING = "pending", "Pending"
     VERIFIED = "verified", "Copied and verified"

@@ -20,7 +20,14 @@ from django.utils import timezone
 from cms.inventory.choices import Role
 from cms.inventory.models import Server, TeamScopedQuerySet
 
-from .choices import EventState, FailbackMode, FileState, RestorationState, Trigger
+from .choices import (
+    EventState,
+    FailbackMode,
+    FileState,
+    RestorationState,
+    TransferPath,
+    Trigger,
+)
 from .lifecycle import OPEN_STATES
 from .limits import RANGES, InRange, clamp, log_corrections
 
@@ -456,6 +463,12 @@ class RestorationJob(models.Model):
     rate_bps = models.FloatField(default=0)
     errors = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    transfer = models.CharField(
+        max_length=8,
+        choices=TransferPath.choices,
+        blank=True,
+        help_text="How the files travel: directly between the servers, or through the CMS.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

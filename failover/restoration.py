@@ -1,8 +1,12 @@
 """Restoring the recordings and snapshots taken during a failover.
 
-Files are streamed from the failover node to the recording node in chunks (memory
-stays flat whatever the size); the recording node verifies size and sha256 before
-it keeps a file; only then is the file deleted from the failover node. Each
+The recording node pulls the files straight from the failover node with a short-lived
+grant the CMS signs (``protocol.grants``); the CMS only says what to copy, watches the
+progress and deletes each file on the failover node once the recording node verified
+it. When the two nodes cannot reach each other, the CMS relays: files are streamed
+from the failover node to the recording node through this worker in chunks (memory
+stays flat whatever the size). Either way the recording node verifies size and
+sha256 before it keeps a file; only then is the file deleted from the failover node. Each
 file's progress is in the database and each upload is resumable on the node, so
 a restoration interrupted by a dead worker or a dead node continues where it
 stopped without copying finished files again.
@@ -19,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -26,8 +31,9 @@ from django.utils import timezone
 from cms.inventory.models import Server
 from cms.nodes.client import client_for
 from cms.nodes.errors import NodeBadResponse, NodeError, NodeRefused
+from protocol.grants import conflict_name
 
-from .choices import EventState, FileState, RestorationState
+from .choices import EventState, FileState, RestorationState, TransferPath
 from .errors import FailoverError
 from .events import SYSTEM, note, renew_lease, transition
 from .models import FailoverEvent, RestorationFile, RestorationJob
@@ -37,6 +43,13 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 COPIES = 2  # files copied at once
+PULL_BATCH = 500  # files per grant and pull
+WATCH = 1  # seconds a look at a direct pull's progress waits for a file to end
+# The recording node's refusals that mean "relay instead": it cannot reach the failover
+# node, the failover node does not take the grant, or an agent predates direct pulls.
+# A recording server this CMS holds no pairing key for cannot be asked to pull.
+FALL_BACK = ("source_unreachable", "grant_refused", "not_found", "method_not_allowed", "not_signed",
+             "wrong_mode")  # fmt: skip
 
 
 class RestorationStopped(Exception):
@@ -209,8 +222,13 @@ def _copy_all(
     target: Any,
     node_tag: str,
 ) -> None:
-    """COPIES files in flight: one file's verify, fsync and delete overlap the next
-    one's transfer. Each file still goes copy -> verified -> deleted on the source."""
+    """Directly when the two nodes can, else relayed: COPIES files in flight, one file's
+    verify, fsync and delete overlapping the next one's transfer. Each file still goes
+    copy -> verified -> deleted on the source."""
+    if settings.CMS_RESTORATION_PATH != "direct":
+        _transfer_path(event, job, TransferPath.RELAYED, "the CMS relays the files, as set up")
+    elif _copy_direct(event, job, server, source, target, node_tag):
+        return
     meter = _Meter(event, job)
     todo = job.files.filter(source=server).exclude(state=FileState.DELETED).order_by("pk")
     pending = iter(list(todo))
@@ -225,25 +243,8 @@ def _copy_all(
             while (item := next_item()) is not None:
                 if item.state == FileState.PENDING:
                     stored_as = _copy_one(item, source, target, node_tag, meter)
-                    RestorationFile.objects.filter(pk=item.pk).update(
-                        state=FileState.VERIFIED, restored_as=stored_as
-                    )
-                    if stored_as:
-                        with while_restoring(event, job) as restoring:
-                            if restoring:
-                                note(
-                                    event,
-                                    f"{item.path}: the recording server already had another "
-                                    f"file under its name; both are kept, this one as "
-                                    f"{stored_as}",
-                                )
-                try:
-                    source.delete_file(item.path)  # only after the target verified it
-                except NodeRefused as exc:
-                    # Gone already (an operator's stop purged it): it is on the target.
-                    if exc.status != 404:
-                        raise
-                RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
+                    _verified(event, job, item, stored_as)
+                _delete_on_source(source, item)
                 meter.file_done(item.size)
         except BaseException:
             meter.halted.set()  # the other copy stops after its current chunk
@@ -270,6 +271,165 @@ def _copy_all(
     for error in sorted(filter(None, errors), key=lambda e: isinstance(e, RestorationStopped)):
         raise error
     meter.flush(force=True)
+
+
+def _verified(
+    event: FailoverEvent, job: RestorationJob, item: RestorationFile, stored_as: str
+) -> None:
+    RestorationFile.objects.filter(pk=item.pk).update(
+        state=FileState.VERIFIED, restored_as=stored_as
+    )
+    if stored_as:
+        with while_restoring(event, job) as restoring:
+            if restoring:
+                note(
+                    event,
+                    f"{item.path}: the recording server already had another file under "
+                    f"its name; both are kept, this one as {stored_as}",
+                )
+
+
+def _delete_on_source(source: Any, item: RestorationFile) -> None:
+    try:
+        source.delete_file(item.path)  # only after the target verified it
+    except NodeRefused as exc:
+        # Gone already (an operator's stop purged it): it is on the target.
+        if exc.status != 404:
+            raise
+    RestorationFile.objects.filter(pk=item.pk).update(state=FileState.DELETED)
+
+
+def _copy_direct(
+    event: FailoverEvent,
+    job: RestorationJob,
+    server: Server,
+    source: Any,
+    target: Any,
+    node_tag: str,
+) -> bool:
+    """The target pulls the files from the source itself; False when the two cannot
+    reach each other (the caller relays). Raises like the relayed copy does."""
+    todo = list(job.files.filter(source=server).exclude(state=FileState.DELETED).order_by("pk"))
+    if not todo:
+        return True
+    meter = _Meter(event, job)
+    for item in todo:
+        if item.state == FileState.VERIFIED:  # copied before an interruption
+            _delete_on_source(source, item)
+            meter.file_done(item.size)
+    pending = [item for item in todo if item.state == FileState.PENDING]
+    # A grant names its files: batches keep it (and the pull's request) small.
+    for start in range(0, len(pending), PULL_BATCH):
+        batch = {item.path: item for item in pending[start : start + PULL_BATCH]}
+        if not _pull_batch(event, job, server, source, target, node_tag, batch, meter):
+            return False
+    meter.flush(force=True)
+    return True
+
+
+def _pull_batch(
+    event: FailoverEvent,
+    job: RestorationJob,
+    server: Server,
+    source: Any,
+    target: Any,
+    node_tag: str,
+    pending: dict[str, RestorationFile],
+    meter: _Meter,
+) -> bool:
+    grant = source.restoration_grant(node_tag, event.epoch, list(pending))
+    try:
+        target.ensure_paired()  # only the paired CMS may make it pull (a signed request)
+        pull = target.start_pull(
+            source.transfer_source(), grant, [_pull_spec(i, node_tag) for i in pending.values()]
+        )
+    except (NodeRefused, NodeBadResponse) as exc:
+        if exc.code not in FALL_BACK:
+            raise
+        _transfer_path(event, job, TransferPath.RELAYED, f"{server.name} and "
+                       f"{job.target_server} cannot reach each other ({exc}); the CMS relays "
+                       f"the files")  # fmt: skip
+        return False
+    _transfer_path(event, job, TransferPath.DIRECT,
+                   f"{job.target_server} copies the files from {server.name} directly")  # fmt: skip
+    try:
+        failed = _watch_pull(event, job, pull["id"], pending, source, target, meter)
+    except RestorationStopped:
+        try:
+            target.cancel_pull(pull["id"])
+        except NodeError:
+            pass  # the pull's grant and token expire on their own
+        raise
+    if failed:
+        raise NodeBadResponse("; ".join(failed[:3]), code="pull_failed")
+    return True
+
+
+def _watch_pull(
+    event: FailoverEvent,
+    job: RestorationJob,
+    pull_id: str,
+    pending: dict[str, RestorationFile],
+    source: Any,
+    target: Any,
+    meter: _Meter,
+) -> list[str]:
+    """Follow the pull to its end: each file the target verified is deleted on the
+    source at once; progress goes to the meter (which raises on a stop). Returns what
+    failed."""
+    finished: set[str] = set()
+    version = None
+    while True:
+        # Answered as soon as a file ends (its delete on the source follows at once), or
+        # after WATCH with the progress of the files in flight.
+        status = target.pull_status(pull_id, after=version, wait=WATCH)
+        version = status["version"]
+        in_flight: dict[int, int] = {}
+        failed: list[str] = []
+        for entry in status["files"]:
+            item = pending.get(entry["path"])
+            if item is None or entry["path"] in finished:
+                continue
+            if entry["state"] == "done":
+                _verified(event, job, item, entry["stored_as"])
+                _delete_on_source(source, item)
+                finished.add(entry["path"])
+                meter.file_done(item.size, key=item.pk)
+            elif entry["state"] == "copying":
+                in_flight[item.pk] = min(entry["bytes"], item.size)
+            elif entry["state"] in ("failed", "cancelled"):
+                failed.append(f"{item.path}: {entry['error'] or entry['state']}")
+        meter.progress(in_flight, status["bytes"])
+        if status["state"] != "running":
+            return failed
+
+
+def _pull_spec(item: RestorationFile, node_tag: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "from": item.path,
+        "path": target_path(item.path, node_tag),
+        "size": item.size,
+        "sha256": item.sha256,
+        "kind": item.kind,
+        "camera": item.camera or "unknown",
+        "origin": "own",
+    }
+    start = _wire_time(item.start)
+    end = _wire_time(item.end if item.start and item.end and item.end >= item.start else None)
+    if start is not None:
+        spec["start"] = start
+    if end is not None:
+        spec["end"] = end
+    return spec
+
+
+def _transfer_path(event: FailoverEvent, job: RestorationJob, path: str, text: str) -> None:
+    """The event says which way the files travel, once per change of way."""
+    with while_restoring(event, job) as restoring:
+        if restoring and job.transfer != path:
+            RestorationJob.objects.filter(pk=job.pk).update(transfer=path)
+            job.transfer = path
+            note(event, f"Restoration path: {text}.")
 
 
 def _copy_one(item: RestorationFile, source: Any, target: Any, node_tag: str, meter: _Meter) -> str:
@@ -326,14 +486,6 @@ def _copy_one(item: RestorationFile, source: Any, target: Any, node_tag: str, me
             download.close()
 
 
-def conflict_name(path: str, sha256: str) -> str:
-    """own/cam/20260101-120000.123.ts -> own/cam/20260101-120000.123.<sha256[:16]>.ts"""
-    folder, _, name = path.rpartition("/")
-    stem, dot, suffix = name.rpartition(".")
-    named = f"{stem}.{sha256[:16]}.{suffix}" if dot else f"{name}.{sha256[:16]}"
-    return f"{folder}/{named}" if folder else named
-
-
 class _Meter:
     """Progress in the database every half second: bytes, files, rate; and the stop check.
 
@@ -368,11 +520,18 @@ class _Meter:
             self.flush()
             yield chunk
 
-    def file_done(self, size: int) -> None:
+    def file_done(self, size: int, key: int | None = None) -> None:
         with self.lock:
             self.base_done += size
             self.files_done += 1
-            self.in_file.pop(threading.get_ident(), None)
+            self.in_file.pop(threading.get_ident() if key is None else key, None)
+        self.flush()
+
+    def progress(self, in_flight: dict[int, int], copied: int) -> None:
+        """A direct pull's bytes: of the files in flight, and copied since it started."""
+        with self.lock:
+            self.in_file = dict(in_flight)
+            self.copied = copied
         self.flush()
 
     def flush(self, force: bool = False) -> None:

@@ -35,6 +35,7 @@ from node.openapi import build_schema
 from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
+from node.transfer import check_pull
 from protocol import scram
 
 log = logging.getLogger("node.app")
@@ -257,6 +258,9 @@ def build_app(rt: NodeRuntime) -> Starlette:
 
     @endpoint()
     async def download(request: Request) -> Response:
+        return serve_file(request)
+
+    def serve_file(request: Request) -> Response:
         _, (full, meta) = media_file(request)
         # The sha256 is the strong ETag: equal bytes, equal tag. Starlette's FileResponse
         # answers Range (206) and If-Range against it.
@@ -268,6 +272,46 @@ def build_app(rt: NodeRuntime) -> Starlette:
         )
         check_range(request, response)
         return response
+
+    @endpoint(auth=False)
+    async def redeem_grant(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(rt.redeem_grant, body))
+
+    @endpoint(auth=False)
+    async def transfer_file(request: Request) -> Response:
+        # The transfer token a grant gave is the whole authentication: it opens the
+        # files that grant names, nothing else.
+        rt.grants.check(request.headers.get("authorization", ""), request.path_params["path"])
+        return serve_file(request)
+
+    @endpoint(mutating=True)
+    async def start_pull(request: Request) -> Response:
+        body = await read_json(request, limit=8 * MAX_JSON_BYTES)
+        check_pull(body)  # a malformed body is a 400 whoever sends it
+        # Signed whether locked or not: a pull makes this agent connect where the body
+        # says, so only the paired CMS may ask (a locked node checked it already).
+        if not request.state.signed and not await is_signed(request, bearer_token(request), False):
+            raise ApiError(
+                403,
+                "not_signed",
+                "only the CMS this node is paired with may ask for this "
+                "(signed with the pairing key)",
+            )
+        return JSONResponse(await run_in_threadpool(rt.pulls.start, body), status_code=201)
+
+    @endpoint()
+    async def get_pull(request: Request) -> Response:
+        q = request.query_params
+        after = ascii_int(q["after"], "after") if q.get("after") else None
+        wait = ascii_int(q.get("wait", "0"), "wait", minimum=0, maximum=5)
+        status = await run_in_threadpool(rt.pulls.get, request.path_params["id"], after, wait)
+        return JSONResponse(status)
+
+    @endpoint(mutating=True)
+    async def cancel_pull(request: Request) -> Response:
+        rt.pulls.cancel(request.path_params["id"])
+        return Response(status_code=204)
 
     @endpoint(mutating=True)
     async def delete_file(request: Request) -> Response:
@@ -402,6 +446,10 @@ def build_app(rt: NodeRuntime) -> Starlette:
         route("/recordings", GET=recordings),
         route("/recordings/purge", POST=purge),
         route("/files/{path:path}", GET=download, DELETE=delete_file),
+        route("/transfer/redeem", POST=redeem_grant),
+        route("/transfer/files/{path:path}", GET=transfer_file),
+        route("/pulls", POST=start_pull),
+        route("/pulls/{id}", GET=get_pull, DELETE=cancel_pull),
         route("/uploads", POST=create_upload),
         route("/uploads/{id}", GET=get_upload, PATCH=patch_upload, DELETE=abort_upload),
         route("/licenses", GET=list_licenses, POST=install_license, PUT=replace_licenses),

@@ -23,6 +23,7 @@ from node.recorder import Recorder
 from node.state import FaultWatcher, StateStore, write_fault
 from node.storage import Storage
 from node.timeutil import iso
+from node.transfer import GrantDesk, Pulls
 from protocol import scram
 from protocol.messages import (
     Capacity,
@@ -83,6 +84,8 @@ class NodeRuntime:
         self.throttle = LoginThrottle()
         self.scram_sessions = ScramSessions()
         self.replays = ReplayGuard(scram.SIGNATURE_WINDOW)
+        self.grants = GrantDesk()
+        self.pulls = Pulls(self.storage, lambda: self.faults.current()["volume"])
         self.port = options.port
         self.quickconnect_status: dict[str, Any] = {"registered": False, "error": None}
 
@@ -146,6 +149,14 @@ class NodeRuntime:
             bytes.fromhex(key), method, raw_path, body_sha256, stamp, nonce, token
         )
         return scram.same(expected, signature) and self.replays.first_use(nonce)
+
+    def redeem_grant(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A restoration grant from the paired CMS, for a transfer token (see
+        ``node.transfer``): signed with this agent's pairing key, for this agent."""
+        st = self.store.read()
+        return self.grants.redeem(
+            st["cms"].get("pairing_key"), st["serial"], self.storage, body.get("grant")
+        )
 
     def login(self, *_: object) -> dict:
         raise ApiError(

@@ -17,7 +17,9 @@ from node.core import MAX_USERNAME
 from node.state import FAULT_KINDS, MODES
 from node.storage import KINDS, MAX_CURSOR_LENGTH, MAX_UPLOAD_BYTES, ORIGINS
 from node.timeutil import MAX_TIME_TEXT
+from node.transfer import MAX_PULL_FILES
 from protocol import scram
+from protocol.grants import MAX_GRANT_BYTES
 
 PREFIX = "/api/v1"
 ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
@@ -290,6 +292,55 @@ SCHEMAS: dict[str, Any] = {
             refuse_local_changes={"type": "boolean"},
         ),
     ),
+    "Grant": _obj(
+        ["grant"],
+        grant={
+            "type": "string",
+            "maxLength": MAX_GRANT_BYTES,
+            "description": "a restoration grant the paired CMS signed for this agent",
+        },
+    ),
+    "TransferToken": _obj(
+        ["token", "expires_in", "files"],
+        token={"type": "string"},
+        expires_in={"type": "number"},
+        files=COUNT,
+    ),
+    "PullSpec": _obj(
+        ["source", "grant", "files"],
+        source=_obj(
+            ["host", "port"],
+            host={"type": "string", "maxLength": 253},
+            port={"type": "integer", "minimum": 1, "maximum": 65535},
+            https={"type": "boolean"},
+            fingerprint=NULLABLE_STRING,
+        ),
+        grant={"type": "string", "maxLength": MAX_GRANT_BYTES},
+        files={
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_PULL_FILES,
+            "items": {"type": "object", "description": "an UploadSpec plus `from`"},
+        },
+    ),
+    "PullStatus": _obj(
+        ["id", "state", "files", "bytes"],
+        id={"type": "string"},
+        state={"enum": ["running", "done", "failed", "cancelled"]},
+        files={
+            "type": "array",
+            "items": _obj(
+                ["path", "state", "bytes"],
+                path={"type": "string"},
+                state={"enum": ["pending", "copying", "done", "failed", "cancelled"]},
+                bytes=COUNT,
+                stored_as={"type": "string"},
+                error={"type": "string"},
+            ),
+        },
+        bytes=COUNT,
+        version=COUNT,
+    ),
     "Fault": _obj(["kind"], kind={"enum": list(FAULT_KINDS)}),
     "FaultState": _obj(["faults"], faults=_ref("Faults")),
 }
@@ -308,6 +359,8 @@ ERROR_TEXT = {
     422: "uploaded bytes do not match the declared size and sha256; nothing was kept",
     428: "If-Match is required",
     429: "too many failed logins; wait Retry-After seconds",
+    502: "the failover agent cannot be reached or refused the grant (source_unreachable, "
+    "grant_refused)",
     503: "the volume is crashed (volume_fault)",
     507: "not enough free space for this upload",
 }
@@ -523,6 +576,69 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
                 NO_CONTENT,
                 (400, 404),
                 parameters=[_path_param("path")],
+            ),
+        },
+        "/transfer/redeem": {
+            "post": _operation(
+                "redeem_grant",
+                "a restoration grant for a transfer token (once per grant)",
+                {200: _json(_ref("TransferToken"))},
+                (403,),
+                auth=False,
+                body="Grant",
+            )
+        },
+        "/transfer/files/{path}": {
+            "get": _operation(
+                "transfer_file",
+                "a granted file's bytes, with `Authorization: Transfer <token>` (also "
+                "HEAD; Range and If-Range as /files)",
+                {
+                    200: {
+                        "description": "the whole file",
+                        "content": {"application/octet-stream": {"schema": {}}},
+                    },
+                    206: {
+                        "description": "the requested range(s)",
+                        "content": {
+                            "application/octet-stream": {"schema": {}},
+                            "multipart/byteranges": {"schema": {}},
+                        },
+                    },
+                },
+                (400, 401, 403, 404, 416),
+                auth=False,
+                parameters=[_path_param("path"), _header("Range", {"type": "string"})],
+            )
+        },
+        "/pulls": {
+            "post": _operation(
+                "start_pull",
+                "pull restored files from a failover agent (signed by the paired CMS only)",
+                {201: _json(_ref("PullStatus"))},
+                (502, 503),
+                body="PullSpec",
+            )
+        },
+        "/pulls/{id}": {
+            "get": _operation(
+                "get_pull",
+                "a pull's progress, file by file; with `after` (a version it gave) and "
+                "`wait` (seconds, at most 5), once a file or the pull ended since",
+                {200: _json(_ref("PullStatus"))},
+                (400, 404),
+                parameters=[
+                    _path_param("id"),
+                    _query("after", {"type": "integer", "minimum": 0}),
+                    _query("wait", {"type": "integer", "minimum": 0, "maximum": 5}),
+                ],
+            ),
+            "delete": _operation(
+                "cancel_pull",
+                "stop a pull after the chunks in flight",
+                NO_CONTENT,
+                (404,),
+                parameters=[_path_param("id")],
             ),
         },
         "/uploads": {

@@ -292,6 +292,25 @@ class UploadStatus(Answer):
     size: Count | None = None
 
 
+class PulledFile(Answer):
+    path: Annotated[str, Field(max_length=1024)]
+    state: Literal["pending", "copying", "done", "failed", "cancelled"]
+    bytes: Count = 0
+    stored_as: Annotated[str, Field(max_length=1024)] = ""
+    error: Annotated[str, Field(max_length=2000)] = ""
+
+
+class PullStatus(Answer):
+    """``POST /pulls``, ``GET /pulls/<id>``: a recording agent's download of restored files
+    straight from a failover agent, file by file."""
+
+    id: Annotated[str, Field(max_length=64)]
+    state: Literal["running", "done", "failed", "cancelled"]
+    files: Annotated[list[PulledFile], Field(max_length=10_000)]
+    bytes: Count = 0
+    version: Count = 0  # moves on when a file or the pull ends
+
+
 # -- licenses and the CMS service -------------------------------------------------------------
 
 

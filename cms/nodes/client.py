@@ -72,7 +72,7 @@ from cms.nodes.transport import (
     shutdown,
     time_left,
 )
-from protocol import BadAnswer, loads_bounded, scram, validate
+from protocol import BadAnswer, grants, loads_bounded, scram, validate
 from protocol.limits import MAX_LISTING_PAGES, MAX_PAGE_ITEMS
 from protocol.messages import (
     Answer,
@@ -83,6 +83,7 @@ from protocol.messages import (
     Info,
     License,
     Licenses,
+    PullStatus,
     PurgeAnswer,
     RecordingsPage,
     ScramFinishAnswer,
@@ -603,19 +604,22 @@ class NodeClient:
         """A node accepts an epoch only from the CMS it is paired with. A server this CMS
         holds no pairing key for (added before pairing keys, or enabled on the node
         itself) is paired first, in the mode and lock it has now."""
-        if not self._pairing_key:
-            info = self.info()
-            if info["cms_mode"] not in ("recording", "failover"):
-                raise NodeRefused(
-                    f"{self.host}:{self.port} has no CMS service enabled", code="wrong_mode"
-                )
-            locked = bool(info.get("locked"))
-            self.enable_cms(
-                info["cms_mode"], refuse_other_hosts=locked, refuse_local_changes=locked
-            )
+        self.ensure_paired()
         assert self._pairing_key is not None
         serial = self.serial or self.info()["serial"]
         return scram.epoch_proof(self._pairing_key, epoch, serial, action)
+
+    def ensure_paired(self) -> None:
+        """Pair a server this CMS holds no pairing key for (added before pairing keys, or
+        enabled on the node itself), in the mode and lock it has now."""
+        if self._pairing_key:
+            return
+        info = self.info()
+        if info["cms_mode"] not in ("recording", "failover"):
+            raise NodeRefused(f"{self.host}:{self.port} has no CMS service enabled",
+                              code="wrong_mode")  # fmt: skip
+        locked = bool(info.get("locked"))
+        self.enable_cms(info["cms_mode"], refuse_other_hosts=locked, refuse_local_changes=locked)
 
     # -- recordings ----------------------------------------------------------
 
@@ -687,6 +691,41 @@ class NodeClient:
             expect=(200, 206),
         )
         return Download(resp, offset)
+
+    def transfer_source(self) -> dict[str, Any]:
+        """Where another agent reaches this one to pull restored files: its address and
+        the certificate pin this CMS holds (the other agent checks it)."""
+        return {"host": self.host, "port": self.port, "https": self.https,
+                "fingerprint": self.pin()}  # fmt: skip
+
+    def restoration_grant(self, on_behalf_of: str, epoch: int, paths: list[str]) -> str:
+        """A short-lived, single-use grant to pull ``paths`` from this agent, signed with
+        its pairing key (which never leaves this process): see ``protocol.grants``."""
+        self.ensure_paired()
+        assert self._pairing_key is not None
+        serial = self.serial or self.info()["serial"]
+        return grants.sign_grant(
+            self._pairing_key, serial=serial, on_behalf_of=on_behalf_of, epoch=epoch,
+            paths=paths,
+        )  # fmt: skip
+
+    def start_pull(
+        self, source: dict[str, Any], grant: str, files: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Make this agent pull ``files`` from the agent at ``source`` with ``grant``.
+        A 502 ``source_unreachable`` says the two agents cannot reach each other."""
+        body = {"source": source, "grant": grant, "files": files}
+        return self._post(PullStatus, "/pulls", body, expect=(201,)).to_json()
+
+    def pull_status(self, pull_id: str, after: int | None = None, wait: int = 0) -> dict[str, Any]:
+        """The pull's progress; with ``after`` (a ``version`` it gave), answered once a
+        file or the pull ended since, or after ``wait`` seconds."""
+        params = {"after": after, "wait": wait} if after is not None else None
+        path = f"/pulls/{quote(pull_id, safe='')}"
+        return self._get(PullStatus, path, params=params).to_json()
+
+    def cancel_pull(self, pull_id: str) -> None:
+        self.request("DELETE", f"/pulls/{quote(pull_id, safe='')}", expect=(204,))
 
     def delete_file(self, path: str) -> None:
         self.request("DELETE", "/files/" + quote(path, safe="/"), expect=(204,))

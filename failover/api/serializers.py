@@ -106,7 +106,8 @@ class RestorationJobSerializer(serializers.ModelSerializer):
         model = RestorationJob
         fields = ["id", "event", "target_server", "state", "files_total", "files_done",
                   "bytes_total", "bytes_done", "rate_bps", "percent", "seconds_left", "errors",
-                  "last_error", "started_at", "updated_at", "finished_at"]  # fmt: skip
+                  "last_error", "transfer", "started_at", "updated_at",
+                  "finished_at"]  # fmt: skip
 
 
 class FailoverEventSerializer(serializers.ModelSerializer):

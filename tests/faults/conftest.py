@@ -35,3 +35,12 @@ def cms_host(tmp_path: Path) -> Iterator[Callable[..., list[WorkerProcess]]]:
     yield start
     for process in started:
         process.stop(signal.SIGKILL)
+
+
+@pytest.fixture(params=["direct", "relayed"])
+def restoration_path(request, monkeypatch, settings) -> str:
+    """Restoration straight between the nodes, or relayed through the CMS: in this process
+    and in every CMS host started after it."""
+    monkeypatch.setenv("CMS_RESTORATION_PATH", request.param)
+    settings.CMS_RESTORATION_PATH = request.param
+    return request.param

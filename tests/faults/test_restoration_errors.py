@@ -29,23 +29,29 @@ OUTAGE = 5.0
 TAKEOVER_BOUND = 45.0
 STORY_BOUND = 90.0
 
+# What each side's fault meets on each path: relayed, the CMS uploads to the recording
+# server and downloads from the failover server; direct, the CMS starts and watches the
+# recording server's pull, which downloads from the failover server itself.
+WRITES = {"relayed": ("POST /api/v1/uploads", "PATCH /api/v1/uploads"),
+          "direct": ("POST /api/v1/pulls", "GET /api/v1/pulls")}  # fmt: skip
+READS = {"relayed": ("GET /api/v1/files/",), "direct": ("GET /api/v1/transfer/files/",)}
 FAULTS = {
-    "disk_full": ("recording", answer_error(507, "insufficient_storage", "POST /api/v1/uploads",
-                                            "PATCH /api/v1/uploads")),
-    "upload_500": ("recording", answer_error(500, "internal_error", "POST /api/v1/uploads",
-                                             "PATCH /api/v1/uploads")),
-    "download_503": ("failover", answer_error(503, "unavailable", "GET /api/v1/files/")),
+    "disk_full": ("recording", lambda path: answer_error(507, "insufficient_storage",
+                                                         *WRITES[path])),
+    "upload_500": ("recording", lambda path: answer_error(500, "internal_error", *WRITES[path])),
+    "download_503": ("failover", lambda path: answer_error(503, "unavailable", *READS[path])),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_restoration_resumes_after_a_node_errs_mid_way(
-    fault, make_fleet, faulty_proxy, cms_host, fresh_tokens
+    fault, restoration_path, make_fleet, faulty_proxy, cms_host, fresh_tokens
 ):
     """Invariant: COMPLETED within STORY_BOUND, every file accounted for by sha256, one
     takeover, with `fault` injected for OUTAGE s once the restoration copied a file."""
     fleet = make_fleet(failovers=1)
-    side, refusal = FAULTS[fault]
+    side, make_refusal = FAULTS[fault]
+    refusal = make_refusal(restoration_path)
     proxies = {}
     sides = [("recording", fleet.recording, fleet.recording_node),
              ("failover", fleet.failovers[0], fleet.failover_nodes[0])]  # fmt: skip
@@ -54,7 +60,8 @@ def test_a_restoration_resumes_after_a_node_errs_mid_way(
         Server.objects.filter(pk=server.pk).update(host=proxies[name].host,
                                                    port=proxies[name].port)  # fmt: skip
     # Slow enough copies that the fault meets the restoration in the middle.
-    proxies["failover"].latency = 0.03
+    # Direct, the bytes cross one proxy instead of two (and no worker): slower still.
+    proxies["failover"].latency = 0.1 if restoration_path == "direct" else 0.03
     worker, _ = cms_host()
     wait_until(lambda: Server.objects.get(pk=fleet.recording.pk).status == "normal",
                timeout=30, message="the first probe")  # fmt: skip
@@ -86,3 +93,4 @@ def test_a_restoration_resumes_after_a_node_errs_mid_way(
     assert ledger.unaccounted(fleet.recording_node) == [], timeline(event)
     job = RestorationJob.objects.get(event=event)
     assert job.files_done == job.files_total >= 20
+    assert job.transfer == restoration_path

@@ -11,6 +11,7 @@ sha256.
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db.models import F
 
 from failover import engine
@@ -20,7 +21,8 @@ from failover.restoration import conflict_name, target_path
 from tests.faults.helpers import cycles, failover_files, own_files, recording_for, sha256
 from tests.fixtures.nodes import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs on both paths: straight between the nodes, and relayed by the CMS.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("restoration_path")]
 
 
 def failed_over_with_recordings(make_fleet, files: int = 4):
@@ -36,6 +38,7 @@ def assert_every_file_restored(fleet, event, fo_node, made: dict[str, str]) -> N
     job = event.restoration
     job.refresh_from_db()
     assert job.state == "completed" and job.files_done == job.files_total
+    assert job.transfer == settings.CMS_RESTORATION_PATH
     assert failover_files(fo_node, event.node_tag) == []
     restored = own_files(fleet.recording_node)
     for path, sha in made.items():

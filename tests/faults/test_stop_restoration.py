@@ -23,7 +23,8 @@ from failover.restoration import stop_restoration
 from tests.faults.helpers import cycles, failover_files, own_files
 from tests.fixtures.nodes import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs on both paths: straight between the nodes, and relayed by the CMS.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("restoration_path")]
 
 JOB_FIELDS = ("state", "files_done", "bytes_done", "rate_bps", "errors", "last_error")
 

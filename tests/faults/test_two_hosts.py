@@ -105,9 +105,14 @@ def kill_the_working_host(hosts: list[Host], state: str) -> Host:
     return host
 
 
-@pytest.mark.parametrize("phase", ["taking_over", "failing_back", "restoring"])
+@pytest.mark.parametrize(
+    ("phase", "restoration_path"),
+    [("taking_over", "direct"), ("failing_back", "direct"), ("restoring", "direct"),
+     ("restoring", "relayed")],
+    indirect=["restoration_path"],
+)  # fmt: skip
 def test_the_other_host_finishes_what_a_killed_host_began(
-    phase, make_fleet, faulty_proxy, two_hosts, fresh_tokens
+    phase, restoration_path, make_fleet, faulty_proxy, two_hosts, fresh_tokens
 ):
     """Invariant: one takeover, COMPLETED within the bounds, every file accounted for by
     sha256, after host A (whichever works on the event) is killed during `phase`."""
@@ -155,6 +160,7 @@ def test_the_other_host_finishes_what_a_killed_host_began(
     assert FailoverEvent.objects.count() == 1, "a second event opened"
     assert event.transitions.filter(to_state="active").exclude(from_state="active").count() == 1
     assert event.restoration.state == "completed", timeline(event)
+    assert event.restoration.transfer == restoration_path
     assert ledger.files, "nothing was recorded during the failover"
     assert ledger.unaccounted(fleet.recording_node) == [], timeline(event)
     assert acting.client().health()["recording"].get("on_behalf_of") is None
