@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("failover", "0008_settings_per_team"),
+        ("failover", "0010_failback_stay"),
     ]
 
     operations = [
