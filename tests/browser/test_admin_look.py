@@ -153,7 +153,8 @@ def test_the_event_page_shows_every_phase_and_change_in_full_words(walk):
         assert full[0] <= full[1], f"{labels.nth(i).inner_text()} is cut: {full}"
 
     history = page.locator("#cms-history tbody tr")
-    expect(history).to_have_count(7)
+    expect(history).to_have_count(8)  # seven changes and the restoration path's note
+    expect(history.filter(has_text="Restoration path")).to_have_count(1)
     expect(history.first).to_contain_text("Detected")
     expect(history.nth(2)).to_contain_text("Failover active after Taking over")
     text = page.locator("#content").inner_text()

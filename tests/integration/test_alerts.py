@@ -309,15 +309,17 @@ def test_a_broker_outage_never_fails_a_failover(
 
     channel(team, "json://127.0.0.1:9/hook")
     fleet = make_fleet(failovers=1)
-    # This process's producer now talks to a broker of its own, which then stops.
+    # This process's producer now talks to a broker of its own, which then stops. The
+    # usual connection pool is left open (kombu keeps one pool per broker URL for the
+    # whole process: closing it would break every later test), only set aside.
     monkeypatch.setattr(app.conf, "broker_url", broker.url(private_broker))
-    app.pool.force_close_all()
     monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
     broker.stop(private_broker)
     try:
         event = fleet.fail_over()
     finally:
-        app.pool.force_close_all()
+        app.pool.force_close_all()  # the private broker's pool, never used again
     assert event.state == EventState.ACTIVE
     # Recorded, waiting for the sweep to enqueue it once the broker is back.
     [alert] = Alert.objects.all()

@@ -8,6 +8,7 @@ advance are called directly, in the order a busy CMS may run them.
 from __future__ import annotations
 
 import pytest
+from django.db.models import F
 
 from cms.inventory.models import Server
 from failover import engine, probing
@@ -28,8 +29,10 @@ def recording_for(node) -> str | None:
 
 
 def timeline(event: FailoverEvent) -> list[str]:
+    """The states the event went through (notes, which change no state, left out)."""
     return list(
         event.transitions.exclude(from_state="", to_state=EventState.DETECTED)
+        .exclude(from_state=F("to_state"))
         .order_by("pk")
         .values_list("to_state", flat=True)
     )
