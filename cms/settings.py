@@ -278,7 +278,7 @@ SPECTACULAR_SETTINGS = {
         # Three lists answer a `status` of their own: name each set of choices.
         "HealthStatusEnum": "cms.inventory.choices.HealthStatus",
         "FoundStatusEnum": "cms.inventory.found.FoundStatus",
-        "DrillStateEnum": "failover.models.DrillState",
+        "DrillStateEnum": "failover.choices.DrillState",
         "AlertKindEnum": "cms.alerts.kinds.Kind",
     },
 }

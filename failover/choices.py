@@ -54,3 +54,12 @@ class FileState(models.TextChoices):
     PENDING = "pending", "Pending"
     VERIFIED = "verified", "Copied and verified"
     DELETED = "deleted", "Verified and removed from the failover server"
+
+
+class DrillState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+    STOPPED = "stopped", "Stopped by a real fault"

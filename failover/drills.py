@@ -35,7 +35,7 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import NodeError
 
 from . import engine, gap
-from .choices import EventState
+from .choices import DrillState, EventState
 from .errors import FailoverError
 from .events import note
 from .lifecycle import FINAL_STATES
@@ -43,7 +43,6 @@ from .models import (
     DRILL_OPEN_STATES,
     Drill,
     DrillServer,
-    DrillState,
     DrillTargets,
     FailoverEvent,
     Protection,

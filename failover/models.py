@@ -21,6 +21,7 @@ from cms.inventory.choices import Role
 from cms.inventory.models import Server, TeamScopedQuerySet
 
 from .choices import (
+    DrillState,
     EventState,
     FailbackMode,
     FileState,
@@ -528,15 +529,6 @@ class RestorationFile(models.Model):
 
 
 # -- failover drills -----------------------------------------------------------------
-
-
-class DrillState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
-    REFUSED = "refused", "Refused"
-    STOPPED = "stopped", "Stopped by a real fault"
 
 
 DRILL_OPEN_STATES = frozenset({DrillState.QUEUED, DrillState.RUNNING})

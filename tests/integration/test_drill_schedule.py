@@ -10,7 +10,8 @@ import pytest
 from django.utils import timezone
 
 from failover import drills
-from failover.models import Drill, DrillState, DrillTargets, Protection
+from failover.choices import DrillState
+from failover.models import Drill, DrillTargets, Protection
 
 pytestmark = pytest.mark.django_db
 

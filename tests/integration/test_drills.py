@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 
 from cms.inventory.models import Server
 from failover import drills, probing
-from failover.choices import EventState
-from failover.models import Drill, DrillState, DrillTargets, FailoverEvent, Protection
+from failover.choices import DrillState, EventState
+from failover.models import Drill, DrillTargets, FailoverEvent, Protection
 from tests.fixtures.celery import SESSION_QUEUE, purge, start_beat, start_worker
 from tests.fixtures.fleet import register
 from tests.fixtures.nodes import wait_until
