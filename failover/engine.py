@@ -8,8 +8,9 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
 1.  A probe says "down". probing.run_cycle() measures every enabled server, writes
     what changed, and hands the cycle to after_probe_cycle(), the engine's one entry
     point for probes; probing decides nothing.
-2.  after_probe_cycle() -> decide(): a protected recording server that failed N probes
-    in a row with an enabled trigger gets an event, DETECTED (open_failover()).
+2.  after_probe_cycle() -> wants_failover(): a protected recording server that failed N
+    probes in a row with an enabled trigger wants an event; the gates (gates.admit) see
+    all of a cycle's at once, and those they admit get one, DETECTED (open_failover()).
 3.  The probe task (tasks.probe_tick) asks a worker to advance() every event that has
     work to do now (needs_worker()): a new one, one whose worker died (lease expired),
     and a waiting one whose wait is over (wait_is_over()). A waiting event is not
@@ -64,7 +65,7 @@ from cms.nodes.client import client_for
 from cms.nodes.errors import EpochRefused, NodeError
 from cms.nodes.transport import deadline
 
-from . import gap
+from . import gap, gates
 from .choices import EventState, FailbackMode, RestorationState, Trigger
 from .errors import FailoverError
 from .events import (
@@ -78,6 +79,7 @@ from .events import (
     take_lease,
     transition,
 )
+from .gates import Opening
 from .lifecycle import (
     ACTING_STATES,
     OPEN_STATES,
@@ -154,6 +156,7 @@ def after_probe_cycle(
                 wake_now += decide_failover_server(server, open_events, teams.of(server.team_id))
             except Exception:
                 log.exception("server %s (%s): cascade decision failed", server.pk, server.name)
+    openings: list[Opening] = []
     for server in servers:
         if server.role != Role.RECORDING:
             continue
@@ -161,11 +164,26 @@ def after_probe_cycle(
         try:
             event = by_server.get(server.pk)
             settings = teams.of(server.team_id)
+            if event is None:
+                opening = wants_failover(server, settings, protected=server.pk in protected)
+                if opening is not None:
+                    openings.append(opening)
+                continue
             event = decide(server, event, settings, protected=server.pk in protected)
             if event is not None and needs_worker(event, settings, now):
                 wake_now.append(event.pk)
         except Exception:
             log.exception("server %s (%s): failover decision failed", server.pk, server.name)
+    # The gates see every server that wants a failover in this cycle at once: whether a
+    # whole site is down, or only unreachable from the CMS, shows in the set, not in one.
+    for opening in gates.admit(openings, teams, now):
+        try:
+            event = open_failover(opening.server, opening.trigger, reason=opening.reason)
+            if event is not None and needs_worker(event, teams.of(event.team_id), now):
+                wake_now.append(event.pk)
+        except Exception:
+            log.exception("server %s (%s): opening its failover failed", opening.server.pk,
+                          opening.server.name)  # fmt: skip
     # Events whose recording server was not probed (disabled, deleted, replaced).
     for event in open_events:
         if event.recording_server_id not in decided and needs_worker(
@@ -281,24 +299,42 @@ def release_earlier_servers(event: FailoverEvent) -> None:
         event.earlier_failover_servers = entries
 
 
-def decide(
-    server: Server, event: FailoverEvent | None, settings: FailoverSettings, *, protected: bool
-) -> FailoverEvent | None:
-    """One recording server's probe outcome: open an event or mark a recovery; returns
-    its open event, if any."""
+def _fails_over(server: Server, settings: FailoverSettings, *, protected: bool) -> bool:
+    """The detection rule with the team's switches: automatic failover on, the trigger
+    enabled, the server protected, N failed probes in a row."""
     trigger = TRIGGER_FOR_STATUS.get(server.status)
-    fails_over = bool(
+    return bool(
         trigger
         and settings.auto_failover
         and trigger in settings.triggers()
         and protected
         and server.consecutive_failures >= settings.failures_before_failover
     )
-    why = f"{server.last_error or trigger} ({server.consecutive_failures} probes in a row)"
-    if event is None:
-        if fails_over:
-            return open_failover(server, trigger, reason=why)
+
+
+def _why(server: Server) -> str:
+    trigger = TRIGGER_FOR_STATUS.get(server.status)
+    return f"{server.last_error or trigger} ({server.consecutive_failures} probes in a row)"
+
+
+def wants_failover(
+    server: Server, settings: FailoverSettings, *, protected: bool
+) -> Opening | None:
+    """A recording server without an open event that its probes say should be failed
+    over; the gates (gates.admit) still have their say before the event opens."""
+    if not _fails_over(server, settings, protected=protected):
         return None
+    return Opening(server, TRIGGER_FOR_STATUS[server.status], _why(server))
+
+
+def decide(
+    server: Server, event: FailoverEvent, settings: FailoverSettings, *, protected: bool
+) -> FailoverEvent | None:
+    """One recording server's probe outcome while it has an open event: it failed again,
+    or it recovered; returns its open event."""
+    trigger = TRIGGER_FOR_STATUS.get(server.status)
+    fails_over = _fails_over(server, settings, protected=protected)
+    why = _why(server)
     if event.state == EventState.WAITING_FAILBACK and trigger:
         # One failed probe is enough: recovered means stable for the whole hold-down.
         transition(
