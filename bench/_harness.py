@@ -89,6 +89,10 @@ class Processes:
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
+        # A stopped process (a benchmark's SIGSTOP: a hung host) acts on SIGTERM only
+        # once it runs again.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGCONT)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

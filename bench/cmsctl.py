@@ -3,11 +3,18 @@
 Each RTO trial has its own database, so the orchestrator holds no Django setup of
 its own; it runs this with the trial's environment (DATABASE_URL, CMS_VAR_DIR):
 
-    python bench/cmsctl.py register < spec.json   -> {"recording_id", "failover_id", "node_tag"}
+    python bench/cmsctl.py register < spec.json   -> {"recording_id", "failover_id", "node_tag",
+                                                      "settings"}
+    python bench/cmsctl.py fleet < fleet.json     -> {"recording": [ids], "failover": [ids],
+                                                      "settings", "lan_registered"}
     python bench/cmsctl.py timeline               -> every event with its transitions
 
 spec: {"team": str, "settings": {FailoverSettings field: value},
        "recording": {"name", "host", "port", "password"}, "failover": {...}}
+fleet: the same with lists of nodes for "recording" and "failover"; every recording
+       server is protected by every failover server (the first choice rotates). A node
+       may carry "lan": {"host", "port"}, its address on the site's network as the
+       other agents see it, kept if the Server model has fields for it.
 """
 
 from __future__ import annotations
@@ -18,32 +25,59 @@ from typing import Any
 
 import _harness  # noqa: F401 (puts the repository on sys.path)
 
+# Where a server's address on the site's network may live (host field, port field).
+LAN_FIELDS = (("lan_host", "lan_port"),)
 
-def register(spec: dict[str, Any]) -> dict[str, Any]:
-    from cms.inventory.models import Server, Team
-    from failover.engine import refresh_snapshot
-    from failover.models import FailoverSettings, Protection
+
+def apply_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Set the CMS's default failover settings; every field as saved (new fields too)."""
+    from django.forms.models import model_to_dict
+
+    from failover.models import FailoverSettings
 
     settings = FailoverSettings.load()
-    for name, value in spec["settings"].items():
+    for name, value in values.items():
         setattr(settings, name, value)
     settings.full_clean()
     settings.save()
+    saved = model_to_dict(settings, exclude=["id", "team", "last_probe_cycle_at"])
+    return {
+        name: str(value) if hasattr(value, "isoformat") else value for name, value in saved.items()
+    }
+
+
+def add_server(team: Any, role: str, node: dict[str, Any]) -> tuple[Any, bool]:
+    """The server, and whether its site address (node["lan"]) was kept."""
+    from cms.inventory.models import Server
+
+    server = Server(
+        team=team,
+        role=role,
+        name=node["name"],
+        host=node["host"],
+        port=node["port"],
+        admin_password=node["password"],
+    )
+    lan_kept = False
+    fields = {f.name for f in Server._meta.get_fields()}
+    for host_field, port_field in LAN_FIELDS:
+        if node.get("lan") and {host_field, port_field} <= fields:
+            setattr(server, host_field, node["lan"]["host"])
+            setattr(server, port_field, node["lan"]["port"])
+            lan_kept = True
+    server.full_clean()
+    server.save()
+    return server, lan_kept
+
+
+def register(spec: dict[str, Any]) -> dict[str, Any]:
+    from cms.inventory.models import Team
+    from failover.engine import refresh_snapshot
+    from failover.models import Protection
+
+    settings = apply_settings(spec["settings"])
     team = Team.objects.create(name=spec.get("team", "Bench"))
-    servers = {}
-    for role in ("recording", "failover"):
-        node = spec[role]
-        server = Server(
-            team=team,
-            role=role,
-            name=node["name"],
-            host=node["host"],
-            port=node["port"],
-            admin_password=node["password"],
-        )
-        server.full_clean()
-        server.save()
-        servers[role] = server
+    servers = {role: add_server(team, role, spec[role])[0] for role in ("recording", "failover")}
     Protection.objects.create(
         recording_server=servers["recording"], failover_server=servers["failover"], priority=0
     )
@@ -53,6 +87,33 @@ def register(spec: dict[str, Any]) -> dict[str, Any]:
         "recording_id": servers["recording"].pk,
         "failover_id": servers["failover"].pk,
         "node_tag": f"rs{servers['recording'].pk}",
+        "settings": settings,
+    }
+
+
+def fleet(spec: dict[str, Any]) -> dict[str, Any]:
+    from cms.inventory.models import Team
+    from failover.engine import refresh_snapshot
+    from failover.models import Protection
+
+    settings = apply_settings(spec["settings"])
+    team = Team.objects.create(name=spec.get("team", "Bench"))
+    added = {
+        role: [add_server(team, role, node) for node in spec[role]]
+        for role in ("recording", "failover")
+    }
+    failovers = [server for server, _ in added["failover"]]
+    for i, (recording, _) in enumerate(added["recording"]):
+        # Rotated, so that a mass failover would spread over every failover server.
+        order = failovers[i % len(failovers) :] + failovers[: i % len(failovers)]
+        for priority, failover in enumerate(order):
+            Protection.objects.create(
+                recording_server=recording, failover_server=failover, priority=priority
+            )
+        refresh_snapshot(recording)
+    return {role: [server.pk for server, _ in servers] for role, servers in added.items()} | {
+        "settings": settings,
+        "lan_registered": all(kept for servers in added.values() for _, kept in servers),
     }
 
 
@@ -85,6 +146,8 @@ def main(argv: list[str]) -> int:
     django.setup()
     if argv[:1] == ["register"]:
         out: Any = register(json.load(sys.stdin))
+    elif argv[:1] == ["fleet"]:
+        out = fleet(json.load(sys.stdin))
     elif argv[:1] == ["timeline"]:
         out = timeline()
     else:
