@@ -6,15 +6,13 @@ its own; it runs this with the trial's environment (DATABASE_URL, CMS_VAR_DIR):
     python bench/cmsctl.py register < spec.json   -> {"recording_id", "failover_id", "node_tag",
                                                       "settings"}
     python bench/cmsctl.py fleet < fleet.json     -> {"recording": [ids], "failover": [ids],
-                                                      "settings", "lan_registered"}
+                                                      "settings"}
     python bench/cmsctl.py timeline               -> every event with its transitions
 
 spec: {"team": str, "settings": {FailoverSettings field: value},
        "recording": {"name", "host", "port", "password"}, "failover": {...}}
 fleet: the same with lists of nodes for "recording" and "failover"; every recording
-       server is protected by every failover server (the first choice rotates). A node
-       may carry "lan": {"host", "port"}, its address on the site's network as the
-       other agents see it, kept if the Server model has fields for it.
+       server is protected by every failover server (the first choice rotates).
 """
 
 from __future__ import annotations
@@ -24,9 +22,6 @@ import sys
 from typing import Any
 
 import _harness  # noqa: F401 (puts the repository on sys.path)
-
-# Where a server's address on the site's network may live (host field, port field).
-LAN_FIELDS = (("lan_host", "lan_port"),)
 
 
 def apply_settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +41,7 @@ def apply_settings(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_server(team: Any, role: str, node: dict[str, Any]) -> tuple[Any, bool]:
-    """The server, and whether its site address (node["lan"]) was kept."""
+def add_server(team: Any, role: str, node: dict[str, Any]) -> Any:
     from cms.inventory.models import Server
 
     server = Server(
@@ -58,16 +52,9 @@ def add_server(team: Any, role: str, node: dict[str, Any]) -> tuple[Any, bool]:
         port=node["port"],
         admin_password=node["password"],
     )
-    lan_kept = False
-    fields = {f.name for f in Server._meta.get_fields()}
-    for host_field, port_field in LAN_FIELDS:
-        if node.get("lan") and {host_field, port_field} <= fields:
-            setattr(server, host_field, node["lan"]["host"])
-            setattr(server, port_field, node["lan"]["port"])
-            lan_kept = True
     server.full_clean()
     server.save()
-    return server, lan_kept
+    return server
 
 
 def register(spec: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +64,7 @@ def register(spec: dict[str, Any]) -> dict[str, Any]:
 
     settings = apply_settings(spec["settings"])
     team = Team.objects.create(name=spec.get("team", "Bench"))
-    servers = {role: add_server(team, role, spec[role])[0] for role in ("recording", "failover")}
+    servers = {role: add_server(team, role, spec[role]) for role in ("recording", "failover")}
     Protection.objects.create(
         recording_server=servers["recording"], failover_server=servers["failover"], priority=0
     )
@@ -102,8 +89,8 @@ def fleet(spec: dict[str, Any]) -> dict[str, Any]:
         role: [add_server(team, role, node) for node in spec[role]]
         for role in ("recording", "failover")
     }
-    failovers = [server for server, _ in added["failover"]]
-    for i, (recording, _) in enumerate(added["recording"]):
+    failovers = added["failover"]
+    for i, recording in enumerate(added["recording"]):
         # Rotated, so that a mass failover would spread over every failover server.
         order = failovers[i % len(failovers) :] + failovers[: i % len(failovers)]
         for priority, failover in enumerate(order):
@@ -111,9 +98,8 @@ def fleet(spec: dict[str, Any]) -> dict[str, Any]:
                 recording_server=recording, failover_server=failover, priority=priority
             )
         refresh_snapshot(recording)
-    return {role: [server.pk for server, _ in servers] for role, servers in added.items()} | {
-        "settings": settings,
-        "lan_registered": all(kept for servers in added.values() for _, kept in servers),
+    return {role: [server.pk for server in servers] for role, servers in added.items()} | {
+        "settings": settings
     }
 
 
