@@ -64,6 +64,8 @@ class Watcher:
     def __init__(self, stack: CmsStack, names: dict[int, str], t0: float) -> None:
         self.stack, self.names, self.t0 = stack, names, t0
         self.changes: list[dict[str, Any]] = []
+        # (phase, server) -> the most consecutive failed probes seen, when any.
+        self.failures: dict[tuple[str, str], int] = {}
         self.phase = "setup"
         self._last: dict[int, str] = {}
         self._stop = threading.Event()
@@ -85,6 +87,10 @@ class Watcher:
             except Exception:  # noqa: S112 (a busy database: the next poll sees the change)
                 continue
             for server_id, status, last_error, failures in rows:
+                name = self.names.get(server_id, str(server_id))
+                if failures:
+                    key = (self.phase, name)
+                    self.failures[key] = max(failures, self.failures.get(key, 0))
                 before = self._last.get(server_id)
                 self._last[server_id] = status
                 if before is None or before == status:
@@ -93,14 +99,18 @@ class Watcher:
                     {
                         "phase": self.phase,
                         "at_s": round(time.monotonic() - self.t0, 2),
-                        "server": self.names.get(server_id, str(server_id)),
+                        "server": name,
                         "from": before,
                         "to": status,
                         "last_error": (last_error or "")[:200],
                         "consecutive_failures": failures,
                     }
                 )
-                log(f"{self.names.get(server_id)}: {before} -> {status} {last_error or ''}")
+                log(f"{name}: {before} -> {status} {last_error or ''}")
+
+    def failed_probes(self, phase: str) -> dict[str, int]:
+        """Per server with any, the most consecutive failed probes seen in `phase`."""
+        return {server: n for (p, server), n in sorted(self.failures.items()) if p == phase}
 
     def left_normal(self, phase: str) -> dict[str, list[dict[str, Any]]]:
         """Per server, its changes away from normal in `phase`: when, to what, why."""
@@ -310,6 +320,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path) -> dict[str, A
             "failovers_opened": len(noise_events),
             "events": noise_events,
             "servers_left_normal": watcher.left_normal("noise"),
+            "most_consecutive_failed_probes": watcher.failed_probes("noise"),
             "stalls_at_s": list(staller.stalls_at),
             "chunks_delayed": sum(p.delayed for p in proxies),
             "target": {"failovers_opened": 0, "met": not noise_events},
@@ -343,6 +354,7 @@ def run(args: argparse.Namespace, procs: Processes, folder: Path) -> dict[str, A
             "failovers_opened": len(cut_events),
             "events": cut_events,
             "servers_left_normal": watcher.left_normal("cut"),
+            "most_consecutive_failed_probes": watcher.failed_probes("cut"),
             "all_normal_after_s": normal_after,
             **recorded,
             "target": {"failovers_opened": 0, "met": not cut_events},
