@@ -53,7 +53,7 @@ from _stack import CmsStack
 
 from tests.fixtures.faulty_network import FaultyProxy
 
-# Every status is recorded; these are the ones that are not a false alarm's start.
+# What the probes call a healthy server; leaving it is where a false alarm starts.
 NORMAL = "normal"
 
 
