@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -32,7 +33,7 @@ def test_far_in_the_tail_phi_errs_towards_suspicion_by_little(elapsed):
 def test_phi_at_the_mean_is_log10_of_two_and_grows_with_silence():
     assert phi(0.75, 0.75, 0.1) == pytest.approx(math.log10(2))
     values = [phi(0.75 + i * 0.05, 0.75, 0.1) for i in range(-20, 200)]
-    assert all(b > a for a, b in zip(values, values[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(values))
 
 
 def test_phi_far_in_the_tail_is_finite_and_far_before_it_near_zero():
