@@ -302,7 +302,7 @@ class Watcher:
                     continue
                 self._report(
                     stream, DISCONNECTED,
-                    "the agent's connection closed and its port refuses connections",
+                    "the agent's watch stream closed and its port refuses connections",
                 )  # fmt: skip
                 self.streams.pop(stream.target.key, None)
                 return
@@ -378,6 +378,8 @@ class Watcher:
                 if response.headers.get("Content-Encoding", "identity") != "identity":
                     raise _BadStream("/watch answered compressed")
                 now = time.monotonic()
+                if not stream.connected:
+                    log.info("watch stream of %s:%s open", target.host, target.port)
                 stream.connected = True
                 stream.detector.restart(now)
                 stream.last_bytes = now

@@ -16,6 +16,7 @@ import threading
 import pytest
 
 from cms.nodes.prober import HealthProber, Target
+from cms.nodes.watch import Watcher, WatchSettings
 from tests.fixtures.hostile import GOOD_HEALTH, PASSWORD, as_json, event_stream
 from tests.fixtures.nodes import wait_until
 
@@ -40,10 +41,9 @@ class Collected:
 def watched():
     """A prober whose watcher hands its evidence to a list: (prober, collected)."""
     prober = HealthProber()
-    prober.probe_all([], 1.0)  # the session and the watcher exist from here
-    assert prober.watcher is not None, "CMS_WATCH is on by default"
+    prober.probe_all([], 1.0)  # the session exists from here
     collected = Collected()
-    prober.watcher.evidence = collected
+    prober.watcher = Watcher(prober, WatchSettings(), collected)  # the defaults
     yield prober, collected
     prober.close()
 
