@@ -68,6 +68,7 @@ REFUSAL_PAUSE = 0.1  # between the two connection attempts that must both be ref
 UNWANTED_AFTER = 3  # probe intervals without a normal probe: the stream is closed
 FIRST_INTERVAL = 60.0  # assumed probe interval until a second probe says what it is
 BAD_STREAM_PAUSE = 300.0  # a stream that broke the protocol is not reopened before this
+EMPTY_STREAMS = 3  # streams in a row closed before their first event: a broken stream
 
 Evidence = Callable[[int, str, str], None]
 
@@ -285,10 +286,15 @@ class Watcher:
         """Keep the stream open while it is wanted; end on what polling must decide."""
         refused = False
         failures = 0
+        empty = 0  # streams in a row that ended before their first event
         while True:
             try:
+                seen = stream.events
                 await self._follow(stream)
                 refused, failures = False, 0  # closed by the node: reconnect at once
+                empty = empty + 1 if stream.events == seen else 0
+                if empty >= EMPTY_STREAMS:
+                    raise _BadStream(f"{EMPTY_STREAMS} streams in a row ended without an event")
             except aiohttp.ClientConnectorError as exc:
                 if not isinstance(exc.os_error, ConnectionRefusedError):
                     failures += 1
@@ -393,10 +399,12 @@ class Watcher:
         name, data = b"", bytearray()
         async for chunk in response.content.iter_any():
             stream.last_bytes = time.monotonic()
+            start = len(buffer)  # only the new bytes can hold a new line's end
             buffer += chunk
-            while (end := buffer.find(b"\n")) >= 0:
+            while (end := buffer.find(b"\n", start)) >= 0:
                 line = bytes(buffer[:end]).rstrip(b"\r")
                 del buffer[: end + 1]
+                start = 0
                 if not line:
                     if data or name:
                         self._dispatch(stream, name, bytes(data))
