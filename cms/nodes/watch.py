@@ -201,6 +201,11 @@ class Watcher:
         if stream is not None and stream.task is not None:
             stream.task.cancel()
 
+    def _forget(self, stream: _Stream) -> None:
+        """From its own task: this stream ends (a newer one for the key stays)."""
+        if self.streams.get(stream.target.key) is stream:
+            del self.streams[stream.target.key]
+
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -265,7 +270,9 @@ class Watcher:
             target.host, target.port, why, BAD_STREAM_PAUSE,
         )  # fmt: skip
         self.paused_until[target.key] = time.monotonic() + BAD_STREAM_PAUSE
-        self._drop(target.key)
+        self._forget(stream)
+        if stream.task is not None and stream.task is not asyncio.current_task():
+            stream.task.cancel()
 
     def _report(self, stream: _Stream, status: str, message: str) -> None:
         key = stream.target.key
@@ -310,11 +317,11 @@ class Watcher:
                     stream, DISCONNECTED,
                     "the agent's watch stream closed and its port refuses connections",
                 )  # fmt: skip
-                self.streams.pop(stream.target.key, None)
+                self._forget(stream)
                 return
             except _Unsupported:
                 self.unsupported.add(stream.target.endpoint)
-                self.streams.pop(stream.target.key, None)
+                self._forget(stream)
                 return
             except _BadStream as exc:
                 self._give_up(stream, str(exc))
@@ -322,7 +329,7 @@ class Watcher:
             except (_Declined, aiohttp.ServerFingerprintMismatch) as exc:
                 log.info("watch stream of %s: %s", stream.target.host, exc)
                 self.paused_until[stream.target.key] = time.monotonic() + stream.interval
-                self.streams.pop(stream.target.key, None)
+                self._forget(stream)
                 return
             except (aiohttp.ClientError, OSError, TimeoutError):
                 # Reset, or no answer in time: try again at once, then back off; a node

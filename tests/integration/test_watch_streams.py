@@ -96,7 +96,7 @@ def test_a_killed_agent_is_disconnected_by_its_refused_port(start_node, watched)
     assert 1 not in prober.watcher.streams  # polling decides from here
 
 
-def test_an_agent_restarted_in_place_is_no_evidence(start_node, watched):
+def test_a_stream_ended_by_its_token_reconnects_without_evidence(start_node, watched):
     """A stream that ends (the token expired) and reconnects: nothing happened."""
     prober, collected = watched
     node = start_node(mode="recording", token_ttl=2)
