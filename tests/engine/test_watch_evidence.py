@@ -79,6 +79,22 @@ def test_a_failover_server_that_is_not_acting_just_shows_the_fault(protected, fo
     assert not FailoverEvent.objects.exists()
 
 
+def test_an_acting_failover_server_that_dies_is_replaced_at_once(protected, fo_settings):
+    recording, (standby, _) = protected
+    Server.objects.filter(pk=recording.pk).update(status=HealthStatus.DISCONNECTED,
+                                                  consecutive_failures=3)  # fmt: skip
+    event = FailoverEvent.objects.create(
+        team=recording.team, recording_server=recording, recording_server_name=recording.name,
+        node_tag=f"rs{recording.pk}", trigger="disconnected", state=EventState.ACTIVE,
+        failover_server=standby, epoch=1,
+    )  # fmt: skip
+    wake = apply_evidence(standby.pk, HealthStatus.DISCONNECTED, "refuses connections")
+    event.refresh_from_db()
+    assert wake == [event.pk]
+    assert event.state == EventState.DETECTED  # the next failover server takes over
+    assert [e["id"] for e in event.earlier_failover_servers] == [standby.pk]
+
+
 def test_the_task_the_watcher_sends_by_name_exists():
     from cms.celery import app
 
