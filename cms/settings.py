@@ -316,6 +316,15 @@ CELERY_TIMEZONE = TIME_ZONE
 # Failover engine timings (seconds).
 CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "3"))
 CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
+# Watch streams (cms/nodes/watch.py, README "Configuration"): failures seen between
+# probes; a silent node is suspected by a phi-accrual detector (cms/nodes/phi.py).
+CMS_WATCH = env_bool("CMS_WATCH", True)
+CMS_WATCH_HEARTBEAT_SECONDS = float(os.environ.get("CMS_WATCH_HEARTBEAT_SECONDS", "0.25"))
+CMS_WATCH_PHI_THRESHOLD = float(os.environ.get("CMS_WATCH_PHI_THRESHOLD", "8"))
+CMS_WATCH_MIN_STD_SECONDS = float(os.environ.get("CMS_WATCH_MIN_STD_SECONDS", "0.1"))
+CMS_WATCH_ACCEPTABLE_PAUSE_SECONDS = float(
+    os.environ.get("CMS_WATCH_ACCEPTABLE_PAUSE_SECONDS", "0.5")
+)
 # The LAN search (the magnifier button): UDP broadcast to this address and port.
 CMS_DISCOVERY_ADDRESS = os.environ.get("CMS_DISCOVERY_ADDRESS", "255.255.255.255")
 CMS_DISCOVERY_PORT = int(os.environ.get("CMS_DISCOVERY_PORT", "19997"))

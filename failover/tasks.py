@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import drills, engine, metrics, probing
+from . import drills, engine, metrics, probing, watching
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
@@ -24,6 +24,14 @@ def probe_tick() -> None:
     if report.ran:
         metrics.record_cycle(report.probed, report.seconds)
     for event_id in dict.fromkeys([*report.wake, *engine.abandoned(timezone.now())]):
+        advance_event.delay(event_id)
+
+
+@shared_task(name="failover.tasks.watch_evidence", ignore_result=True, time_limit=60)
+def watch_evidence(server_id: int, status: str, message: str) -> None:
+    """What a watch stream showed about a server (cms/nodes/watch.py sends it by name):
+    written and decided on at once, without waiting for the next probes."""
+    for event_id in watching.apply_evidence(server_id, status, message):
         advance_event.delay(event_id)
 
 

@@ -36,6 +36,8 @@ from node.parsing import ascii_int
 from node.storage import KINDS, ORIGINS, validate_upload_spec
 from node.timeutil import parse_time
 from node.transfer import check_pull
+from node.watch import WatchResponse, WatchSlots, parse_heartbeat
+from node.watch import stream as watch_stream
 from protocol import scram
 
 log = logging.getLogger("node.app")
@@ -196,6 +198,24 @@ def build_app(rt: NodeRuntime) -> Starlette:
     @endpoint()
     async def health(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(rt.health))
+
+    watch_slots = WatchSlots()
+
+    @endpoint()
+    async def watch(request: Request) -> Response:
+        token = bearer_token(request)
+        interval = parse_heartbeat(request.query_params.get("heartbeat"))
+        watch_slots.take()
+        try:
+            events = watch_stream(
+                lambda: run_in_threadpool(rt.health),
+                lambda: rt.tokens.check(token) is not None,
+                interval,
+            )
+            return WatchResponse(events, watch_slots)
+        except BaseException:
+            watch_slots.give_back()
+            raise
 
     @endpoint()
     async def get_config(request: Request) -> Response:
@@ -440,6 +460,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
         route("/auth/scram/finish", POST=scram_finish),
         route("/auth/logout", POST=logout),
         route("/health", GET=health),
+        route("/watch", GET=watch),
         route("/config", GET=get_config, PUT=put_config),
         route("/takeover", POST=takeover),
         route("/release", POST=release),

@@ -343,6 +343,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Fault": _obj(["kind"], kind={"enum": list(FAULT_KINDS)}),
     "FaultState": _obj(["faults"], faults=_ref("Faults")),
+    "Heartbeat": _obj(["time", "seq"], time={"type": "string"}, seq=COUNT),
 }
 
 ERROR_TEXT = {
@@ -358,7 +359,7 @@ ERROR_TEXT = {
     416: "the range starts past the end of the file",
     422: "uploaded bytes do not match the declared size and sha256; nothing was kept",
     428: "If-Match is required",
-    429: "too many failed logins; wait Retry-After seconds",
+    429: "too many failed logins, or too many watch streams; wait Retry-After seconds",
     502: "the failover agent cannot be reached or refused the grant (source_unreachable, "
     "grant_refused)",
     503: "the volume is crashed (volume_fault)",
@@ -490,6 +491,31 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
         "/auth/logout": {"post": _operation("logout", "revoke this token", NO_CONTENT)},
         "/health": {
             "get": _operation("health", "volume, service, cameras", {200: _json(_ref("Health"))})
+        },
+        "/watch": {
+            "get": _operation(
+                "watch",
+                "server-sent events: `health` (the body of /health) first and whenever what "
+                "the CMS acts on changes, `heartbeat` ({time, seq}) every heartbeat; ends "
+                "when the token expires",
+                {
+                    200: {
+                        "description": "an endless text/event-stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                (400, 429),
+                parameters=[
+                    _query(
+                        "heartbeat",
+                        {
+                            "type": "string",
+                            "pattern": r"^[0-9]{1,3}(\.[0-9]{1,6})?$",
+                            "description": "seconds between heartbeats, 0.1-5 (0.25)",
+                        },
+                    )
+                ],
+            )
         },
         "/config": {
             "get": _operation(

@@ -200,6 +200,13 @@ class Health(Answer):
     capacity: Capacity | None = None
 
 
+class Heartbeat(Answer):
+    """``GET /watch``'s ``heartbeat`` event: the node is alive, at its time, the n-th beat."""
+
+    time: Name
+    seq: Count
+
+
 # -- configuration ------------------------------------------------------------------------
 
 

@@ -4,8 +4,17 @@ brokers and workers), browser/ (all that and Chromium)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings
+
+# Watch streams (cms/nodes/watch.py) are on by default in a deployment; here the tests
+# that are about them turn them on (tests/integration/test_watch_streams.py,
+# tests/faults/test_watch.py), so that every other test counts its probes as written,
+# in this process and in the workers it starts (they inherit this environment).
+os.environ.setdefault("CMS_WATCH", "0")
+settings.CMS_WATCH = os.environ["CMS_WATCH"] not in ("0", "false", "no", "off")
 
 pytest_plugins = [
     "tests.fixtures.services",

@@ -37,6 +37,7 @@ from protocol.limits import MAX_ANSWER_BYTES
 from protocol.messages import Config, Health, Info, ScramFinishAnswer, ScramStartAnswer
 from protocol.parsing import too_large
 
+from . import watch
 from .client import API, TOKEN_MARGIN, normalize_fingerprint
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class HealthProber:
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple, tuple[str, float]] = {}
+        self.watcher: Any = None  # watch.Watcher on this loop, once a cycle ran
 
     def probe_all(
         self, targets: list[Target], timeout: float, path: str = "/health"
@@ -126,6 +128,9 @@ class HealthProber:
 
     def close(self) -> None:
         async def close_session() -> None:
+            if self.watcher is not None:
+                await self.watcher.close()
+                self.watcher = None
             if self._session is not None:
                 await self._session.close()
                 self._session = None
@@ -149,6 +154,7 @@ class HealthProber:
                 trust_env=False,
                 auto_decompress=False,  # nodes send plain JSON; a gzip bomb stays small
             )
+            self.watcher = watch.create(self)
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(target: Target) -> HealthResult:
@@ -177,6 +183,8 @@ class HealthProber:
         limit = aiohttp.ClientTimeout(total=timeout)
         try:
             await self._exchange(target, path, result, limit, progress)
+            if self.watcher is not None and path == "/health":
+                self.watcher.want(target, timeout)  # answered normally: watch it too
         except _Refused as exc:
             result.answer, result.error, result.message = None, exc.error, exc.message
         except TimeoutError:
@@ -239,13 +247,7 @@ class HealthProber:
         progress.path, progress.answering = path, False
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         headers.update(kwargs.pop("headers", {}))
-        ssl_arg: Any = None
-        if target.https:
-            ssl_arg = (
-                aiohttp.Fingerprint(bytes.fromhex(normalize_fingerprint(target.fingerprint)))
-                if target.fingerprint
-                else False  # first contact: take the certificate, pin what was seen
-            )
+        ssl_arg = ssl_for(target)
         # The deadline covers the body too, read here: a node that drips its body must
         # not hold the probe past it, whatever aiohttp's own timers count.
         async with (
@@ -318,6 +320,15 @@ class HealthProber:
             time.monotonic() + login.expires_in - TOKEN_MARGIN,
         )
         return login.token
+
+
+def ssl_for(target: Target) -> Any:
+    """aiohttp's ``ssl`` argument for ``target``: its pinned certificate, if any."""
+    if not target.https:
+        return None
+    if not target.fingerprint:
+        return False  # first contact: take the certificate, pin what was seen
+    return aiohttp.Fingerprint(bytes.fromhex(normalize_fingerprint(target.fingerprint)))
 
 
 def _identity_message(target: Target, serial: str) -> str:
