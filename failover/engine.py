@@ -628,13 +628,15 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
     except (NodeError, TimeoutError) as exc:
         event.last_error = str(exc)
         return False
-    note(event, f"{server.name} took over {path} (configuration version {snapshot.version})")
     now = timezone.now()
     return transition(
         event,
         EventState.ACTIVE,
         from_states=[EventState.TAKING_OVER],
-        reason=f"{server.name} records {owner['name']}'s cameras (epoch {event.epoch})",
+        # Which way it went stays on the timeline: "in one step", or "with the full
+        # configuration" and why.
+        reason=f"{server.name} records {owner['name']}'s cameras (epoch {event.epoch}); "
+        f"taken over {path}, configuration version {snapshot.version}",
         taken_over_at=now,
         snapshot=snapshot,
         config=snapshot.config,

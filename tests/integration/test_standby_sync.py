@@ -103,7 +103,7 @@ def test_a_failover_takes_over_in_one_step_and_without_the_standby_still_takes_o
     event = fleet.fail_over()
     assert event.state == EventState.ACTIVE
     notes = list(event.transitions.values_list("reason", flat=True))
-    assert any("took over in one step" in n for n in notes), notes
+    assert any("taken over in one step" in n for n in notes), notes
     health = fleet.failover_nodes[0].client().health()
     assert health["recording"]["on_behalf_of"]["id"] == tag
     assert all(c["open"] for c in health["recording"]["cameras"])
