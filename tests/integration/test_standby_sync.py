@@ -59,6 +59,14 @@ def test_adding_a_protection_puts_the_configuration_on_the_failover_server(
     wait_until(lambda: held(fo_node) == {}, timeout=30,
                message=f"standby dropped\n{worker.log()[-3000:]}")  # fmt: skip
 
+    # The recording server deleted: its protections go, and so does its configuration.
+    Protection.objects.create(recording_server=recording, failover_server=failover)
+    wait_until(lambda: held(fo_node) == {tag: snapshot.version}, timeout=30,
+               message=f"standby put again\n{worker.log()[-3000:]}")  # fmt: skip
+    recording.delete()
+    wait_until(lambda: held(fo_node) == {}, timeout=30,
+               message=f"standby dropped with its server\n{worker.log()[-3000:]}")  # fmt: skip
+
 
 def test_a_changed_camera_reaches_the_failover_servers_after_the_next_probe_cycles(
     make_fleet, worker
