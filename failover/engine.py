@@ -22,9 +22,10 @@ or again after a worker was killed mid-way. Workers hold an event under a lease
     trip between steps:
       DETECTED / NO_FAILOVER_SERVER -> take_over(): claim the first enabled, healthy,
         idle failover server in protection order (TAKING_OVER, a new fencing epoch),
-        push the last configuration snapshot, wait until every camera has written a
-        segment -> ACTIVE. A server that does not confirm is released and the next
-        one tried; nobody -> NO_FAILOVER_SERVER (the admins get one mail).
+        tell it to record the last configuration snapshot (in one step, by the version
+        it holds already: failover/standby.py; else the whole configuration), wait
+        until every camera's source is open -> ACTIVE. A server that does not confirm
+        is released and the next one tried; nobody -> NO_FAILOVER_SERVER (one mail).
 5.  A probe says "up" M times: decide() -> mark_recovered(): ACTIVE -> WAITING_FAILBACK
     (or RECOVERED when nobody had taken over yet). Probes never close a manual failover:
     its server was healthy all along; it ends by the operator's failback alone ("Fail
@@ -62,7 +63,7 @@ from cms.celery import app as celery_app
 from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server
 from cms.nodes.client import client_for
-from cms.nodes.errors import EpochRefused, NodeError
+from cms.nodes.errors import EpochRefused, EpochUnproven, NodeError, NodeRefused
 from cms.nodes.transport import deadline
 
 from . import gap, gates
@@ -113,6 +114,9 @@ TRIGGER_FOR_STATUS = {
 ADVANCE_TASK = "failover.tasks.advance_event"
 # How long a takeover that failed waits to tell its server to stop before the next one.
 UNCLAIM_RELEASE_SECONDS = 3.0
+# A takeover is confirmed when the failover node's cameras are open: tens of ms after
+# the call, so it is asked often (one small GET on one node, for a second at most).
+CONFIRM_POLL_SECONDS = 0.05
 
 
 def confirm_timeout() -> float:
@@ -618,9 +622,9 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
     owner = {"id": event.node_tag, "name": event.recording_server_name[:64]}
     try:
         client = client_for(server)
-        client.takeover(event.epoch, owner, snapshot.config)
+        path = _take_over_on(client, event, owner, snapshot)
         renew_lease(event)
-        _wait_until_recording(client, event.node_tag, len(snapshot.config.get("cameras", [])))
+        _wait_until_open(client, event, len(snapshot.config.get("cameras", [])))
     except (NodeError, TimeoutError) as exc:
         event.last_error = str(exc)
         return False
@@ -629,7 +633,10 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
         event,
         EventState.ACTIVE,
         from_states=[EventState.TAKING_OVER],
-        reason=f"{server.name} records {owner['name']}'s cameras (epoch {event.epoch})",
+        # Which way it went stays on the timeline: "in one step", or "with the full
+        # configuration" and why.
+        reason=f"{server.name} records {owner['name']}'s cameras (epoch {event.epoch}); "
+        f"taken over {path}, configuration version {snapshot.version}",
         taken_over_at=now,
         snapshot=snapshot,
         config=snapshot.config,
@@ -637,31 +644,70 @@ def _push_and_confirm(event: FailoverEvent, server: Server, snapshot: ConfigSnap
     )
 
 
-def _wait_until_recording(client: Any, node_tag: str, cameras: int) -> None:
-    """Poll the node's health until every camera has written a segment for `node_tag`."""
+ONE_STEP = "in one step"
+FULL_CONFIGURATION = "with the full configuration"
+
+
+def _take_over_on(
+    client: Any, event: FailoverEvent, owner: dict[str, str], snapshot: ConfigSnapshot
+) -> str:
+    """Tell the failover node to record for `owner` at the event's epoch; which way it went.
+
+    One step first: the node records the standby configuration it holds for the owner
+    (failover/standby.py) when it is the snapshot's version. When it holds another or
+    none (409 standby_missing, standby_stale), or is an older agent that does not know
+    the form (400), the whole configuration goes as before: a failover never depends on
+    the standby copies being current. A fenced or unproven epoch is final either way."""
+    try:
+        client.takeover(event.epoch, owner, config_version=snapshot.version)
+        return ONE_STEP
+    except EpochUnproven:
+        raise
+    except NodeRefused as exc:
+        why = exc.code
+    client.takeover(event.epoch, owner, snapshot.config)
+    return f"{FULL_CONFIGURATION} ({why})"
+
+
+def _wait_until_open(client: Any, event: FailoverEvent, cameras: int) -> None:
+    """Poll the node's health until every camera it records for the event (its owner and
+    epoch) has its source open; an older agent, which does not say, by its first segment."""
+    node_tag = event.node_tag
+
+    def ready(camera: dict[str, Any]) -> bool:
+        is_open = camera.get("open")
+        return bool(camera.get("segments")) if is_open is None else bool(is_open)
 
     def missing(health: dict[str, Any]) -> str | None:
         recording = health.get("recording") or {}
         owner = (recording.get("on_behalf_of") or {}).get("id")
+        epoch = recording.get("takeover_epoch")
         ours = [c for c in recording.get("cameras", []) if c.get("on_behalf_of") == node_tag]
-        if owner == node_tag and len(ours) >= cameras and all(c.get("segments") for c in ours):
+        if (
+            owner == node_tag
+            and epoch in (None, event.epoch)
+            and len(ours) >= cameras
+            and all(ready(c) for c in ours)
+        ):
             return None
         return (
             f"not recording after {confirm_timeout():.0f} s "
-            f"({sum(1 for c in ours if c.get('segments'))}/{cameras} cameras)"
+            f"({sum(1 for c in ours if ready(c))}/{cameras} cameras open)"
         )
 
-    _poll_health(client, missing)
+    _poll_health(client, missing, interval=CONFIRM_POLL_SECONDS)
 
 
-def _poll_health(client: Any, missing: Callable[[dict[str, Any]], str | None]) -> None:
+def _poll_health(
+    client: Any, missing: Callable[[dict[str, Any]], str | None], interval: float = 0.25
+) -> None:
     """Ask the node's health until `missing` finds nothing missing; TimeoutError with what
     it last found missing once the confirmation time is over."""
     deadline = time.monotonic() + confirm_timeout()
     while (lacking := missing(client.health())) is not None:
         if time.monotonic() > deadline:
             raise TimeoutError(lacking)
-        time.sleep(0.25)
+        time.sleep(interval)
 
 
 def _no_failover_server(event: FailoverEvent, reason: str) -> None:

@@ -34,7 +34,7 @@ from cms.nodes.errors import NodeError
 from cms.nodes.prober import HealthResult, Target, prober
 from protocol.messages import Config, Health, Info
 
-from . import engine
+from . import engine, standby
 from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, TeamSettings
 
 log = logging.getLogger(__name__)
@@ -306,6 +306,9 @@ def run_cycle(*, force: bool = False) -> CycleReport:
         decided = [server for server, _ in by_id.values()]
         report.wake = engine.after_probe_cycle(decided, settings, timezone.now())
     finally:
+        # Before the refresh: a version stored now is synced by its own task, so this
+        # cycle does not also count it as drift.
+        check_standby(by_id)
         refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
     return report
@@ -357,9 +360,28 @@ def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server
     return stale
 
 
+def check_standby(by_id: dict[int, tuple[Server, ProbeResult]]) -> None:
+    """Failover servers whose /health says they hold other standby configurations than
+    their protections want are reconciled by a worker (failover/standby.py). Never
+    fails the cycle: the standby copies are a speed-up, not a dependency."""
+    reported = {
+        pk: dict(result.health.standby)
+        for pk, (server, result) in by_id.items()
+        if server.role == Role.FAILOVER
+        and result.status == HealthStatus.NORMAL
+        and result.health is not None
+        and result.health.standby is not None  # None: an older agent holds none
+    }
+    try:
+        standby.after_drift(standby.drifted(reported))
+    except Exception:
+        log.exception("the standby configurations' drift check failed")
+
+
 def refresh_snapshots(servers: list[Server]) -> None:
     """Read the changed configurations, all at once through the prober's connections
-    and tokens (a cold start reads them all), and store the new versions."""
+    and tokens (a cold start reads them all), and store the new versions; the failover
+    servers protecting them are then given the new versions (failover/standby.py)."""
     if not servers:
         return
     targets = []
@@ -384,21 +406,29 @@ def refresh_snapshots(servers: list[Server]) -> None:
         version = str(config["version"])
         snapshot = {"version": version, "cameras": config["cameras"]}
         snapshots.append(ConfigSnapshot(server_id=result.key, version=version, config=snapshot))
-    _store_snapshots(snapshots, by_pk)
+    stored = _store_snapshots(snapshots, by_pk)
+    try:
+        standby.after_snapshots(stored)
+    except Exception:  # the drift check sends them later
+        log.exception("the new configurations were not handed to their failover servers")
 
 
-def _store_snapshots(snapshots: list[ConfigSnapshot], by_pk: dict[int, Server]) -> None:
-    """All at once; if that fails, one by one, so one bad row does not lose the others."""
+def _store_snapshots(snapshots: list[ConfigSnapshot], by_pk: dict[int, Server]) -> list[int]:
+    """All at once; if that fails, one by one, so one bad row does not lose the others.
+    Returns the servers whose snapshot was stored."""
     try:
         with transaction.atomic():
             ConfigSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True, batch_size=500)
-        return
+        return [s.server_id for s in snapshots]
     except Exception:
         log.exception("storing %s configuration snapshots at once failed", len(snapshots))
+    stored = []
     for snapshot in snapshots:
         try:
             with transaction.atomic():
                 ConfigSnapshot.objects.bulk_create([snapshot], ignore_conflicts=True)
+            stored.append(snapshot.server_id)
         except Exception:
             log.exception("the configuration snapshot of %s was not stored",
                           by_pk[snapshot.server_id].name)  # fmt: skip
+    return stored

@@ -10,7 +10,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import drills, engine, metrics, probing, watching
+from cms.inventory.models import Server
+
+from . import drills, engine, metrics, probing, standby, watching
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
@@ -62,3 +64,28 @@ def drill_schedule_tick() -> None:
     now = timezone.now()
     drills.abandoned(now)
     drills.scheduled_drills(now)
+
+
+# Standby configurations (failover/standby.py): thin, by name, each one server's work;
+# a failure is logged there and retried by the next trigger (drift in the probe cycle).
+
+
+@shared_task(name=standby.SYNC_TASK, ignore_result=True, time_limit=120)
+def sync_standby(recording_server_id: int) -> None:
+    server = Server.objects.filter(pk=recording_server_id).first()
+    if server is not None:
+        standby.sync(server)
+
+
+@shared_task(name=standby.RECONCILE_TASK, ignore_result=True, time_limit=120)
+def reconcile_standby(failover_server_id: int) -> None:
+    server = Server.objects.filter(pk=failover_server_id).first()
+    if server is not None:
+        standby.reconcile(server)
+
+
+@shared_task(name=standby.DROP_TASK, ignore_result=True, time_limit=60)
+def drop_standby(failover_server_id: int, recording_server_id: int) -> None:
+    server = Server.objects.filter(pk=failover_server_id).first()
+    if server is not None:
+        standby.drop(server, recording_server_id)

@@ -39,6 +39,7 @@ from node.transfer import check_pull
 from node.watch import WatchResponse, WatchSlots, parse_heartbeat
 from node.watch import stream as watch_stream
 from protocol import scram
+from protocol.messages import StandbyEntry, StandbyList
 
 log = logging.getLogger("node.app")
 
@@ -232,6 +233,21 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def takeover(request: Request) -> Response:
         body = await read_json(request)
         return JSONResponse(await run_in_threadpool(rt.takeover, body))
+
+    @endpoint()
+    async def list_standby(request: Request) -> Response:
+        return JSONResponse(StandbyList.model_validate({"items": rt.standby.list()}).to_json())
+
+    @endpoint(mutating=True)
+    async def put_standby(request: Request) -> Response:
+        body = await read_json(request)
+        entry = await run_in_threadpool(rt.standby.put, request.path_params["owner"], body)
+        return JSONResponse(StandbyEntry.model_validate(entry).to_json())
+
+    @endpoint(mutating=True)
+    async def delete_standby(request: Request) -> Response:
+        await run_in_threadpool(rt.standby.delete, request.path_params["owner"])
+        return Response(status_code=204)
 
     @endpoint(mutating=True)
     async def release(request: Request) -> Response:
@@ -464,6 +480,8 @@ def build_app(rt: NodeRuntime) -> Starlette:
         route("/config", GET=get_config, PUT=put_config),
         route("/takeover", POST=takeover),
         route("/release", POST=release),
+        route("/standby", GET=list_standby),
+        route("/standby/{owner}", PUT=put_standby, DELETE=delete_standby),
         route("/recordings", GET=recordings),
         route("/recordings/purge", POST=purge),
         route("/files/{path:path}", GET=download, DELETE=delete_file),

@@ -20,6 +20,7 @@ from node.auth import LoginThrottle, ReplayGuard, ScramSessions, TokenStore, ret
 from node.config import MAX_CAMERAS, validate_config, validate_id
 from node.errors import ApiError, bad_request, conflict, not_found
 from node.recorder import Recorder
+from node.standby import StandbyStore, parse_version
 from node.state import FaultWatcher, StateStore, write_fault
 from node.storage import Storage
 from node.timeutil import iso
@@ -85,6 +86,7 @@ class NodeRuntime:
         self.scram_sessions = ScramSessions()
         self.replays = ReplayGuard(scram.SIGNATURE_WINDOW)
         self.grants = GrantDesk()
+        self.standby = StandbyStore(data_dir)
         self.pulls = Pulls(self.storage, lambda: self.faults.current()["volume"])
         self.port = options.port
         self.quickconnect_status: dict[str, Any] = {"registered": False, "error": None}
@@ -316,6 +318,8 @@ class NodeRuntime:
                 cameras=self.options.max_cameras,
                 licensed_cameras=sum(x["cameras"] for x in st["licenses"]),
             ),
+            # lets the CMS see in its probe whether what this node holds is current
+            standby=self.standby.versions(),
         ).to_json()
 
     def get_config(self) -> dict[str, Any]:
@@ -356,7 +360,16 @@ class NodeRuntime:
         obo_name = obo.get("name", obo_id)
         if not isinstance(obo_name, str) or not 1 <= len(obo_name) <= 64:
             raise bad_request("on_behalf_of.name must be 1-64 characters")
-        cameras = validate_config(body.get("config"))
+        # One step: a version of the standby configuration this node holds for the
+        # owner; or the whole configuration, as before.
+        version: str | None = None
+        sent: list[dict[str, Any]] = []
+        if "config" in body and "config_version" in body:
+            raise bad_request("send config or config_version, not both")
+        if "config_version" in body:
+            version = parse_version(body.get("config_version"), "config_version")
+        else:
+            sent = validate_config(body.get("config"))
 
         def mutate(st: dict[str, Any]) -> dict[str, Any]:
             _check_proof(st, body, epoch, "takeover")
@@ -365,6 +378,8 @@ class NodeRuntime:
                     "wrong_mode",
                     f"this node is in {st['cms']['mode']} mode, only a failover node takes over",
                 )
+            # Checked after the proof: only the paired CMS learns what this node holds.
+            cameras = sent if version is None else self.standby.cameras(obo_id, version)
             room = self.options.max_cameras - len(st["config"]["cameras"])
             if len(cameras) > room:
                 raise conflict(

@@ -108,6 +108,12 @@ SCHEMAS: dict[str, Any] = {
         error=NULLABLE_STRING,
         last_segment_at=NULLABLE_STRING,
         segments=COUNT,
+        open={
+            "type": "boolean",
+            "description": "the source is open for this recording (synthetic: from the start "
+            "of the first segment; ffmpeg: once ffmpeg has opened the input)",
+        },
+        opened_at=NULLABLE_STRING,
     ),
     "Health": _obj(
         ["state", "volume", "service", "faults", "recording", "epoch", "cms_mode"],
@@ -135,6 +141,11 @@ SCHEMAS: dict[str, Any] = {
             cameras={**COUNT, "description": "the most cameras recorded at once"},
             licensed_cameras={**COUNT, "description": "cameras the installed licenses cover"},
         ),
+        standby={
+            "type": "object",
+            "description": "the standby configurations held: owner id -> version",
+            "additionalProperties": {"type": "string"},
+        },
     ),
     "Faults": _obj(["volume", "service"], volume={"type": "boolean"}, service={"type": "boolean"}),
     "Window": _obj(
@@ -194,16 +205,48 @@ SCHEMAS: dict[str, Any] = {
             "description": "HMAC-SHA256 with the pairing key of (epoch, serial, action)",
         },
     ),
-    "Takeover": _obj(
-        ["epoch", "proof", "on_behalf_of", "config"],
-        epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1},
-        proof={
-            "type": "string",
-            "description": "HMAC-SHA256 with the pairing key of (epoch, serial, action)",
-        },
-        on_behalf_of=_obj(["id"], id=ID, name={"type": "string", "minLength": 1, "maxLength": 64}),
-        config=_ref("ConfigInput"),
+    "Takeover": {
+        **_obj(
+            ["epoch", "proof", "on_behalf_of"],
+            epoch={"type": "integer", "minimum": 1, "maximum": 2**62 - 1},
+            proof={
+                "type": "string",
+                "description": "HMAC-SHA256 with the pairing key of (epoch, serial, action)",
+            },
+            on_behalf_of=_obj(
+                ["id"], id=ID, name={"type": "string", "minLength": 1, "maxLength": 64}
+            ),
+            config=_ref("ConfigInput"),
+            config_version={
+                **_ref("StandbyVersion"),
+                "description": "instead of config: the version of the standby configuration "
+                "held for on_behalf_of.id (409 standby_missing or standby_stale otherwise)",
+            },
+        ),
+        "oneOf": [{"required": ["config"]}, {"required": ["config_version"]}],
+    },
+    "StandbyVersion": {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        ]
+    },
+    "StandbyInput": _obj(
+        ["config"],
+        name={"type": "string", "minLength": 1, "maxLength": 64},
+        config=_obj(
+            ["version", "cameras"],
+            version=_ref("StandbyVersion"),
+            cameras={"type": "array", "maxItems": MAX_CAMERAS, "items": _ref("CameraInput")},
+        ),
     ),
+    "StandbyEntry": _obj(
+        ["id", "name", "version"],
+        id=ID,
+        name={"type": "string"},
+        version={"type": "string"},
+    ),
+    "StandbyList": _obj(["items"], items={"type": "array", "items": _ref("StandbyEntry")}),
     "TakeoverView": _obj(
         ["epoch", "active", "on_behalf_of", "cameras"],
         epoch=COUNT,
@@ -353,7 +396,8 @@ ERROR_TEXT = {
     "or an epoch without the paired CMS's proof (epoch_unproven)",
     404: "not found",
     410: "gone: password logins were removed (login_removed); log in by SCRAM",
-    409: "conflict (stale_epoch, wrong_mode, over_capacity, busy, license_exists, ...)",
+    409: "conflict (stale_epoch, wrong_mode, over_capacity, busy, license_exists, "
+    "standby_missing, standby_stale, standby_full, ...)",
     412: "If-Match does not match the config's ETag",
     413: "body over its limit",
     416: "the range starts past the end of the file",
@@ -538,6 +582,30 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
                 (409,),
                 body="Takeover",
             )
+        },
+        "/standby": {
+            "get": _operation(
+                "list_standby",
+                "the standby configurations held (their owners and versions)",
+                {200: _json(_ref("StandbyList"))},
+            )
+        },
+        "/standby/{owner}": {
+            "put": _operation(
+                "put_standby",
+                "hold a recording server's configuration for a takeover by version",
+                {200: _json(_ref("StandbyEntry"))},
+                (409,),
+                body="StandbyInput",
+                parameters=[_path_param("owner", ID)],
+            ),
+            "delete": _operation(
+                "delete_standby",
+                "forget the configuration held for a recording server",
+                NO_CONTENT,
+                (400, 404),
+                parameters=[_path_param("owner", ID)],
+            ),
         },
         "/release": {
             "post": _operation(

@@ -121,6 +121,10 @@ class CameraWorker(threading.Thread):
         self.state = "starting"
         self.error: str | None = None
         self.crashed = False
+        # Whether the source is open for this recording, and since when: what a takeover
+        # is confirmed by, a segment length before the first segment is written.
+        self.open = False
+        self.opened_at: float | None = None
 
     @property
     def obo_id(self) -> str | None:
@@ -147,6 +151,7 @@ class CameraWorker(threading.Thread):
             if uses_ffmpeg(source):
                 self._ffmpeg_segment(source, start, seconds)
                 continue
+            self._opened(start)  # synthetic bytes: open at the start of the segment
             # Wait for the segment to elapse; on stop, keep the partial segment so that
             # a failback overlap never loses the last seconds.
             stopped = self.stop_event.wait(seconds)
@@ -157,8 +162,16 @@ class CameraWorker(threading.Thread):
                 continue
             self._write_synthetic(start, end)
 
+    def _opened(self, at: float) -> None:
+        if not self.open:
+            self.open, self.opened_at = True, at
+
+    def _closed(self) -> None:
+        self.open, self.opened_at = False, None
+
     def _refuse_source(self, source: object) -> None:
         """A source stored by an older version that the rules refuse now: never read."""
+        self._closed()
         if self.error is None or not self.error.startswith("source not allowed"):
             log.warning("camera %s: source %.60r is not allowed; not recording", self.name, source)
         self.state = "error"
@@ -170,9 +183,11 @@ class CameraWorker(threading.Thread):
         if faults["volume"] or faults["service"]:
             self.state = "paused"
             self.error = "volume crashed" if faults["volume"] else "service stopped"
+            self._closed()
             return False
         if not schedule_active(self.camera.get("schedule"), datetime.now()):
             self.state, self.error = "idle", None
+            self._closed()
             return False
         return True
 
@@ -224,6 +239,7 @@ class CameraWorker(threading.Thread):
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
             self.state, self.error = "error", "ffmpeg is not installed for source " + source[:40]
+            self._closed()
             self.stop_event.wait(seconds)
             return
         tmp_dir = self.recorder.tmp_dir
@@ -235,7 +251,8 @@ class CameraWorker(threading.Thread):
             codec = ["-c", "copy"]
         reading = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *src]
         cmd = [*reading, "-t", str(seconds), *codec, "-movflags", "+faststart", str(tmp)]
-        if not self._run(cmd, seconds + 15):
+        if not self._run(cmd, seconds + 15, opens=tmp):
+            self._closed()
             tmp.unlink(missing_ok=True)
             return
         end = time.time()
@@ -257,12 +274,17 @@ class CameraWorker(threading.Thread):
         except OSError as exc:
             self.state, self.error = "error", f"cannot write: {exc.strerror or exc}"
 
-    def _run(self, cmd: list[str], timeout: float) -> bool:
+    def _run(self, cmd: list[str], timeout: float, opens: Path | None = None) -> bool:
+        """Run ffmpeg to its end; with ``opens`` (its output file) the source counts as open
+        once that file exists: ffmpeg creates its output only after it has opened and
+        probed the input."""
         proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
+            if opens is not None and not self.open and opens.exists():
+                self._opened(time.time())
             if self.stop_event.is_set() or time.monotonic() > deadline:
                 proc.terminate()
                 try:
@@ -273,7 +295,9 @@ class CameraWorker(threading.Thread):
                 if not self.stop_event.is_set():
                     self.state, self.error = "error", "ffmpeg did not finish in time"
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05 if opens is not None and not self.open else 0.1)
+        if opens is not None and proc.returncode == 0:
+            self._opened(time.time())  # finished before a poll saw its file
         if proc.returncode != 0:
             err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace")
             self.state, self.error = "error", f"ffmpeg failed: {err.strip()[-200:]}"
@@ -290,6 +314,8 @@ class CameraWorker(threading.Thread):
             "error": self.error,
             "last_segment_at": iso(self.last_segment_at),
             "segments": self.segments,
+            "open": self.open,
+            "opened_at": iso(self.opened_at),
         }
 
 

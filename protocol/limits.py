@@ -26,5 +26,8 @@ MAX_RECORDING_CAMERAS = 2 * MAX_CAMERAS
 
 MAX_LICENSES = 10_000
 
+MAX_STANDBY = 256
+"""Standby configurations one failover node holds (the node refuses more)."""
+
 MAX_TOKEN_TTL = 366 * 86400.0
 """A login token's lifetime, in seconds, that the CMS believes at most."""

@@ -21,6 +21,7 @@ from .limits import (
     MAX_LICENSES,
     MAX_PAGE_ITEMS,
     MAX_RECORDING_CAMERAS,
+    MAX_STANDBY,
     MAX_TOKEN_TTL,
 )
 
@@ -166,6 +167,10 @@ class OnBehalfOf(Answer):
     name: Name = ""
 
 
+OwnerId = Annotated[str, Field(min_length=1, max_length=64)]
+StandbyVersion = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class CameraStatus(Answer):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     name: Name = ""
@@ -175,6 +180,10 @@ class CameraStatus(Answer):
     error: Annotated[str, Field(max_length=2000)] | None = None
     last_segment_at: Name | None = None
     segments: Count = 0
+    # Whether the camera's source is open for this recording, and since when; None: an
+    # older agent, which the CMS confirms by its first segment instead.
+    open: bool | None = None
+    opened_at: Name | None = None
 
 
 class RecordingStatus(Answer):
@@ -198,6 +207,9 @@ class Health(Answer):
     time: Name | None = None
     # None: an older agent, whose capacity is unknown
     capacity: Capacity | None = None
+    # The standby configurations held, owner id -> version; None: an older agent, which
+    # holds none (every takeover carries the whole configuration)
+    standby: Annotated[dict[OwnerId, StandbyVersion], Field(max_length=MAX_STANDBY)] | None = None
 
 
 class Heartbeat(Answer):
@@ -256,6 +268,21 @@ class TakeoverAnswer(Answer):
     active: bool
     on_behalf_of: OnBehalfOf | None = None
     cameras: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_CAMERAS)]
+
+
+class StandbyEntry(Answer):
+    """``PUT /standby/<owner>``, and one item of ``GET /standby``: a configuration the
+    failover node holds for a recording server (the configuration itself stays there)."""
+
+    id: OwnerId
+    name: Name = ""
+    version: StandbyVersion
+
+
+class StandbyList(Answer):
+    """``GET /standby``."""
+
+    items: Annotated[list[StandbyEntry], Field(max_length=MAX_STANDBY)]
 
 
 class PurgeAnswer(Answer):

@@ -88,6 +88,8 @@ from protocol.messages import (
     RecordingsPage,
     ScramFinishAnswer,
     ScramStartAnswer,
+    StandbyEntry,
+    StandbyList,
     TakeoverAnswer,
     UploadStatus,
 )
@@ -577,24 +579,46 @@ class NodeClient:
         self,
         epoch: int,
         on_behalf_of: dict[str, str],
-        config: dict[str, Any] | list[dict[str, Any]],
+        config: dict[str, Any] | list[dict[str, Any]] | None = None,
+        *,
+        config_version: str | None = None,
     ) -> dict[str, Any]:
         """Start recording ``config`` for ``on_behalf_of`` ({id, name}); fenced by ``epoch``,
         which carries this CMS's proof (HMAC with the pairing key).
 
+        With ``config_version`` instead of ``config`` the node records the standby
+        configuration it holds for that owner (:meth:`put_standby`): NodeRefused with code
+        ``standby_missing`` or ``standby_stale`` when it holds none or another version.
+
         The protocol's ``on_behalf_of`` id is what the CMS calls the event's node tag."""
-        cameras = config if isinstance(config, list) else config.get("cameras", [])
         proof = self._epoch_proof(epoch, "takeover")
-        return self._post(
-            TakeoverAnswer,
-            "/takeover",
-            {
-                "epoch": epoch,
-                "proof": proof,
-                "on_behalf_of": on_behalf_of,
-                "config": {"cameras": cameras},
-            },
-        ).to_json()
+        body: dict[str, Any] = {"epoch": epoch, "proof": proof, "on_behalf_of": on_behalf_of}
+        if config_version is not None:
+            body["config_version"] = config_version
+        else:
+            cameras = config if isinstance(config, list) else (config or {}).get("cameras", [])
+            body["config"] = {"cameras": cameras}
+        return self._post(TakeoverAnswer, "/takeover", body).to_json()
+
+    # -- standby configurations (a failover node) ----------------------------
+
+    def put_standby(self, owner: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Have the node hold ``config`` ({version, cameras}) for ``owner`` (a node tag)."""
+        body = {
+            "name": name,
+            "config": {"version": config["version"], "cameras": config.get("cameras", [])},
+        }
+        resp = self.request("PUT", f"/standby/{quote(owner, safe='')}", json=body)
+        return _answer(StandbyEntry, resp, "/standby").to_json()
+
+    def delete_standby(self, owner: str) -> bool:
+        """Forget what the node holds for ``owner``; False when it held nothing."""
+        resp = self.request("DELETE", f"/standby/{quote(owner, safe='')}", expect=(204, 404))
+        return resp.status_code == 204
+
+    def list_standby(self) -> list[dict[str, Any]]:
+        """``[{id, name, version}]``: the standby configurations the node holds."""
+        return self._get(StandbyList, "/standby").to_json()["items"]
 
     def release(self, epoch: int) -> dict[str, Any]:
         proof = self._epoch_proof(epoch, "release")
