@@ -316,6 +316,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # Failover engine timings (seconds).
 CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "3"))
 CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
+# Before failing over a disconnected recording server, ask its failover servers whether
+# they still reach it (failover/second_opinion.py).
+CMS_SECOND_OPINION = env_bool("CMS_SECOND_OPINION", True)
 # The LAN search (the magnifier button): UDP broadcast to this address and port.
 CMS_DISCOVERY_ADDRESS = os.environ.get("CMS_DISCOVERY_ADDRESS", "255.255.255.255")
 CMS_DISCOVERY_PORT = int(os.environ.get("CMS_DISCOVERY_PORT", "19997"))

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings as django_settings
 from django.urls import reverse
 
 from cms import alerts
@@ -80,6 +81,8 @@ def needs_opinion(opening: Opening) -> bool:
 def confirm(openings: Sequence[Opening], teams: TeamSettings) -> list[Opening]:
     """The openings whose failover should go ahead: those that need no second opinion,
     and those whose failover servers answered and none reached the server."""
+    if not getattr(django_settings, "CMS_SECOND_OPINION", True):
+        return list(openings)
     asking = [o for o in openings if needs_opinion(o)]
     if not asking:
         return list(openings)
