@@ -110,7 +110,7 @@ def ask(openings: Sequence[Opening], teams: TeamSettings) -> dict[int, Opinion]:
     servers = [o.server for o in openings]
     opinions = {server.pk: Opinion() for server in servers}
     asked_of = failover_servers_of(servers)
-    calls: list[tuple[int, str, Any, dict[str, Any]]] = []  # (server, asked, client, body)
+    calls: list[tuple[int, int, str, Any, dict[str, Any]]] = []  # rank, server, asked, ...
     longest = 0.0
     for server in servers:
         timeout = teams.of(server.team_id).probe_timeout
@@ -119,7 +119,7 @@ def ask(openings: Sequence[Opening], teams: TeamSettings) -> dict[int, Opinion]:
         except Exception as exc:  # a QuickConnect ID that resolves to nothing, say
             log.warning("server %s (%s): no address to probe: %s", server.pk, server.name, exc)
             continue
-        for failover in asked_of.get(server.pk, []):
+        for rank, failover in enumerate(asked_of.get(server.pk, [])):
             opinions[server.pk].asked.append(failover.name)
             try:
                 client = client_for(failover, timeout=(timeout, timeout), deadline=timeout)
@@ -128,16 +128,19 @@ def ask(openings: Sequence[Opening], teams: TeamSettings) -> dict[int, Opinion]:
                               failover.name)  # fmt: skip
                 opinions[server.pk].silent.append(failover.name)
                 continue
-            calls.append((server.pk, failover.name, client, request))
+            calls.append((rank, server.pk, failover.name, client, request))
             longest = max(longest, timeout)
     if not calls:
         return opinions
+    # Every server's first failover server before anyone's second: when more calls than
+    # threads do not all finish in time, each server still had one asked first.
+    calls.sort(key=lambda call: call[0])
     pool = ThreadPoolExecutor(max_workers=min(MAX_THREADS, len(calls)),
                               thread_name_prefix="second-opinion")  # fmt: skip
     try:
         futures: dict[Future, tuple[int, str]] = {
             pool.submit(_probe, client, request): (server_id, name)
-            for server_id, name, client, request in calls
+            for _, server_id, name, client, request in calls
         }
         done, _ = wait(futures, timeout=longest + MARGIN_SECONDS)
     finally:

@@ -45,6 +45,13 @@ def test_info_reports_where_the_agent_listens(pair):
     assert recording.get_info()["lan"] == [f"{recording.host}:{recording.port}"]
 
 
+def test_an_agent_on_every_interface_lists_their_addresses(start_node):
+    node = start_node(mode="recording", name="wide", extra_args=["--host", "0.0.0.0"])
+    lan = node.get_info()["lan"]
+    assert lan and all(a.endswith(f":{node.port}") for a in lan)
+    assert not any(a.startswith("0.0.0.0:") for a in lan)  # an address a peer can reach
+
+
 def test_a_reachable_node_answers_with_its_serial(pair):
     standby, recording = pair
     serial = recording.get_info()["serial"]
