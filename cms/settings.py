@@ -325,6 +325,9 @@ CMS_WATCH_MIN_STD_SECONDS = float(os.environ.get("CMS_WATCH_MIN_STD_SECONDS", "0
 CMS_WATCH_ACCEPTABLE_PAUSE_SECONDS = float(
     os.environ.get("CMS_WATCH_ACCEPTABLE_PAUSE_SECONDS", "0.5")
 )
+# Before failing over a disconnected recording server, ask its failover servers whether
+# they still reach it (failover/second_opinion.py).
+CMS_SECOND_OPINION = env_bool("CMS_SECOND_OPINION", True)
 # The LAN search (the magnifier button): UDP broadcast to this address and port.
 CMS_DISCOVERY_ADDRESS = os.environ.get("CMS_DISCOVERY_ADDRESS", "255.255.255.255")
 CMS_DISCOVERY_PORT = int(os.environ.get("CMS_DISCOVERY_PORT", "19997"))

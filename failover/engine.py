@@ -106,6 +106,9 @@ log = logging.getLogger(__name__)
 # its cameras are likely recording; what needs fixing is a password, a pin or the node.
 TRIGGER_FOR_STATUS = {
     HealthStatus.DISCONNECTED: Trigger.DISCONNECTED,
+    # Disconnected as far as the CMS can tell, but its failover servers reached it last
+    # time they were asked: the gates ask them again every cycle (second_opinion.py).
+    HealthStatus.UNREACHABLE_FROM_CMS: Trigger.DISCONNECTED,
     HealthStatus.VOLUME_ABNORMAL: Trigger.VOLUME_ABNORMAL,
     HealthStatus.SERVICE_ABNORMAL: Trigger.SERVICE_ABNORMAL,
 }

@@ -50,6 +50,7 @@ HEALTH_FIELDS = [
     "model",
     "serial",
     "software_version",
+    "lan_address",
     "cms_mode",
     "locked",
 ]
@@ -174,18 +175,28 @@ def apply_result(
 ) -> bool:
     """Update the server's health fields in memory; True if they need writing."""
     before = tuple(getattr(server, f) for f in HEALTH_FIELDS)
+    # Unreachable from the CMS (its failover servers reached it) and still not answering
+    # the CMS: the same failure goes on, its count too.
+    still_unreachable = (
+        server.status == HealthStatus.UNREACHABLE_FROM_CMS
+        and result.status == HealthStatus.DISCONNECTED
+    )
     if result.status == HealthStatus.NORMAL:
         server.consecutive_successes = min(
             server.consecutive_successes + 1, settings.successes_before_recovery
         )
         server.consecutive_failures = 0
     else:
-        if result.status != server.status:
+        if result.status != server.status and not still_unreachable:
             server.consecutive_failures = 0  # a different failure starts a new count
         server.consecutive_failures = min(
             server.consecutive_failures + 1, settings.failures_before_failover
         )
         server.consecutive_successes = 0
+    if still_unreachable:
+        # Keeps its status and the second opinion's words: the gates ask the failover
+        # servers again this cycle, and fail it over once they no longer reach it.
+        return tuple(getattr(server, f) for f in HEALTH_FIELDS) != before
     server.status = result.status
     server.last_error = result.error[:1000]
     if result.info:
@@ -194,6 +205,7 @@ def apply_result(
         # run_cycle keeps a node that is another server already from being taken twice.
         server.serial = server.serial or result.info.serial[:64]
         server.software_version = result.info.version[:32]
+        server.lan_address = (result.info.lan or [""])[0][:262]
         server.locked = bool(result.info.locked)
     if result.health is not None:
         server.cms_mode = result.health.cms_mode or server.cms_mode

@@ -463,6 +463,13 @@ def build_app(rt: NodeRuntime) -> Starlette:
     async def disable_cms(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(rt.disable_cms))
 
+    # Not a change, but it makes the agent connect where the body says: a locked node
+    # takes it only signed by its CMS, as any change.
+    @endpoint(mutating=True)
+    async def probe_peer(request: Request) -> Response:
+        body = await read_json(request)
+        return JSONResponse(await rt.peers.probe(body))
+
     @endpoint(mutating=True)
     async def fault(request: Request) -> Response:
         body = await read_json(request)
@@ -495,6 +502,7 @@ def build_app(rt: NodeRuntime) -> Starlette:
         route("/licenses/{key}", DELETE=remove_license),
         route("/cms/enable", POST=enable_cms),
         route("/cms/disable", POST=disable_cms),
+        route("/peers/probe", POST=probe_peer),
     ]
     if rt.options.allow_fault_injection:
         # Without the flag the endpoint does not exist (404), whoever asks.

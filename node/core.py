@@ -19,6 +19,7 @@ from node import API_VERSION, __version__
 from node.auth import LoginThrottle, ReplayGuard, ScramSessions, TokenStore, retry_after_header
 from node.config import MAX_CAMERAS, validate_config, validate_id
 from node.errors import ApiError, bad_request, conflict, not_found
+from node.peers import LanAddresses, PeerProber
 from node.recorder import Recorder
 from node.standby import StandbyStore, parse_version
 from node.state import FaultWatcher, StateStore, write_fault
@@ -82,6 +83,8 @@ class NodeRuntime:
             self.storage, self.faults, options.segment_seconds, options.snapshot_every
         )
         self.tokens = TokenStore(options.token_ttl)
+        self.lan = LanAddresses(options.host, options.port)
+        self.peers = PeerProber()
         self.throttle = LoginThrottle()
         self.scram_sessions = ScramSessions()
         self.replays = ReplayGuard(scram.SIGNATURE_WINDOW)
@@ -267,6 +270,7 @@ class NodeRuntime:
             locked=bool(cms["refuse_other_hosts"] or cms["refuse_local_changes"]),
             https=self.options.https,
             quickconnect_id=st["quickconnect"]["id"],
+            lan=self.lan(),
         ).to_json()
 
     def health(self) -> dict[str, Any]:
@@ -314,6 +318,7 @@ class NodeRuntime:
             # lets the CMS refresh its configuration snapshot only when it changed
             config_version=st["config"]["version"],
             time=iso(time.time()),
+            peer_probes=self.peers.done,
             capacity=Capacity(
                 cameras=self.options.max_cameras,
                 licensed_cameras=sum(x["cameras"] for x in st["licenses"]),

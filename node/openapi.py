@@ -20,6 +20,7 @@ from node.timeutil import MAX_TIME_TEXT
 from node.transfer import MAX_PULL_FILES
 from protocol import scram
 from protocol.grants import MAX_GRANT_BYTES
+from protocol.limits import MAX_ADDRESS_CHARS, MAX_LAN_ADDRESSES, MAX_PEER_PROBE_SECONDS
 
 PREFIX = "/api/v1"
 ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
@@ -66,6 +67,12 @@ SCHEMAS: dict[str, Any] = {
         locked={"type": "boolean"},
         https={"type": "boolean"},
         quickconnect_id=NULLABLE_STRING,
+        lan={
+            "type": "array",
+            "maxItems": MAX_LAN_ADDRESSES,
+            "items": {"type": "string", "maxLength": MAX_ADDRESS_CHARS},
+            "description": "host:port the agent listens on, on its site's network",
+        },
     ),
     "ScramStart": _obj(
         ["username", "client_first"],
@@ -146,6 +153,7 @@ SCHEMAS: dict[str, Any] = {
             "description": "the standby configurations held: owner id -> version",
             "additionalProperties": {"type": "string"},
         },
+        peer_probes={**COUNT, "description": "peer probes made for the CMS since the start"},
     ),
     "Faults": _obj(["volume", "service"], volume={"type": "boolean"}, service={"type": "boolean"}),
     "Window": _obj(
@@ -385,6 +393,25 @@ SCHEMAS: dict[str, Any] = {
         version=COUNT,
     ),
     "Fault": _obj(["kind"], kind={"enum": list(FAULT_KINDS)}),
+    "PeerProbe": _obj(
+        ["address", "serial"],
+        address={"type": "string", "maxLength": MAX_ADDRESS_CHARS, "description": "host:port"},
+        https={"type": "boolean"},
+        serial={"type": "string", "minLength": 1, "maxLength": 64},
+        timeout={
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_PEER_PROBE_SECONDS,
+            "description": "seconds",
+        },
+    ),
+    "PeerProbeResult": _obj(
+        ["reachable", "serial", "latency_ms", "error"],
+        reachable={"type": "boolean"},
+        serial=NULLABLE_STRING,
+        latency_ms={"type": ["number", "null"]},
+        error={"type": "string"},
+    ),
     "FaultState": _obj(["faults"], faults=_ref("Faults")),
     "Heartbeat": _obj(["time", "seq"], time={"type": "string"}, seq=COUNT),
 }
@@ -818,6 +845,16 @@ def build_schema(allow_fault_injection: bool = False) -> dict[str, Any]:
         "/cms/disable": {
             "post": _operation(
                 "disable_cms", "back to standalone, unpaired", {200: _json(_ref("Info"))}, (409,)
+            )
+        },
+        "/peers/probe": {
+            "post": _operation(
+                "probe_peer",
+                "GET another node's public /info within the timeout: whether it answers, "
+                "with which serial (at most 16 at once)",
+                {200: _json(_ref("PeerProbeResult"))},
+                (429,),
+                body="PeerProbe",
             )
         },
     }

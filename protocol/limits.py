@@ -31,3 +31,12 @@ MAX_STANDBY = 256
 
 MAX_TOKEN_TTL = 366 * 86400.0
 """A login token's lifetime, in seconds, that the CMS believes at most."""
+
+MAX_LAN_ADDRESSES = 16
+"""Listening addresses a node reports in ``/info`` (``lan``)."""
+
+MAX_ADDRESS_CHARS = 262
+"""One ``host:port``: a DNS name (253), a colon and a port, or a bracketed IPv6 address."""
+
+MAX_PEER_PROBE_SECONDS = 2.0
+"""The longest a node waits for another node's ``/info`` when the CMS asks it to probe."""

@@ -17,7 +17,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from .limits import (
+    MAX_ADDRESS_CHARS,
     MAX_CAMERAS,
+    MAX_LAN_ADDRESSES,
     MAX_LICENSES,
     MAX_PAGE_ITEMS,
     MAX_RECORDING_CAMERAS,
@@ -29,6 +31,7 @@ CmsMode = Literal["recording", "failover", "standalone"]
 Name = Annotated[str, Field(max_length=256)]
 Count = Annotated[int, Field(ge=0)]
 Version = Annotated[int, Field(ge=0, lt=2**63)]  # stored as text of at most 64 characters
+Address = Annotated[str, Field(min_length=3, max_length=MAX_ADDRESS_CHARS)]  # host:port
 
 
 class Answer(BaseModel):
@@ -75,6 +78,9 @@ class Info(Answer):
     locked: bool | None = None
     https: bool | None = None
     quickconnect_id: Name | None = None
+    # Where the agent listens on its site's network ("host:port"): what a failover
+    # server on the same network probes (POST /peers/probe). Absent from older agents.
+    lan: Annotated[list[Address], Field(max_length=MAX_LAN_ADDRESSES)] | None = None
 
 
 class DiscoverySearch(Answer):
@@ -210,6 +216,8 @@ class Health(Answer):
     # The standby configurations held, owner id -> version; None: an older agent, which
     # holds none (every takeover carries the whole configuration)
     standby: Annotated[dict[OwnerId, StandbyVersion], Field(max_length=MAX_STANDBY)] | None = None
+    # Peer probes made on the CMS's behalf since the agent started (POST /peers/probe)
+    peer_probes: Count | None = None
 
 
 class Heartbeat(Answer):
@@ -365,3 +373,12 @@ class FaultsAnswer(Answer):
     """``POST /fault`` (demos and tests)."""
 
     faults: Faults
+
+
+class PeerProbeAnswer(Answer):
+    """``POST /peers/probe``: whether this node reached another node's ``/info``."""
+
+    reachable: bool
+    serial: Annotated[str, Field(max_length=64)] | None = None
+    latency_ms: Annotated[float, Field(ge=0)] | None = None
+    error: Annotated[str, Field(max_length=300)] = ""

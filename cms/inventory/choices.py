@@ -28,6 +28,9 @@ class HealthStatus(models.TextChoices):
     # Answers, but not as the protocol says (wrong types, too large, too deep, too
     # slow): a fault to fix on the node, not a reason to fail over.
     BAD_ANSWER = "bad_answer", "Bad answer"
+    # The CMS cannot reach it, its failover servers can: the fault is on the CMS's side
+    # of the network, so it is not failed over (failover/second_opinion.py).
+    UNREACHABLE_FROM_CMS = "unreachable_from_cms", "Unreachable from the CMS"
 
 
 class CmsMode(models.TextChoices):

@@ -177,6 +177,9 @@ class Server(models.Model):
     model = models.CharField(max_length=64, blank=True, editable=False)
     serial = models.CharField(max_length=64, blank=True, editable=False)
     software_version = models.CharField(max_length=32, blank=True, editable=False)
+    # host:port where the node listens on its site's network (its /info `lan`): what
+    # a failover server probes for a second opinion; blank when it reports none.
+    lan_address = models.CharField("LAN address", max_length=262, blank=True, editable=False)
     cms_mode = models.CharField(
         "CMS mode", max_length=16, choices=CmsMode.choices, blank=True, editable=False
     )

@@ -83,6 +83,7 @@ from protocol.messages import (
     Info,
     License,
     Licenses,
+    PeerProbeAnswer,
     PullStatus,
     PurgeAnswer,
     RecordingsPage,
@@ -901,6 +902,17 @@ class NodeClient:
 
     def disable_cms(self) -> dict[str, Any]:
         return self._post(Info, "/cms/disable", {}).to_json()
+
+    # -- a second opinion ----------------------------------------------------
+
+    def probe_peer(
+        self, address: str, *, https: bool, serial: str, timeout: float
+    ) -> dict[str, Any]:
+        """Ask this node to GET another node's public ``/info`` at ``address``
+        (``host:port``) within ``timeout`` (at most 2 s): ``{reachable, serial,
+        latency_ms, error}``. No credential of the other node is sent anywhere."""
+        body = {"address": address, "https": https, "serial": serial, "timeout": timeout}
+        return self._post(PeerProbeAnswer, "/peers/probe", body).to_json()
 
     def set_fault(self, kind: str) -> dict[str, Any]:
         """Demo/test faults: ``volume``, ``service`` or ``clear``."""

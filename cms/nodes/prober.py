@@ -280,6 +280,7 @@ class HealthProber:
         info = _parsed(Info, body, "/info")
         if info.serial != target.serial:
             raise _Refused("identity_changed", _identity_message(target, info.serial))
+        result.info = info  # read anyway: what the node says it is, fresh at each login
 
     async def _token(
         self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,

@@ -9,6 +9,14 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def no_second_opinion(settings):
+    """No node answers here, so no failover server could give a second opinion (it
+    would hold every disconnection): tests/integration/test_second_opinion.py has it
+    against real agents."""
+    settings.CMS_SECOND_OPINION = False
+
+
 @pytest.fixture
 def fo_settings(db):
     from failover.models import FailoverSettings

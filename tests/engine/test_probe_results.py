@@ -36,6 +36,31 @@ def test_a_different_failure_starts_a_new_count(make_server, fo_settings):
     assert server.last_error == "volume crashed"
 
 
+def test_unreachable_from_the_cms_keeps_its_count_while_the_cms_cannot_reach_it(
+    make_server, fo_settings
+):
+    """Its failover servers reached it last time: a failed probe goes on with the same
+    failure (count, status and the second opinion's words kept, nothing written), so
+    the gates ask again on this very cycle and it fails over on the first cycle they
+    stop reaching it. Any other outcome is a new story."""
+    held = "the CMS cannot reach it, but Standby 1 can"
+    server = make_server(status=HealthStatus.UNREACHABLE_FROM_CMS, consecutive_failures=3,
+                         last_error=held)  # fmt: skip
+    assert not apply_result(server, probe(server, HealthStatus.DISCONNECTED, "timed out"),
+                            fo_settings, NOW)  # fmt: skip
+    assert (server.status, server.consecutive_failures, server.last_error) == (
+        HealthStatus.UNREACHABLE_FROM_CMS, 3, held,
+    )  # fmt: skip
+
+    apply_result(server, probe(server, HealthStatus.SERVICE_ABNORMAL, "service stopped"),
+                 fo_settings, NOW)  # fmt: skip
+    assert (server.status, server.consecutive_failures) == (HealthStatus.SERVICE_ABNORMAL, 1)
+
+    server = make_server(status=HealthStatus.UNREACHABLE_FROM_CMS, consecutive_failures=3)
+    apply_result(server, probe(server, HealthStatus.NORMAL), fo_settings, NOW)
+    assert (server.status, server.consecutive_failures) == (HealthStatus.NORMAL, 0)
+
+
 def test_one_good_probe_resets_the_failures_and_counts_towards_recovery(make_server, fo_settings):
     server = make_server(status=HealthStatus.NORMAL)
     for _ in range(3):

@@ -81,14 +81,14 @@ class ServerSerializer(serializers.ModelSerializer):
             "id", "team", "role", "name", "name_source", "connection_type", "host", "port",
             "use_https", "quickconnect_id", "quickconnect_enrollment_secret", "address",
             "admin_username", "admin_password",
-            "enabled", "locked", "status", "model", "serial", "software_version", "cms_mode",
-            "tls_fingerprint", "last_seen", "consecutive_failures",
+            "enabled", "locked", "status", "model", "serial", "software_version", "lan_address",
+            "cms_mode", "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
             "confirm",
         ]  # fmt: skip
         read_only_fields = [
-            "role", "name_source", "status", "model", "serial", "software_version", "cms_mode",
-            "tls_fingerprint", "last_seen", "consecutive_failures",
+            "role", "name_source", "status", "model", "serial", "software_version",
+            "lan_address", "cms_mode", "tls_fingerprint", "last_seen", "consecutive_failures",
             "consecutive_successes", "last_error", "latency_ms", "created_at", "updated_at",
         ]  # fmt: skip
         validators: list = []  # the model's clean() says which rule was broken
