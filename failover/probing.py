@@ -35,7 +35,8 @@ from cms.nodes.prober import HealthResult, Target, prober
 from protocol.messages import Config, Health, Info
 
 from . import engine
-from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, TeamSettings
+from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, ProbeShard, TeamSettings
+from .shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def target_for(server: Server) -> Target | None:
         key=server.pk, host=host, port=port, https=https,
         username=server.admin_username or "admin", password=server.admin_password.reveal(),
         fingerprint=server.tls_fingerprint, want_info=not server.model, serial=server.serial,
+        scram_cache=server.scram_cache or None,
     )  # fmt: skip
 
 
@@ -146,6 +148,7 @@ def probe_servers(
             )  # fmt: skip
     reachable = [t for t in targets.values() if t is not None]
     by_key = {r.key: r for r in prober().probe_all(reachable, timeout)} if reachable else {}
+    keep_scram_caches({key: r.scram_cache for key, r in by_key.items() if r.scram_cache})
     results: list[ProbeResult | None] = []
     for server in servers:
         if server.pk in unreadable:
@@ -233,6 +236,55 @@ def write_health(servers: list[Server]) -> None:
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
 
 
+def keep_scram_caches(blobs: dict[int, str]) -> None:
+    """Store the SaltedPasswords the logins computed, encrypted, so the next process
+    logs in to these nodes without PBKDF2 (a failure costs a recomputation, no more)."""
+    if not blobs:
+        return
+    field = Server._meta.get_field("scram_cache")
+    table = connection.ops.quote_name(Server._meta.db_table)
+    column = connection.ops.quote_name(field.column)
+    rows = [[field.get_db_prep_save(blob, connection), pk] for pk, blob in blobs.items()]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {table} SET {column} = %s WHERE id = %s", rows)  # noqa: S608
+    except Exception:
+        log.exception("the SCRAM keys of %s servers were not kept", len(rows))
+
+
+def _slot(settings: FailoverSettings, now: dt.datetime) -> tuple[dt.datetime, int]:
+    interval = max(int(settings.probe_interval), 1)
+    return dt.datetime.fromtimestamp(now.timestamp() // interval * interval, tz=dt.UTC), interval
+
+
+def _unclaimed(field: str, slot: dt.datetime, interval: int) -> Q:
+    return (
+        Q(**{f"{field}__isnull": True})
+        | Q(**{f"{field}__lt": slot})
+        | Q(**{f"{field}__gt": slot + dt.timedelta(seconds=interval)})
+    )
+
+
+def claim_shard(settings: FailoverSettings, shard: Shard, now: dt.datetime) -> bool:
+    """claim_cycle for one shard of `settings`' servers: the first task of a slot for
+    the shard wins it, on any worker; a shard never seen before gets its row first."""
+    slot, interval = _slot(settings, now)
+    for _ in (1, 2):
+        claimed = (
+            ProbeShard.objects.filter(settings=settings, shard=shard.index)
+            .filter(_unclaimed("last_cycle_at", slot, interval))
+            .update(last_cycle_at=slot)
+        )
+        if claimed:
+            return True
+        if ProbeShard.objects.filter(settings=settings, shard=shard.index).exists():
+            return False
+        ProbeShard.objects.bulk_create(
+            [ProbeShard(settings=settings, shard=shard.index)], ignore_conflicts=True
+        )
+    return False
+
+
 def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
     """One probe cycle per interval, whatever the number of beats, workers or their phase.
 
@@ -241,33 +293,31 @@ def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
     and the first tick of a slot wins it. A clock set back by more than an interval
     starts counting again from the new time, rather than waiting for the old one.
     """
-    interval = max(int(settings.probe_interval), 1)
-    slot = dt.datetime.fromtimestamp(now.timestamp() // interval * interval, tz=dt.UTC)
+    slot, interval = _slot(settings, now)
     return bool(
         FailoverSettings.objects.filter(pk=settings.pk)
-        .filter(
-            Q(last_probe_cycle_at__isnull=True)
-            | Q(last_probe_cycle_at__lt=slot)
-            | Q(last_probe_cycle_at__gt=slot + dt.timedelta(seconds=interval))
-        )
+        .filter(_unclaimed("last_probe_cycle_at", slot, interval))
         .update(last_probe_cycle_at=slot)
     )
 
 
-def run_cycle(*, force: bool = False) -> CycleReport:
+def run_cycle(*, force: bool = False, shard: Shard | None = None) -> CycleReport:
     """Probe the servers whose team's probe interval is due (each team's settings, or
-    the defaults, claim their own slots); `force` probes every enabled server."""
+    the defaults, claim their own slots); `force` probes every enabled server. With a
+    `shard`, only that shard's servers, claimed per shard (shards.py)."""
     started = time.monotonic()
     settings = TeamSettings.load()
     now = timezone.now()
-    due = {row.pk for row in settings.rows() if force or claim_cycle(row, now)}
+    if shard is None:
+        due = {row.pk for row in settings.rows() if force or claim_cycle(row, now)}
+    else:
+        due = {row.pk for row in settings.rows() if force or claim_shard(row, shard, now)}
     if not due:
         return CycleReport(ran=False)
-    servers = [
-        server
-        for server in Server.objects.filter(enabled=True)
-        if settings.of(server.team_id).pk in due
-    ]
+    enabled = Server.objects.filter(enabled=True)
+    if shard is not None:
+        enabled = shard.servers(enabled)
+    servers = [server for server in enabled if settings.of(server.team_id).pk in due]
     report = CycleReport(ran=True, probed=len(servers))
     results = probe_by_timeout(servers, settings)
     dirty = []
@@ -301,10 +351,10 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     _alert_identity_changed(report.identity_changed)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
-    stale = stale_snapshots(by_id)
+    stale = stale_snapshots(by_id, shard)
     try:
         decided = [server for server, _ in by_id.values()]
-        report.wake = engine.after_probe_cycle(decided, settings, timezone.now())
+        report.wake = engine.after_probe_cycle(decided, settings, timezone.now(), shard=shard)
     finally:
         refresh_snapshots(stale)
     report.seconds = time.monotonic() - started
@@ -327,15 +377,21 @@ def probe_by_timeout(servers: list[Server], settings: TeamSettings) -> list[Prob
     return probe_servers(servers, max(timeouts.values()), timeouts)
 
 
-def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server]:
+def stale_snapshots(
+    by_id: dict[int, tuple[Server, ProbeResult]], shard: Shard | None = None
+) -> list[Server]:
     """Protected recording servers without an open event that answer normally with a
     configuration version other than the last snapshot's: a failover needs their
-    configuration as it is now (an open event keeps the copy it took)."""
-    protected = set(
-        Server.objects.filter(role=Role.RECORDING, protections__isnull=False).values_list(
-            "pk", flat=True
-        )
-    ) - set(FailoverEvent.objects.open().values_list("recording_server_id", flat=True))
+    configuration as it is now (an open event keeps the copy it took). With a `shard`,
+    only that shard's rows are read."""
+    recording = Server.objects.filter(role=Role.RECORDING, protections__isnull=False)
+    events = FailoverEvent.objects.open()
+    if shard is not None:
+        recording = shard.servers(recording)
+        events = shard.of(events, "recording_server_id")
+    protected = set(recording.values_list("pk", flat=True)) - set(
+        events.values_list("recording_server_id", flat=True)
+    )
     # Only the newest version per server: the snapshot history grows, this query must not.
     newest = ConfigSnapshot.objects.filter(server=OuterRef("pk")).order_by("-taken_at", "-pk")
     latest_versions = dict(

@@ -59,6 +59,9 @@ class Target:
     want_info: bool = False  # also read /info (model, serial, version) this time
     serial: str = ""  # the identity fixed when the server was added; checked first
     timeout: float | None = None  # this probe's deadline, if not the batch's (its team's)
+    # The SaltedPassword kept from an earlier login (scram.dump_salted), as a Secret
+    # revealed only when a login is needed: a restarted process logs in without PBKDF2.
+    scram_cache: Any = field(default=None, repr=False, compare=False)
 
     @property
     def base_url(self) -> str:
@@ -83,6 +86,9 @@ class HealthResult:
     latency_ms: float | None = None
     fingerprint: str = ""  # the certificate seen, for a first pin
     info: Info | None = None
+    # A SaltedPassword computed by this probe's login, to keep (encrypted) for the next
+    # process; empty when none was computed.
+    scram_cache: str = field(default="", repr=False)
 
 
 class _Refused(Exception):
@@ -288,7 +294,27 @@ class HealthProber:
             return cached[0]
         if target.serial:
             await self._check_identity(target, result, limit, progress)
-        exchange = scram.ScramLogin(target.username, target.password)
+        known = _known_salted(target)
+        while True:
+            exchange = scram.ScramLogin(target.username, target.password, known=known)
+            login = await self._login(target, exchange, result, limit, progress)
+            if login is not None:
+                break
+            known = None  # the kept key was refused: compute it again, once
+        if not exchange.used_known:
+            result.scram_cache = exchange.salted_blob()
+        self._tokens[target.endpoint] = (
+            login.token,
+            time.monotonic() + login.expires_in - TOKEN_MARGIN,
+        )
+        return login.token
+
+    async def _login(
+        self, target: Target, exchange: scram.ScramLogin, result: HealthResult,
+        limit: aiohttp.ClientTimeout, progress: _Progress,
+    ) -> ScramFinishAnswer | None:  # fmt: skip
+        """One SCRAM exchange; None when a kept SaltedPassword was refused (the node's
+        password changed with its salt kept, or the kept key is wrong)."""
         status, body = await self._call(
             target, "POST", "/auth/scram/start", result, limit, progress, json=exchange.start()
         )  # fmt: skip
@@ -297,14 +323,22 @@ class HealthProber:
         if target.serial and start.serial not in (None, target.serial):
             raise _Refused("identity_changed", _identity_message(target, start.serial))
         try:
-            # PBKDF2 (once per node and process) off the event loop: the other probes go
-            # on meanwhile, and it is outside every request's deadline.
-            final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
+            if (
+                exchange.known is not None
+                and scram.announced(start.server_first) == exchange.known[:2]
+            ):
+                final = exchange.finish(start.session, start.server_first)  # no PBKDF2
+            else:
+                # PBKDF2 (once per node, then kept in the database) off the event loop:
+                # the other probes go on meanwhile, and it is outside every deadline.
+                final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
         except scram.ScramFailed as exc:
             raise _Refused("bad_answer", f"bad answer to /auth/scram/start: {exc}") from None
         status, body = await self._call(
             target, "POST", "/auth/scram/finish", result, limit, progress, json=final
         )  # fmt: skip
+        if status == 401 and exchange.used_known:
+            return None
         _login_status(target, status, "/auth/scram/finish")
         login = _parsed(ScramFinishAnswer, body, "/auth/scram/finish")
         try:
@@ -313,11 +347,16 @@ class HealthProber:
             raise _Refused(
                 "auth_failed", f"{target.host}:{target.port} is not the node it claims: {exc}"
             ) from None
-        self._tokens[target.endpoint] = (
-            login.token,
-            time.monotonic() + login.expires_in - TOKEN_MARGIN,
-        )
-        return login.token
+        return login
+
+
+def _known_salted(target: Target) -> tuple[bytes, int, bytes] | None:
+    if target.scram_cache is None:
+        return None
+    blob = (
+        target.scram_cache if isinstance(target.scram_cache, str) else target.scram_cache.reveal()
+    )
+    return scram.load_salted(blob, target.password)
 
 
 def _identity_message(target: Target, serial: str) -> str:
