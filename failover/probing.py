@@ -29,6 +29,7 @@ from cms import alerts
 from cms.alerts.kinds import Kind
 from cms.inventory.choices import ConnectionType, HealthStatus, Role
 from cms.inventory.models import Server
+from cms.inventory.secrets import Secret
 from cms.nodes.directory import resolve
 from cms.nodes.errors import NodeError
 from cms.nodes.prober import HealthResult, Target, prober
@@ -98,10 +99,28 @@ def target_for(server: Server) -> Target | None:
         host, port, https = server.host, server.port, server.use_https
     return Target(
         key=server.pk, host=host, port=port, https=https,
-        username=server.admin_username or "admin", password=server.admin_password.reveal(),
+        username=server.admin_username or "admin", password=_revealed(server.admin_password),
         fingerprint=server.tls_fingerprint, want_info=not server.model, serial=server.serial,
         scram_cache=server.scram_cache or None,
     )  # fmt: skip
+
+
+# Ciphertext -> password, for this process: decrypting every server's password at every
+# cycle cost more than probing it. A changed password is new ciphertext, so a new entry.
+_passwords: dict[str, str] = {}
+_PASSWORDS_KEPT = 200_000
+
+
+def _revealed(secret: Secret) -> str:
+    if not secret:
+        return ""
+    token = secret.token()
+    password = _passwords.get(token)
+    if password is None:
+        if len(_passwords) >= _PASSWORDS_KEPT:
+            _passwords.clear()
+        password = _passwords[token] = secret.reveal()
+    return password
 
 
 _STATUS_FOR_ERROR = {

@@ -117,6 +117,9 @@ class HealthProber:
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple, tuple[str, float]] = {}
+        # Per node and path, the last body and its validated answer: a node whose answer
+        # did not change since the last probe costs a bytes comparison, not a validation.
+        self._answers: dict[tuple[int, str], tuple[bytes, Any]] = {}
 
     def probe_all(
         self, targets: list[Target], timeout: float, path: str = "/health"
@@ -152,6 +155,7 @@ class HealthProber:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # nodes set no cookies; none are kept
                 trust_env=False,
                 auto_decompress=False,  # nodes send plain JSON; a gzip bomb stays small
             )
@@ -229,11 +233,22 @@ class HealthProber:
                 continue
             if status != 200:
                 raise _Refused("bad_response", f"{path} answered {status}")
-            result.answer = _parsed(ANSWERS[path], body, path)
+            result.answer = self._answer(target, path, body)
             break
         if target.want_info:
             status, body = await self._call(target, "GET", "/info", result, limit, progress)
             result.info = _parsed(Info, body, "/info") if status == 200 else None
+
+    def _answer(self, target: Target, path: str, body: bytes) -> Any:
+        """The validated answer of `body`; the same bytes as this node's last answer to
+        `path` give the same (immutable) answer without parsing them again."""
+        key = (target.key, path)
+        last = self._answers.get(key)
+        if last is not None and last[0] == body:
+            return last[1]
+        answer = _parsed(ANSWERS[path], body, path)
+        self._answers[key] = (body, answer)
+        return answer
 
     async def _call(
         self, target: Target, method: str, path: str, result: HealthResult,
