@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import yarl
 from pydantic import BaseModel
 
 from protocol import BadAnswer, parse, scram
@@ -120,6 +121,8 @@ class HealthProber:
         # Per node and path, the last body and its validated answer: a node whose answer
         # did not change since the last probe costs a bytes comparison, not a validation.
         self._answers: dict[tuple[int, str], tuple[bytes, Any]] = {}
+        # Parsed URLs: parsing one per request costs more than its share of a probe.
+        self._urls: dict[str, yarl.URL] = {}
 
     def probe_all(
         self, targets: list[Target], timeout: float, path: str = "/health"
@@ -239,6 +242,14 @@ class HealthProber:
             status, body = await self._call(target, "GET", "/info", result, limit, progress)
             result.info = _parsed(Info, body, "/info") if status == 200 else None
 
+    def _url(self, text: str) -> yarl.URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= 200_000:
+                self._urls.clear()
+            url = self._urls[text] = yarl.URL(text)
+        return url
+
     def _answer(self, target: Target, path: str, body: bytes) -> Any:
         """The validated answer of `body`; the same bytes as this node's last answer to
         `path` give the same (immutable) answer without parsing them again."""
@@ -272,8 +283,8 @@ class HealthProber:
         async with (
             asyncio.timeout(limit.total),
             self._session.request(
-                method, target.base_url + path, ssl=ssl_arg, timeout=limit, headers=headers,
-                **kwargs,
+                method, self._url(target.base_url + path), ssl=ssl_arg, timeout=limit,
+                headers=headers, **kwargs,
             ) as response,
         ):  # fmt: skip
             progress.answering = True
