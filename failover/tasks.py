@@ -2,8 +2,8 @@
 
 The probe tasks are where the probe cycle's decisions turn into work: the tick sends
 one task per shard, and each enqueues the events the engine says a worker should
-advance now. Nothing below this module
-enqueues, except the operator's entry points (engine.wake) which return at once.
+advance now. Nothing below this module enqueues, except the operator's entry points
+(engine.wake) which return at once.
 """
 
 from __future__ import annotations
