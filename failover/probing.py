@@ -101,7 +101,7 @@ def target_for(server: Server) -> Target | None:
         key=server.pk, host=host, port=port, https=https,
         username=server.admin_username or "admin", password=_revealed(server.admin_password),
         fingerprint=server.tls_fingerprint, want_info=not server.model, serial=server.serial,
-        scram_cache=server.scram_cache or None,
+        scram_cache=server.scram_cache or None, session=server.node_session or None,
     )  # fmt: skip
 
 
@@ -167,7 +167,8 @@ def probe_servers(
             )  # fmt: skip
     reachable = [t for t in targets.values() if t is not None]
     by_key = {r.key: r for r in prober().probe_all(reachable, timeout)} if reachable else {}
-    keep_scram_caches({key: r.scram_cache for key, r in by_key.items() if r.scram_cache})
+    keep_login_state("scram_cache", {k: r.scram_cache for k, r in by_key.items() if r.scram_cache})
+    keep_login_state("node_session", {k: r.session for k, r in by_key.items() if r.session})
     results: list[ProbeResult | None] = []
     for server in servers:
         if server.pk in unreadable:
@@ -255,12 +256,13 @@ def write_health(servers: list[Server]) -> None:
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
 
 
-def keep_scram_caches(blobs: dict[int, str]) -> None:
-    """Store the SaltedPasswords the logins computed, encrypted, so the next process
-    logs in to these nodes without PBKDF2 (a failure costs a recomputation, no more)."""
+def keep_login_state(column_name: str, blobs: dict[int, str]) -> None:
+    """Store what the logins got, encrypted: the SaltedPasswords (`scram_cache`), so the
+    next process logs in without PBKDF2, and the session tokens (`node_session`), so it
+    probes at once. A failure costs a login later, no more."""
     if not blobs:
         return
-    field = Server._meta.get_field("scram_cache")
+    field = Server._meta.get_field(column_name)
     table = connection.ops.quote_name(Server._meta.db_table)
     column = connection.ops.quote_name(field.column)
     rows = [[field.get_db_prep_save(blob, connection), pk] for pk, blob in blobs.items()]
@@ -268,7 +270,7 @@ def keep_scram_caches(blobs: dict[int, str]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(f"UPDATE {table} SET {column} = %s WHERE id = %s", rows)  # noqa: S608
     except Exception:
-        log.exception("the SCRAM keys of %s servers were not kept", len(rows))
+        log.exception("the login state of %s servers was not kept", len(rows))
 
 
 def _slot(settings: FailoverSettings, now: dt.datetime) -> tuple[dt.datetime, int]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import hmac
+import json
 import logging
 import threading
 import time
@@ -63,6 +65,9 @@ class Target:
     # The SaltedPassword kept from an earlier login (scram.dump_salted), as a Secret
     # revealed only when a login is needed: a restarted process logs in without PBKDF2.
     scram_cache: Any = field(default=None, repr=False, compare=False)
+    # The session token an earlier process kept (session_blob), also a Secret: a
+    # restarted process probes with it at once, and logs in only when it is refused.
+    session: Any = field(default=None, repr=False, compare=False)
 
     @property
     def base_url(self) -> str:
@@ -90,6 +95,9 @@ class HealthResult:
     # A SaltedPassword computed by this probe's login, to keep (encrypted) for the next
     # process; empty when none was computed.
     scram_cache: str = field(default="", repr=False)
+    # The session token this probe's login got, to keep (encrypted) for the next
+    # process; empty when it did not log in.
+    session: str = field(default="", repr=False)
 
 
 class _Refused(Exception):
@@ -226,7 +234,7 @@ class HealthProber:
         limit: aiohttp.ClientTimeout, progress: _Progress,
     ) -> None:  # fmt: skip
         for attempt in (1, 2):
-            token = await self._token(target, result, limit, progress)
+            token = await self._token(target, result, limit, progress, kept=attempt == 1)
             status, body = await self._call(
                 target, "GET", path, result, limit, progress,
                 headers={"Authorization": f"Bearer {token}"},
@@ -313,11 +321,15 @@ class HealthProber:
 
     async def _token(
         self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
-        progress: _Progress,
+        progress: _Progress, kept: bool = True,
     ) -> str:  # fmt: skip
         cached = self._tokens.get(target.endpoint)
         if cached and cached[1] > time.monotonic():
             return cached[0]
+        stored = _kept_session(target) if kept else None
+        if stored is not None:
+            self._tokens[target.endpoint] = stored
+            return stored[0]
         if target.serial:
             await self._check_identity(target, result, limit, progress)
         known = _known_salted(target)
@@ -329,10 +341,9 @@ class HealthProber:
             known = None  # the kept key was refused: compute it again, once
         if not exchange.used_known:
             result.scram_cache = exchange.salted_blob()
-        self._tokens[target.endpoint] = (
-            login.token,
-            time.monotonic() + login.expires_in - TOKEN_MARGIN,
-        )
+        lifetime = login.expires_in - TOKEN_MARGIN
+        self._tokens[target.endpoint] = (login.token, time.monotonic() + lifetime)
+        result.session = session_blob(target, login.token, time.time() + lifetime)
         return login.token
 
     async def _login(
@@ -374,6 +385,32 @@ class HealthProber:
                 "auth_failed", f"{target.host}:{target.port} is not the node it claims: {exc}"
             ) from None
         return login
+
+
+def session_blob(target: Target, token: str, until: float) -> str:
+    """A session token to keep for the next process: only for this endpoint (address,
+    user and password), and only until its end (wall clock)."""
+    return json.dumps({"v": 1, "token": token, "until": until, "endpoint": _endpoint_id(target)})
+
+
+def _endpoint_id(target: Target) -> str:
+    return hashlib.sha256(repr(target.endpoint).encode()).hexdigest()
+
+
+def _kept_session(target: Target) -> tuple[str, float] | None:
+    """(token, monotonic end) from the kept blob, if it is for this endpoint and alive."""
+    if target.session is None:
+        return None
+    blob = target.session if isinstance(target.session, str) else target.session.reveal()
+    try:
+        data = json.loads(blob) if blob else None
+        token, until, endpoint = str(data["token"]), float(data["until"]), str(data["endpoint"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    left = until - time.time()
+    if left <= 0 or not token or not hmac.compare_digest(endpoint, _endpoint_id(target)):
+        return None
+    return token, time.monotonic() + left
 
 
 def _known_salted(target: Target) -> tuple[bytes, int, bytes] | None:
