@@ -79,7 +79,7 @@ class SlotClock:
             if self.seen.get(index) == data["at"]:
                 continue
             self.seen[index] = data["at"]
-            start = data["at"] - data["seconds"]
+            start = data.get("claimed", data["at"] - data["seconds"])
             slot = math.floor(start / self.interval) * self.interval
             self.cycles.append({**data, "shard": index, "slot": slot})
 
@@ -216,7 +216,7 @@ def _measure(
     logins = emulator.stats()
     warm_since = time.time()
     clock.run(interval * (args.slots + 1))
-    warm = [row for row in clock.slots(warm_since, total)[1:] if row["complete"]]
+    warm = [row for row in clock.slots(warm_since, total) if row["complete"]]
     workers.stop()
     log(f"cold start {cold} s; warm slots {[row['seconds'] for row in warm]}")
     log("the asyncio floor, with the workers stopped")
@@ -247,7 +247,7 @@ def _measure(
         "cold_start_requests": {k: v for k, v in logins.items() if k.startswith(("GET", "POST"))},
         "warm_slot_s": summary(warm_seconds),
         "warm_probes_per_s": summary(warm_rates),
-        "warm_slots_incomplete": len(clock.slots(warm_since, total)[1:]) - len(warm),
+        "warm_slots_incomplete": len(clock.slots(warm_since, total)) - len(warm),
         "asyncio_floor_probes_per_s": floor_rate,
         "share_of_floor": round(rate / floor_rate, 3) if rate else None,
         "target": {

@@ -45,13 +45,17 @@ def shard_stats_path(index: int) -> Path:
     return Path(settings.VAR_DIR) / "run" / "probe-cycle" / f"shard-{index}.json"
 
 
-def record_cycle(probed: int, seconds: float, shard: Shard | None = None) -> None:
+def record_cycle(
+    probed: int, seconds: float, shard: Shard | None = None, claimed: float | None = None
+) -> None:
     """Leave the last probe cycle's figures for the scrape (atomic replace; a failure is
     logged and costs nothing else): one file per shard, or one for a whole-fleet cycle."""
     path = stats_path() if shard is None else shard_stats_path(shard.index)
     figures: dict[str, Any] = {"probed": probed, "seconds": seconds, "at": time.time()}
     if shard is not None:
         figures["shards"] = shard.count
+    if claimed is not None:
+        figures["claimed"] = claimed  # the time that chose the slot
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe-cycle-")

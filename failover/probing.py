@@ -74,6 +74,7 @@ class CycleReport:
     written: int = 0
     changed: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    claimed_at: dt.datetime | None = None  # when its slot was claimed (the clock it used)
     wake: list[int] = field(default_factory=list)  # events a worker should advance now
     identity_changed: list[Server] = field(default_factory=list)  # newly, this cycle
 
@@ -339,7 +340,7 @@ def run_cycle(*, force: bool = False, shard: Shard | None = None) -> CycleReport
     if shard is not None:
         enabled = shard.servers(enabled)
     servers = [server for server in enabled if settings.of(server.team_id).pk in due]
-    report = CycleReport(ran=True, probed=len(servers))
+    report = CycleReport(ran=True, probed=len(servers), claimed_at=now)
     results = probe_by_timeout(servers, settings)
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}

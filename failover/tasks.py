@@ -39,7 +39,8 @@ def probe_shard(index: int, count: int) -> None:
     shard = shards.Shard(index, count)
     report = probing.run_cycle(shard=shard)
     if report.ran:
-        metrics.record_cycle(report.probed, report.seconds, shard=shard)
+        claimed = report.claimed_at.timestamp() if report.claimed_at else None
+        metrics.record_cycle(report.probed, report.seconds, shard=shard, claimed=claimed)
     for event_id in dict.fromkeys(report.wake):
         advance_event.delay(event_id)
 
