@@ -170,14 +170,19 @@ class HealthProber:
                 trust_env=False,
                 auto_decompress=False,  # nodes send plain JSON; a gzip bomb stays small
             )
-        semaphore = asyncio.Semaphore(self.concurrency)
+        # A fixed set of runners takes the targets in turn: at most `concurrency` probes
+        # in flight, without a coroutine and a semaphore wait per node.
+        outcomes: list[HealthResult | BaseException | None] = [None] * len(targets)
+        queue = iter(enumerate(targets))
 
-        async def one(target: Target) -> HealthResult:
-            async with semaphore:
-                return await self._probe(target, target.timeout or timeout, path)
+        async def runner() -> None:
+            for index, target in queue:
+                try:
+                    outcomes[index] = await self._probe(target, target.timeout or timeout, path)
+                except Exception as exc:  # one probe's fault must not stop the others
+                    outcomes[index] = exc
 
-        # return_exceptions: one probe's unexpected fault must not cancel the others.
-        outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        await asyncio.gather(*(runner() for _ in range(min(self.concurrency, len(targets)))))
         results = []
         for target, outcome in zip(targets, outcomes, strict=True):
             if isinstance(outcome, BaseException):
