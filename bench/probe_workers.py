@@ -214,6 +214,9 @@ def _measure(
         clock.run(interval)
     cold = clock.first_full_round(restarted, total)
     logins = emulator.stats()
+    # Three slots more before the warm ones: until then every row is still written (the
+    # counters climb to their thresholds), which is not the steady state.
+    clock.run(interval * 3)
     warm_since = time.time()
     clock.run(interval * (args.slots + 1))
     warm = [row for row in clock.slots(warm_since, total) if row["complete"]]
