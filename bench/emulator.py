@@ -16,7 +16,9 @@ iteration count (4096) so that starting thousands costs seconds: a real agent us
 Control, on 127.0.0.1 only:
 ``POST /_emulator/mode {"servers": [i, ...], "mode": "ok|volume|service|down"}``,
 ``GET /_emulator/stats`` and ``POST /_emulator/reset``. Mode ``down`` resets every
-connection of that server when a request arrives (the CMS sees it unreachable).
+connection of that server when a request arrives (the CMS sees it unreachable); mode
+``slow`` answers /health after ``SLOW_SECONDS``. ``GET /_emulator/health-log`` gives,
+per server, when its recent /health requests arrived and from which client port.
 
 When ready it prints ``{"port": PORT, "servers": N}`` on stdout.
 """
@@ -29,6 +31,7 @@ import hashlib
 import json
 import signal
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -38,6 +41,8 @@ MAX_HEADER = 64 * 1024
 PASSWORD = "emulated"  # noqa: S105 (every emulated server's, bench/probe.py registers it)
 ITERATIONS = 4096
 SCRAM = ScramMechanism("SCRAM-SHA-256")
+SLOW_SECONDS = 1.5
+HEALTH_LOG = 200  # /health requests remembered per server
 
 
 def address(index: int) -> str:
@@ -110,6 +115,7 @@ class Fleet:
         self.open_connections = 0
         self.verifiers: dict[int, tuple[bytes, bytes, bytes, int]] = {}
         self.logins: dict[str, Any] = {}  # SCRAM session -> the exchange in progress
+        self.health_log: dict[int, list[tuple[float, int]]] = {}
 
     def verifier(self, index: int) -> tuple[bytes, bytes, bytes, int]:
         if index not in self.verifiers:
@@ -256,18 +262,31 @@ class NodeProtocol(asyncio.Protocol):
         elif headers.get("authorization", "") != f"Bearer tok-{index}":
             out = _error(401, "token_invalid", "token expired or unknown")
         elif method == "GET" and path == "/api/v1/health":
+            entries = fleet.health_log.setdefault(index, [])
+            entries.append((time.time(), self.transport.get_extra_info("peername")[1]))
+            if len(entries) > HEALTH_LOG:
+                del entries[: HEALTH_LOG // 2]
             out = _response(200, fleet.health(index))
+            if fleet.modes.get(index) == "slow":
+                asyncio.get_running_loop().call_later(SLOW_SECONDS, self._write, out)
+                return
         elif method == "GET" and path == "/api/v1/config":
             out = _response(200, fleet.config(index), 'ETag: "config-1"\r\n')
         else:
             out = _error(404, "not_found", "no such route in the emulator")
         self.transport.write(out)
 
+    def _write(self, out: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
     def control_request(self, method: str, path: str, body: bytes) -> bytes:
         fleet = self.fleet
         if method == "GET" and path == "/_emulator/stats":
             stats = dict(fleet.stats) | {"open_connections": fleet.open_connections}
             return _response(200, json.dumps(stats).encode())
+        if method == "GET" and path == "/_emulator/health-log":
+            return _response(200, json.dumps(fleet.health_log).encode())
         if method == "POST" and path == "/_emulator/reset":
             fleet.stats.clear()
             return _response(200, b"{}")

@@ -26,6 +26,21 @@ flips.
 and `bulk_update` against `executemany` for a full-fleet write. (The earlier
 "one thread pool kept across cycles" prototype is gone: the engine no longer has a
 threaded probe to time.)
+
+    python bench/probe.py --servers 20000 --workers 2 [--interval 2] [--slots 8]
+        [--shards 0] [--broker-url redis://...] --database-url postgres://...
+
+`--workers W` measures probing as it runs in production instead: W real Celery worker
+processes (concurrency 1 each) on a real broker (the embedded redis-server, or
+`--broker-url`), and a driver that sends `probe_tick` every second as beat does; each
+tick sends one `probe_shard` task per shard (failover/shards.py). Per slot of the probe
+interval it reports the time from the slot's start until every shard's cycle had
+probed and written its servers (each shard's figures file, metrics.record_cycle), and
+the servers per second that makes. Phases: the first-ever slots (PBKDF2 per node,
+configuration snapshots), then every worker is restarted and the first slot after
+that is the cold start (the SCRAM keys kept in the database: a login per node, no
+PBKDF2), then warm slots. The asyncio floor (`asyncio_loop`) is measured in the same
+run against the same emulator. Use PostgreSQL: SQLite serialises the workers' writes.
 """
 
 from __future__ import annotations
@@ -240,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flip", type=int, default=10, help="servers flipped to a failure")
     parser.add_argument("--failover-every", type=int, default=10, help="1 in N is a failover")
     parser.add_argument("--database-url", help="PostgreSQL server to create a fresh db on")
+    parser.add_argument("--workers", type=int, default=0, help="W Celery workers (see above)")
+    parser.add_argument("--interval", type=int, default=2, help="probe interval (--workers)")
+    parser.add_argument("--slots", type=int, default=6, help="warm slots measured (--workers)")
+    parser.add_argument("--shards", type=int, default=0, help="CMS_PROBE_SHARDS (0: auto)")
+    parser.add_argument("--broker-url", help="a redis broker instead of the embedded one")
     parser.add_argument(
         "--alternatives",
         action="store_true",
@@ -252,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         db = Database(args.database_url, folder)
         try:
-            result = run(args, procs, folder, db)
+            if args.workers:
+                from probe_workers import run_workers
+
+                result = run_workers(args, procs, folder, db)
+            else:
+                result = run(args, procs, folder, db)
         finally:
             procs.stop_all()
             db.drop()

@@ -314,6 +314,8 @@ CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_TIMEZONE = TIME_ZONE
 # Failover engine timings (seconds).
+# Probe shards: 0 splits the enabled servers into one shard per 2,500 (failover/shards.py).
+CMS_PROBE_SHARDS = int(os.environ.get("CMS_PROBE_SHARDS", "0"))
 CMS_EVENT_LEASE_SECONDS = float(os.environ.get("CMS_EVENT_LEASE_SECONDS", "3"))
 CMS_TAKEOVER_CONFIRM_SECONDS = float(os.environ.get("CMS_TAKEOVER_CONFIRM_SECONDS", "20"))
 # Watch streams (cms/nodes/watch.py, README "Configuration"): failures seen between

@@ -57,6 +57,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cms.celery import app as celery_app
@@ -97,6 +98,7 @@ from .models import (
     TeamSettings,
 )
 from .restoration import restore
+from .shards import Shard
 
 __all__ = ["FailoverError"]
 
@@ -139,22 +141,33 @@ def wake(event_id: int) -> None:
 
 
 def after_probe_cycle(
-    servers: Iterable[Server], settings: FailoverSettings | TeamSettings, now: dt.datetime
+    servers: Iterable[Server],
+    settings: FailoverSettings | TeamSettings,
+    now: dt.datetime,
+    shard: Shard | None = None,
 ) -> list[int]:
     """Decide on a probe cycle's results (`servers` carry their new health), each by its
     team's settings; returns the events a worker should advance now. One server's fault
-    is logged and confined."""
+    is logged and confined. With a `shard` (`servers` are that shard's), only the events
+    that concern it are read, and only its own unprobed events are woken: each shard's
+    task does its part, none does the whole fleet's."""
     teams = TeamSettings.wrap(settings)
-    open_events = list(FailoverEvent.objects.open())
+    servers = list(servers)
+    events = FailoverEvent.objects.open()
+    protected_rows = Server.objects.filter(role=Role.RECORDING, protections__isnull=False)
+    if shard is not None:
+        ids = [server.pk for server in servers]
+        events, in_shard = shard.marked(events, "recording_server_id")
+        concern = in_shard | Q(failover_server_id__in=ids) | ~Q(earlier_failover_servers=[])
+        if shard.index == 0:  # events of a deleted recording server: shard 0's
+            concern |= Q(recording_server__isnull=True)
+        events = events.filter(concern)
+        protected_rows = protected_rows.filter(pk__in=ids)
+    open_events = list(events)
     by_server = {e.recording_server_id: e for e in open_events if e.recording_server_id}
-    protected = set(
-        Server.objects.filter(role=Role.RECORDING, protections__isnull=False).values_list(
-            "pk", flat=True
-        )
-    )
+    protected = set(protected_rows.values_list("pk", flat=True))
     wake_now: list[int] = []
     decided: set[int] = set()
-    servers = list(servers)
     # Failover servers first: an acting one that failed is replaced before its recording
     # server's own decision, which then sees the event as it is now.
     for server in servers:
@@ -193,8 +206,15 @@ def after_probe_cycle(
                           opening.server.name)  # fmt: skip
     # Events whose recording server was not probed (disabled, deleted, replaced).
     for event in open_events:
-        if event.recording_server_id not in decided and needs_worker(
-            event, teams.of(event.team_id), now
+        mine = shard is None or (
+            shard.holds(event.recording_server_id)
+            if event.recording_server_id is not None
+            else shard.index == 0
+        )
+        if (
+            mine
+            and event.recording_server_id not in decided
+            and needs_worker(event, teams.of(event.team_id), now)
         ):
             wake_now.append(event.pk)
     return list(dict.fromkeys(wake_now))

@@ -28,6 +28,7 @@ from cms.inventory.models import Server
 from .choices import RestorationState
 from .lifecycle import OPEN_STATES
 from .models import FailoverEvent, FailoverSettings, RestorationJob
+from .shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +41,55 @@ def stats_path() -> Path:
     return Path(settings.VAR_DIR) / "run" / "probe-cycle.json"
 
 
-def record_cycle(probed: int, seconds: float) -> None:
+def shard_stats_path(index: int) -> Path:
+    return Path(settings.VAR_DIR) / "run" / "probe-cycle" / f"shard-{index}.json"
+
+
+def record_cycle(
+    probed: int, seconds: float, shard: Shard | None = None, claimed: float | None = None
+) -> None:
     """Leave the last probe cycle's figures for the scrape (atomic replace; a failure is
-    logged and costs nothing else)."""
-    path = stats_path()
+    logged and costs nothing else): one file per shard, or one for a whole-fleet cycle."""
+    path = stats_path() if shard is None else shard_stats_path(shard.index)
+    figures: dict[str, Any] = {"probed": probed, "seconds": seconds, "at": time.time()}
+    if shard is not None:
+        figures["shards"] = shard.count
+    if claimed is not None:
+        figures["claimed"] = claimed  # the time that chose the slot
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"probed": probed, "seconds": seconds, "at": time.time()})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe-cycle-")
         with os.fdopen(fd, "w") as fh:
-            fh.write(data)
+            fh.write(json.dumps(figures))
         os.replace(tmp, path)
     except OSError:
         log.warning("the probe cycle's figures were not written", exc_info=True)
 
 
 def last_cycle() -> dict[str, float] | None:
+    """The last cycle's figures: the newest whole-fleet cycle, or the shards' last
+    cycles together (servers summed; the slowest shard's seconds; the oldest shard's
+    time, so that one stalled shard shows in the age)."""
+    whole = _read(stats_path())
+    folder = stats_path().parent / "probe-cycle"
+    parts = (
+        [p for p in map(_read, sorted(folder.glob("shard-*.json"))) if p] if folder.is_dir() else []
+    )
+    if parts:
+        total = max(parts, key=lambda p: p["at"]).get("shards", len(parts))
+        parts = [p for p in parts if p.get("shards") == total]
+    if parts and (whole is None or max(p["at"] for p in parts) > whole["at"]):
+        return {
+            "probed": sum(p["probed"] for p in parts),
+            "seconds": max(p["seconds"] for p in parts),
+            "at": min(p["at"] for p in parts),
+        }
+    return whole
+
+
+def _read(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(stats_path().read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 

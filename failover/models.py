@@ -664,3 +664,21 @@ class DrillServer(models.Model):
     def worst_gap_seconds(self) -> float | None:
         values = [v for v in self.camera_gaps.values() if v is not None]
         return max(values) if values else None
+
+
+class ProbeShard(models.Model):
+    """One shard of the servers (pk modulo the shard count) under one settings row: the
+    slot its last probe cycle claimed, by compare-and-set (probing.claim_shard)."""
+
+    settings = models.ForeignKey(FailoverSettings, on_delete=models.CASCADE,
+                                 related_name="probe_shards")  # fmt: skip
+    shard = models.PositiveIntegerField()
+    last_cycle_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["settings", "shard"], name="probe_shard_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.shard} of settings {self.settings_id}"

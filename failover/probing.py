@@ -29,13 +29,15 @@ from cms import alerts
 from cms.alerts.kinds import Kind
 from cms.inventory.choices import ConnectionType, HealthStatus, Role
 from cms.inventory.models import Server
+from cms.inventory.secrets import Secret
 from cms.nodes.directory import resolve
 from cms.nodes.errors import NodeError
 from cms.nodes.prober import HealthResult, Target, prober
 from protocol.messages import Config, Health, Info
 
 from . import engine, standby
-from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, TeamSettings
+from .models import ConfigSnapshot, FailoverEvent, FailoverSettings, ProbeShard, TeamSettings
+from .shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class CycleReport:
     written: int = 0
     changed: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    claimed_at: dt.datetime | None = None  # when its slot was claimed (the clock it used)
     wake: list[int] = field(default_factory=list)  # events a worker should advance now
     identity_changed: list[Server] = field(default_factory=list)  # newly, this cycle
 
@@ -98,9 +101,28 @@ def target_for(server: Server) -> Target | None:
         host, port, https = server.host, server.port, server.use_https
     return Target(
         key=server.pk, host=host, port=port, https=https,
-        username=server.admin_username or "admin", password=server.admin_password.reveal(),
+        username=server.admin_username or "admin", password=_revealed(server.admin_password),
         fingerprint=server.tls_fingerprint, want_info=not server.model, serial=server.serial,
+        scram_cache=server.scram_cache or None, session=server.node_session or None,
     )  # fmt: skip
+
+
+# Ciphertext -> password, for this process: decrypting every server's password at every
+# cycle cost more than probing it. A changed password is new ciphertext, so a new entry.
+_passwords: dict[str, str] = {}
+_PASSWORDS_KEPT = 200_000
+
+
+def _revealed(secret: Secret) -> str:
+    if not secret:
+        return ""
+    token = secret.token()
+    password = _passwords.get(token)
+    if password is None:
+        if len(_passwords) >= _PASSWORDS_KEPT:
+            _passwords.clear()
+        password = _passwords[token] = secret.reveal()
+    return password
 
 
 _STATUS_FOR_ERROR = {
@@ -147,6 +169,8 @@ def probe_servers(
             )  # fmt: skip
     reachable = [t for t in targets.values() if t is not None]
     by_key = {r.key: r for r in prober().probe_all(reachable, timeout)} if reachable else {}
+    keep_login_state("scram_cache", {k: r.scram_cache for k, r in by_key.items() if r.scram_cache})
+    keep_login_state("node_session", {k: r.session for k, r in by_key.items() if r.session})
     results: list[ProbeResult | None] = []
     for server in servers:
         if server.pk in unreadable:
@@ -245,6 +269,56 @@ def write_health(servers: list[Server]) -> None:
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
 
 
+def keep_login_state(column_name: str, blobs: dict[int, str]) -> None:
+    """Store what the logins got, encrypted: the SaltedPasswords (`scram_cache`), so the
+    next process logs in without PBKDF2, and the session tokens (`node_session`), so it
+    probes at once. A failure costs a login later, no more."""
+    if not blobs:
+        return
+    field = Server._meta.get_field(column_name)
+    table = connection.ops.quote_name(Server._meta.db_table)
+    column = connection.ops.quote_name(field.column)
+    rows = [[field.get_db_prep_save(blob, connection), pk] for pk, blob in blobs.items()]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {table} SET {column} = %s WHERE id = %s", rows)  # noqa: S608
+    except Exception:
+        log.exception("the login state of %s servers was not kept", len(rows))
+
+
+def _slot(settings: FailoverSettings, now: dt.datetime) -> tuple[dt.datetime, int]:
+    interval = max(int(settings.probe_interval), 1)
+    return dt.datetime.fromtimestamp(now.timestamp() // interval * interval, tz=dt.UTC), interval
+
+
+def _unclaimed(field: str, slot: dt.datetime, interval: int) -> Q:
+    return (
+        Q(**{f"{field}__isnull": True})
+        | Q(**{f"{field}__lt": slot})
+        | Q(**{f"{field}__gt": slot + dt.timedelta(seconds=interval)})
+    )
+
+
+def claim_shard(settings: FailoverSettings, shard: Shard, now: dt.datetime) -> bool:
+    """claim_cycle for one shard of `settings`' servers: the first task of a slot for
+    the shard wins it, on any worker; a shard never seen before gets its row first."""
+    slot, interval = _slot(settings, now)
+    for _ in (1, 2):
+        claimed = (
+            ProbeShard.objects.filter(settings=settings, shard=shard.index)
+            .filter(_unclaimed("last_cycle_at", slot, interval))
+            .update(last_cycle_at=slot)
+        )
+        if claimed:
+            return True
+        if ProbeShard.objects.filter(settings=settings, shard=shard.index).exists():
+            return False
+        ProbeShard.objects.bulk_create(
+            [ProbeShard(settings=settings, shard=shard.index)], ignore_conflicts=True
+        )
+    return False
+
+
 def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
     """One probe cycle per interval, whatever the number of beats, workers or their phase.
 
@@ -253,34 +327,32 @@ def claim_cycle(settings: FailoverSettings, now: dt.datetime) -> bool:
     and the first tick of a slot wins it. A clock set back by more than an interval
     starts counting again from the new time, rather than waiting for the old one.
     """
-    interval = max(int(settings.probe_interval), 1)
-    slot = dt.datetime.fromtimestamp(now.timestamp() // interval * interval, tz=dt.UTC)
+    slot, interval = _slot(settings, now)
     return bool(
         FailoverSettings.objects.filter(pk=settings.pk)
-        .filter(
-            Q(last_probe_cycle_at__isnull=True)
-            | Q(last_probe_cycle_at__lt=slot)
-            | Q(last_probe_cycle_at__gt=slot + dt.timedelta(seconds=interval))
-        )
+        .filter(_unclaimed("last_probe_cycle_at", slot, interval))
         .update(last_probe_cycle_at=slot)
     )
 
 
-def run_cycle(*, force: bool = False) -> CycleReport:
+def run_cycle(*, force: bool = False, shard: Shard | None = None) -> CycleReport:
     """Probe the servers whose team's probe interval is due (each team's settings, or
-    the defaults, claim their own slots); `force` probes every enabled server."""
+    the defaults, claim their own slots); `force` probes every enabled server. With a
+    `shard`, only that shard's servers, claimed per shard (shards.py)."""
     started = time.monotonic()
     settings = TeamSettings.load()
     now = timezone.now()
-    due = {row.pk for row in settings.rows() if force or claim_cycle(row, now)}
+    if shard is None:
+        due = {row.pk for row in settings.rows() if force or claim_cycle(row, now)}
+    else:
+        due = {row.pk for row in settings.rows() if force or claim_shard(row, shard, now)}
     if not due:
         return CycleReport(ran=False)
-    servers = [
-        server
-        for server in Server.objects.filter(enabled=True)
-        if settings.of(server.team_id).pk in due
-    ]
-    report = CycleReport(ran=True, probed=len(servers))
+    enabled = Server.objects.filter(enabled=True)
+    if shard is not None:
+        enabled = shard.servers(enabled)
+    servers = [server for server in enabled if settings.of(server.team_id).pk in due]
+    report = CycleReport(ran=True, probed=len(servers), claimed_at=now)
     results = probe_by_timeout(servers, settings)
     dirty = []
     by_id: dict[int, tuple[Server, ProbeResult]] = {}
@@ -313,10 +385,10 @@ def run_cycle(*, force: bool = False) -> CycleReport:
     _alert_identity_changed(report.identity_changed)
     report.written = len(dirty)
     report.changed = [s.pk for s in dirty]
-    stale = stale_snapshots(by_id)
+    stale = stale_snapshots(by_id, shard)
     try:
         decided = [server for server, _ in by_id.values()]
-        report.wake = engine.after_probe_cycle(decided, settings, timezone.now())
+        report.wake = engine.after_probe_cycle(decided, settings, timezone.now(), shard=shard)
     finally:
         # Before the refresh: a version stored now is synced by its own task, so this
         # cycle does not also count it as drift.
@@ -342,15 +414,21 @@ def probe_by_timeout(servers: list[Server], settings: TeamSettings) -> list[Prob
     return probe_servers(servers, max(timeouts.values()), timeouts)
 
 
-def stale_snapshots(by_id: dict[int, tuple[Server, ProbeResult]]) -> list[Server]:
+def stale_snapshots(
+    by_id: dict[int, tuple[Server, ProbeResult]], shard: Shard | None = None
+) -> list[Server]:
     """Protected recording servers without an open event that answer normally with a
     configuration version other than the last snapshot's: a failover needs their
-    configuration as it is now (an open event keeps the copy it took)."""
-    protected = set(
-        Server.objects.filter(role=Role.RECORDING, protections__isnull=False).values_list(
-            "pk", flat=True
-        )
-    ) - set(FailoverEvent.objects.open().values_list("recording_server_id", flat=True))
+    configuration as it is now (an open event keeps the copy it took). With a `shard`,
+    only that shard's rows are read."""
+    recording = Server.objects.filter(role=Role.RECORDING, protections__isnull=False)
+    events = FailoverEvent.objects.open()
+    if shard is not None:
+        recording = shard.servers(recording)
+        events = shard.of(events, "recording_server_id")
+    protected = set(recording.values_list("pk", flat=True)) - set(
+        events.values_list("recording_server_id", flat=True)
+    )
     # Only the newest version per server: the snapshot history grows, this query must not.
     newest = ConfigSnapshot.objects.filter(server=OuterRef("pk")).order_by("-taken_at", "-pk")
     latest_versions = dict(

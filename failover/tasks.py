@@ -1,8 +1,9 @@
 """The entry points that run in workers: the probe tick and the event driver.
 
-The probe task is where the probe cycle's decisions turn into work: it enqueues the
-events the engine says a worker should advance now. Nothing below this module
-enqueues, except the operator's entry points (engine.wake) which return at once.
+The probe tasks are where the probe cycle's decisions turn into work: the tick sends
+one task per shard, and each enqueues the events the engine says a worker should
+advance now. Nothing below this module enqueues, except the operator's entry points
+(engine.wake) which return at once.
 """
 
 from __future__ import annotations
@@ -12,20 +13,37 @@ from django.utils import timezone
 
 from cms.inventory.models import Server
 
-from . import drills, engine, metrics, probing, standby, watching
+from . import drills, engine, metrics, probing, shards, standby, watching
+
+# A shard task older than this is dropped unrun: a later tick has sent a fresh one.
+SHARD_TASK_EXPIRES = 5.0
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
 def probe_tick() -> None:
-    """Beat fires this every second; a cycle runs only when the database says it is due.
+    """Beat fires this every second: one probe_shard task per shard, which any worker
+    takes (each runs only when its shard's cycle is due and it wins the claim).
 
     An event whose worker died is handed on at every tick, not only at the next cycle:
     its lease is a few seconds, and a probe interval may be longer than that.
     """
-    report = probing.run_cycle()
+    total = shards.count()
+    for shard in shards.all_shards(total):
+        probe_shard.apply_async((shard.index, total), expires=SHARD_TASK_EXPIRES)
+    for event_id in engine.abandoned(timezone.now()):
+        advance_event.delay(event_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=110)
+def probe_shard(index: int, count: int) -> None:
+    """One shard's probe cycle, if its slot is due and this task wins it (idempotent: a
+    repeated or late task finds the slot claimed and does nothing)."""
+    shard = shards.Shard(index, count)
+    report = probing.run_cycle(shard=shard)
     if report.ran:
-        metrics.record_cycle(report.probed, report.seconds)
-    for event_id in dict.fromkeys([*report.wake, *engine.abandoned(timezone.now())]):
+        claimed = report.claimed_at.timestamp() if report.claimed_at else None
+        metrics.record_cycle(report.probed, report.seconds, shard=shard, claimed=claimed)
+    for event_id in dict.fromkeys(report.wake):
         advance_event.delay(event_id)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import threading
@@ -96,6 +97,11 @@ class ScramLogin:
     salt: bytes = field(init=False, default=b"")
     iterations: int = field(init=False, default=0)
     _server_signature: bytes = field(init=False, default=b"", repr=False)
+    # A SaltedPassword kept from an earlier login (see `load_salted`): used when the node
+    # announces the same salt and count, else PBKDF2 runs as usual.
+    known: tuple[bytes, int, bytes] | None = field(default=None, repr=False)
+    used_known: bool = field(init=False, default=False)
+    _salted_password: bytes = field(init=False, default=b"", repr=False)
 
     def __post_init__(self) -> None:
         # scramp writes and parses the messages; the password stays here (the proof is
@@ -124,7 +130,11 @@ class ScramLogin:
         auth_message = ",".join(
             [str(self._client.client_first_bare), server_first, without_proof]
         ).encode("utf-8")
-        salted = _salted(self.password, salt, iterations)
+        if self.known is not None and self.known[:2] == (salt, iterations):
+            salted, self.used_known = self.known[2], True
+        else:
+            salted, self.used_known = _salted(self.password, salt, iterations), False
+        self._salted_password = salted
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
         stored_key = hashlib.sha256(client_key).digest()
         signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
@@ -150,9 +160,63 @@ class ScramLogin:
             raise ScramFailed("no SCRAM exchange yet")
         return verifier_keys(_salted(self.password, self.salt, self.iterations))[1]
 
+    def salted_blob(self) -> str:
+        """What to keep for the next login to this node (after a verified exchange); a
+        secret: store it encrypted, never log it."""
+        if not self._salted_password:
+            raise ScramFailed("no SCRAM exchange yet")
+        return dump_salted(self.password, self.salt, self.iterations, self._salted_password)
+
+
+def _password_check(password: str, salt: bytes) -> str:
+    return hashlib.sha256(salt + b"\0" + password.encode("utf-8")).hexdigest()
+
+
+def announced(server_first: object) -> tuple[bytes, int] | None:
+    """The salt and iteration count a server_first announces, or None if it is not one
+    (only to pick a kept SaltedPassword; ``ScramLogin.finish`` checks the message)."""
+    if not isinstance(server_first, str) or len(server_first) > MAX_MESSAGE:
+        return None
+    parts = dict(p.split("=", 1) for p in server_first.split(",") if "=" in p)
+    try:
+        return unb64(parts["s"]), int(parts["i"])
+    except (KeyError, ValueError):
+        return None
+
+
+def dump_salted(password: str, salt: bytes, iterations: int, salted: bytes) -> str:
+    """A SaltedPassword with what it was computed from (RFC 5802 section 5.1 lets a
+    client cache it per password, salt and count): the password only as a check."""
+    return json.dumps(
+        {"v": 1, "salt": b64(salt), "i": iterations, "check": _password_check(password, salt),
+         "salted": b64(salted)}
+    )  # fmt: skip
+
+
+def load_salted(blob: str, password: str) -> tuple[bytes, int, bytes] | None:
+    """(salt, iterations, SaltedPassword) from `dump_salted`, or None when there is none,
+    it is unreadable, or it was computed from another password (the password changed)."""
+    if not blob:
+        return None
+    try:
+        data = json.loads(blob)
+        salt, iterations, salted = unb64(data["salt"]), int(data["i"]), unb64(data["salted"])
+        check = str(data["check"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if len(salted) != 32 or not hmac.compare_digest(check, _password_check(password, salt)):
+        return None
+    return salt, iterations, salted
+
 
 _salted_cache: dict[tuple[str, bytes, int], bytes] = {}
 _salted_lock = threading.Lock()
+_pbkdf2_runs = 0
+
+
+def pbkdf2_runs() -> int:
+    """How many SaltedPasswords this process has computed for logins (PBKDF2 runs)."""
+    return _pbkdf2_runs
 
 
 def _salted(password: str, salt: bytes, iterations: int) -> bytes:
@@ -161,7 +225,9 @@ def _salted(password: str, salt: bytes, iterations: int) -> bytes:
         cached = _salted_cache.get(key)
     if cached is None:
         cached = salted_password(password, salt, iterations)
+        global _pbkdf2_runs
         with _salted_lock:
+            _pbkdf2_runs += 1
             if len(_salted_cache) >= 100_000:  # a bound, far above any fleet's size
                 _salted_cache.clear()
             _salted_cache[key] = cached

@@ -162,6 +162,13 @@ class Server(models.Model):
     # The key the node was paired with (/cms/enable): it signs this CMS's changes to a
     # locked node and proves the epochs it issues. Write-only, like the password.
     pairing_key = EncryptedSecretField(blank=True, editable=False)
+    # SCRAM's SaltedPassword for this node's salt and iteration count (RFC 5802 lets a
+    # client cache it), so a restarted CMS logs in without PBKDF2. Encrypted like the
+    # password it stands for; never logged, never in the API (cms/nodes/scram_cache.py).
+    scram_cache = EncryptedSecretField(blank=True, editable=False)
+    # The node's session token and its end, kept the same way, so that a restarted CMS
+    # probes at once instead of logging in to every node first.
+    node_session = EncryptedSecretField(blank=True, editable=False)
 
     enabled = models.BooleanField(default=True, db_index=True)
     locked = models.BooleanField(

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import hmac
+import json
 import logging
 import threading
 import time
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import yarl
 from pydantic import BaseModel
 
 from protocol import BadAnswer, parse, scram
@@ -60,6 +63,12 @@ class Target:
     want_info: bool = False  # also read /info (model, serial, version) this time
     serial: str = ""  # the identity fixed when the server was added; checked first
     timeout: float | None = None  # this probe's deadline, if not the batch's (its team's)
+    # The SaltedPassword kept from an earlier login (scram.dump_salted), as a Secret
+    # revealed only when a login is needed: a restarted process logs in without PBKDF2.
+    scram_cache: Any = field(default=None, repr=False, compare=False)
+    # The session token an earlier process kept (session_blob), also a Secret: a
+    # restarted process probes with it at once, and logs in only when it is refused.
+    session: Any = field(default=None, repr=False, compare=False)
 
     @property
     def base_url(self) -> str:
@@ -84,6 +93,12 @@ class HealthResult:
     latency_ms: float | None = None
     fingerprint: str = ""  # the certificate seen, for a first pin
     info: Info | None = None
+    # A SaltedPassword computed by this probe's login, to keep (encrypted) for the next
+    # process; empty when none was computed.
+    scram_cache: str = field(default="", repr=False)
+    # The session token this probe's login got, to keep (encrypted) for the next
+    # process; empty when it did not log in.
+    session: str = field(default="", repr=False)
 
 
 class _Refused(Exception):
@@ -113,6 +128,11 @@ class HealthProber:
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple, tuple[str, float]] = {}
         self.watcher: Any = None  # watch.Watcher on this loop, once a cycle ran
+        # Per node and path, the last body and its validated answer: a node whose answer
+        # did not change since the last probe costs a bytes comparison, not a validation.
+        self._answers: dict[tuple[int, str], tuple[bytes, Any]] = {}
+        # Parsed URLs: parsing one per request costs more than its share of a probe.
+        self._urls: dict[str, yarl.URL] = {}
 
     def probe_all(
         self, targets: list[Target], timeout: float, path: str = "/health"
@@ -151,18 +171,24 @@ class HealthProber:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # nodes set no cookies; none are kept
                 trust_env=False,
                 auto_decompress=False,  # nodes send plain JSON; a gzip bomb stays small
             )
             self.watcher = watch.create(self)
-        semaphore = asyncio.Semaphore(self.concurrency)
+        # A fixed set of runners takes the targets in turn: at most `concurrency` probes
+        # in flight, without a coroutine and a semaphore wait per node.
+        outcomes: list[HealthResult | BaseException | None] = [None] * len(targets)
+        queue = iter(enumerate(targets))
 
-        async def one(target: Target) -> HealthResult:
-            async with semaphore:
-                return await self._probe(target, target.timeout or timeout, path)
+        async def runner() -> None:
+            for index, target in queue:
+                try:
+                    outcomes[index] = await self._probe(target, target.timeout or timeout, path)
+                except Exception as exc:  # one probe's fault must not stop the others
+                    outcomes[index] = exc
 
-        # return_exceptions: one probe's unexpected fault must not cancel the others.
-        outcomes = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        await asyncio.gather(*(runner() for _ in range(min(self.concurrency, len(targets)))))
         results = []
         for target, outcome in zip(targets, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -221,7 +247,7 @@ class HealthProber:
         limit: aiohttp.ClientTimeout, progress: _Progress,
     ) -> None:  # fmt: skip
         for attempt in (1, 2):
-            token = await self._token(target, result, limit, progress)
+            token = await self._token(target, result, limit, progress, kept=attempt == 1)
             status, body = await self._call(
                 target, "GET", path, result, limit, progress,
                 headers={"Authorization": f"Bearer {token}"},
@@ -231,11 +257,30 @@ class HealthProber:
                 continue
             if status != 200:
                 raise _Refused("bad_response", f"{path} answered {status}")
-            result.answer = _parsed(ANSWERS[path], body, path)
+            result.answer = self._answer(target, path, body)
             break
         if target.want_info:
             status, body = await self._call(target, "GET", "/info", result, limit, progress)
             result.info = _parsed(Info, body, "/info") if status == 200 else None
+
+    def _url(self, text: str) -> yarl.URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= 200_000:
+                self._urls.clear()
+            url = self._urls[text] = yarl.URL(text)
+        return url
+
+    def _answer(self, target: Target, path: str, body: bytes) -> Any:
+        """The validated answer of `body`; the same bytes as this node's last answer to
+        `path` give the same (immutable) answer without parsing them again."""
+        key = (target.key, path)
+        last = self._answers.get(key)
+        if last is not None and last[0] == body:
+            return last[1]
+        answer = _parsed(ANSWERS[path], body, path)
+        self._answers[key] = (body, answer)
+        return answer
 
     async def _call(
         self, target: Target, method: str, path: str, result: HealthResult,
@@ -253,8 +298,8 @@ class HealthProber:
         async with (
             asyncio.timeout(limit.total),
             self._session.request(
-                method, target.base_url + path, ssl=ssl_arg, timeout=limit, headers=headers,
-                **kwargs,
+                method, self._url(target.base_url + path), ssl=ssl_arg, timeout=limit,
+                headers=headers, **kwargs,
             ) as response,
         ):  # fmt: skip
             progress.answering = True
@@ -284,14 +329,37 @@ class HealthProber:
 
     async def _token(
         self, target: Target, result: HealthResult, limit: aiohttp.ClientTimeout,
-        progress: _Progress,
+        progress: _Progress, kept: bool = True,
     ) -> str:  # fmt: skip
         cached = self._tokens.get(target.endpoint)
         if cached and cached[1] > time.monotonic():
             return cached[0]
+        stored = _kept_session(target) if kept else None
+        if stored is not None:
+            self._tokens[target.endpoint] = stored
+            return stored[0]
         if target.serial:
             await self._check_identity(target, result, limit, progress)
-        exchange = scram.ScramLogin(target.username, target.password)
+        known = _known_salted(target)
+        while True:
+            exchange = scram.ScramLogin(target.username, target.password, known=known)
+            login = await self._login(target, exchange, result, limit, progress)
+            if login is not None:
+                break
+            known = None  # the kept key was refused: compute it again, once
+        if not exchange.used_known:
+            result.scram_cache = exchange.salted_blob()
+        lifetime = login.expires_in - TOKEN_MARGIN
+        self._tokens[target.endpoint] = (login.token, time.monotonic() + lifetime)
+        result.session = session_blob(target, login.token, time.time() + lifetime)
+        return login.token
+
+    async def _login(
+        self, target: Target, exchange: scram.ScramLogin, result: HealthResult,
+        limit: aiohttp.ClientTimeout, progress: _Progress,
+    ) -> ScramFinishAnswer | None:  # fmt: skip
+        """One SCRAM exchange; None when a kept SaltedPassword was refused (the node's
+        password changed with its salt kept, or the kept key is wrong)."""
         status, body = await self._call(
             target, "POST", "/auth/scram/start", result, limit, progress, json=exchange.start()
         )  # fmt: skip
@@ -300,14 +368,22 @@ class HealthProber:
         if target.serial and start.serial not in (None, target.serial):
             raise _Refused("identity_changed", _identity_message(target, start.serial))
         try:
-            # PBKDF2 (once per node and process) off the event loop: the other probes go
-            # on meanwhile, and it is outside every request's deadline.
-            final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
+            if (
+                exchange.known is not None
+                and scram.announced(start.server_first) == exchange.known[:2]
+            ):
+                final = exchange.finish(start.session, start.server_first)  # no PBKDF2
+            else:
+                # PBKDF2 (once per node, then kept in the database) off the event loop:
+                # the other probes go on meanwhile, and it is outside every deadline.
+                final = await asyncio.to_thread(exchange.finish, start.session, start.server_first)
         except scram.ScramFailed as exc:
             raise _Refused("bad_answer", f"bad answer to /auth/scram/start: {exc}") from None
         status, body = await self._call(
             target, "POST", "/auth/scram/finish", result, limit, progress, json=final
         )  # fmt: skip
+        if status == 401 and exchange.used_known:
+            return None
         _login_status(target, status, "/auth/scram/finish")
         login = _parsed(ScramFinishAnswer, body, "/auth/scram/finish")
         try:
@@ -316,11 +392,42 @@ class HealthProber:
             raise _Refused(
                 "auth_failed", f"{target.host}:{target.port} is not the node it claims: {exc}"
             ) from None
-        self._tokens[target.endpoint] = (
-            login.token,
-            time.monotonic() + login.expires_in - TOKEN_MARGIN,
-        )
-        return login.token
+        return login
+
+
+def session_blob(target: Target, token: str, until: float) -> str:
+    """A session token to keep for the next process: only for this endpoint (address,
+    user and password), and only until its end (wall clock)."""
+    return json.dumps({"v": 1, "token": token, "until": until, "endpoint": _endpoint_id(target)})
+
+
+def _endpoint_id(target: Target) -> str:
+    return hashlib.sha256(repr(target.endpoint).encode()).hexdigest()
+
+
+def _kept_session(target: Target) -> tuple[str, float] | None:
+    """(token, monotonic end) from the kept blob, if it is for this endpoint and alive."""
+    if target.session is None:
+        return None
+    blob = target.session if isinstance(target.session, str) else target.session.reveal()
+    try:
+        data = json.loads(blob) if blob else None
+        token, until, endpoint = str(data["token"]), float(data["until"]), str(data["endpoint"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    left = until - time.time()
+    if left <= 0 or not token or not hmac.compare_digest(endpoint, _endpoint_id(target)):
+        return None
+    return token, time.monotonic() + left
+
+
+def _known_salted(target: Target) -> tuple[bytes, int, bytes] | None:
+    if target.scram_cache is None:
+        return None
+    blob = (
+        target.scram_cache if isinstance(target.scram_cache, str) else target.scram_cache.reveal()
+    )
+    return scram.load_salted(blob, target.password)
 
 
 def ssl_for(target: Target) -> Any:

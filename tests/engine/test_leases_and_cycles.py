@@ -14,7 +14,8 @@ from django.utils import timezone
 from failover.choices import EventState
 from failover.events import holding, lease_expired, renew_lease, take_lease
 from failover.models import FailoverEvent, FailoverSettings
-from failover.probing import claim_cycle
+from failover.probing import claim_cycle, claim_shard
+from failover.shards import Shard
 from tests.engine.test_decisions import event_in
 
 T0 = dt.datetime(2026, 12, 1, 3, 0, 0, tzinfo=dt.UTC)
@@ -42,6 +43,39 @@ def test_a_clock_set_back_does_not_stop_the_cycles(fo_settings):
     back = T0 - dt.timedelta(hours=1)
     assert claim_cycle(FailoverSettings.load(), back)
     assert not claim_cycle(FailoverSettings.load(), back + dt.timedelta(seconds=0.2))
+
+
+@pytest.mark.parametrize("interval", [1, 2, 5])
+def test_each_shard_is_claimed_once_per_slot_whatever_the_ticks(fo_settings, interval):
+    fo_settings.probe_interval = interval
+    fo_settings.save()
+    shards = [Shard(index, 3) for index in range(3)]
+    seconds = 10 * interval
+    # Two ticks a second, each sending a task per shard; any worker runs any of them.
+    ticks = sorted(
+        [T0 + dt.timedelta(seconds=s + 0.01 * (s % 3)) for s in range(seconds)]
+        + [T0 + dt.timedelta(seconds=s + 0.5) for s in range(seconds)]
+    )
+    claims = {shard.index: [t for t in ticks if claim_shard(fo_settings, shard, t)]
+              for shard in shards}  # fmt: skip
+    for claimed in claims.values():
+        assert len(claimed) == seconds // interval
+        assert min(b - a for a, b in itertools.pairwise(claimed)).total_seconds() >= interval - 0.1
+    # The whole-fleet claim is separate: a whole cycle (a test's, an operator's) still runs.
+    assert claim_cycle(FailoverSettings.load(), ticks[-1])
+
+
+def test_a_shard_claim_survives_a_clock_set_back(fo_settings):
+    shard = Shard(1, 2)
+    assert claim_shard(fo_settings, shard, T0)
+    back = T0 - dt.timedelta(hours=1)
+    assert claim_shard(fo_settings, shard, back)
+    assert not claim_shard(fo_settings, shard, back + dt.timedelta(seconds=0.2))
+
+
+def test_a_shard_outside_the_count_is_refused():
+    with pytest.raises(ValueError, match="not one of"):
+        Shard(2, 2)
 
 
 @pytest.mark.django_db(transaction=True)

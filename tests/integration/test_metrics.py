@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
@@ -123,3 +124,23 @@ def test_no_probe_cycle_yet_leaves_its_figures_out(admin_client, settings, tmp_p
     got = scrape(admin_client)
     assert "cms_probe_cycle_seconds" not in got
     assert "cms_servers" in got
+
+
+def test_shard_cycles_add_up_and_a_stalled_shard_shows_in_the_age(admin_client, settings, tmp_path):
+    from failover.shards import Shard
+
+    settings.VAR_DIR = tmp_path
+    metrics.record_cycle(probed=99, seconds=3.0, shard=Shard(2, 3))  # when there were 3
+    metrics.record_cycle(probed=2500, seconds=0.4, shard=Shard(0, 2))
+    metrics.record_cycle(probed=2499, seconds=0.6, shard=Shard(1, 2))
+    got = scrape(admin_client)
+    assert value(got["cms_probe_cycle_servers"], "cms_probe_cycle_servers") == 4999
+    assert value(got["cms_probe_cycle_seconds"], "cms_probe_cycle_seconds") == 0.6
+
+    # One shard's cycles stop: the age is that shard's, though the other goes on.
+    stalled = metrics.shard_stats_path(1)
+    figures = json.loads(stalled.read_text())
+    stalled.write_text(json.dumps({**figures, "at": figures["at"] - 120}))
+    metrics.record_cycle(probed=2500, seconds=0.4, shard=Shard(0, 2))
+    age = value(scrape(admin_client)["cms_probe_cycle_age_seconds"], "cms_probe_cycle_age_seconds")
+    assert age >= 120
