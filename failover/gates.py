@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import guard
+
 if TYPE_CHECKING:
     from cms.inventory.models import Server
 
@@ -31,4 +33,4 @@ class Opening:
 
 def admit(openings: Sequence[Opening], teams: TeamSettings, now: dt.datetime) -> list[Opening]:
     """The openings that may become failover events now."""
-    return list(openings)
+    return guard.admit(openings, teams, now)

@@ -12,4 +12,5 @@ class Kind(models.TextChoices):
     IDENTITY_CHANGED = "identity_changed", "Identity changed"
     DRILL_FAILED = "drill_failed", "Drill failed"
     MASS_FAILURE_GUARD = "mass_failure_guard", "Mass-failure guard"
+    FLAPPING = "flapping", "Flapping server damped"
     TEST = "test", "Test alert"
