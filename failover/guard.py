@@ -104,10 +104,24 @@ def _down_now(team_id: int, since: dt.datetime, wanting: Iterable[int]) -> set[i
     return {*failing.values_list("pk", flat=True), *opened, *wanting}
 
 
-def _count(guard: MassFailureGuard, down: set[int], now: dt.datetime, window: int) -> int:
+def _up(team_id: int, ids: Iterable[int]) -> set[int]:
+    """Of `ids`, the servers seen up again (a good probe), disabled, moved or deleted. A
+    server another worker counted but whose failing probes are not written yet is none
+    of these: it stays counted."""
+    ids = set(ids)
+    still = Server.objects.filter(pk__in=ids, team_id=team_id, role=Role.RECORDING, enabled=True)
+    up = still.filter(status=HealthStatus.NORMAL, consecutive_successes__gte=1)
+    return (ids - set(still.values_list("pk", flat=True))) | set(up.values_list("pk", flat=True))
+
+
+def _count(
+    guard: MassFailureGuard, team_id: int, down: set[int], now: dt.datetime, window: int
+) -> int:
     """Bring the guard's record of who is down up to date; the servers that count (down
     within the window, not spent by a release)."""
-    record = {int(k): v for k, v in guard.down.items() if int(k) in down}
+    record = {int(k): v for k, v in guard.down.items()}
+    for pk in _up(team_id, set(record) - down):
+        del record[pk]
     for pk in down - set(record):
         record[pk] = {"at": now.isoformat(), "spent": False}
     guard.down = {str(k): v for k, v in record.items()}
@@ -127,7 +141,7 @@ def _decide(
         guard = _locked_guard(team_id)
         since = now - dt.timedelta(seconds=window)
         down = _down_now(team_id, since, [o.server.pk for o in wanting])
-        counted = _count(guard, down, now, window)
+        counted = _count(guard, team_id, down, now, window)
         size = Server.objects.filter(team_id=team_id, role=Role.RECORDING, enabled=True).count()
         if guard.engaged_at is None and _trips(counted, size, settings):
             guard.engaged_at = now
