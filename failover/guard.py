@@ -150,18 +150,16 @@ def _decide(
         guard.save(update_fields=["engaged_at", "down", "down_count", "team_size"])
         if guard.engaged_at is None:
             return wanting
-        why = (
-            f"{guard.down_count} of {guard.team_size} recording servers went down within "
-            f"{window} s (more than {settings.mass_failure_share} %)"
-        )
         for opening in wanting:
+            # The hold keeps the server's own fault; the guard's reason is the team's.
             _, created = GuardHold.objects.get_or_create(
                 server=opening.server,
-                defaults={"team_id": team_id, "since": now, "reason": f"{opening.reason}; {why}"},
+                defaults={"team_id": team_id, "since": now, "reason": opening.reason},
             )
             if created:
-                log.warning("%s: automatic failover held by the mass-failure guard: %s",
-                            opening.server.name, why)  # fmt: skip
+                log.warning("%s: automatic failover held by the mass-failure guard (%s of %s "
+                            "recording servers down within %s s)", opening.server.name,
+                            guard.down_count, guard.team_size, window)  # fmt: skip
         return []
 
 
