@@ -82,7 +82,19 @@ def admit(openings: Sequence[Opening], teams: TeamSettings, now: dt.datetime) ->
             # The guard must not stop failover: a decision that fails lets them through.
             log.exception("team %s: the mass-failure guard could not decide", team_id)
             admitted += wanting
+    _forget_admitted(admitted)
     return admitted
+
+
+def _forget_admitted(admitted: list[Opening]) -> None:
+    """A held server let through after all (its team turned the guard off meanwhile) is
+    held no more."""
+    holds = GuardHold.objects.filter(server__in=[o.server.pk for o in admitted])
+    for team_id in set(holds.values_list("team_id", flat=True)):
+        with transaction.atomic():
+            guard = _locked_guard(team_id)
+            holds.filter(team_id=team_id).delete()
+            _stand_down_if_empty(guard, actor="")
 
 
 def _locked_guard(team_id: int) -> MassFailureGuard:

@@ -355,6 +355,7 @@ class GuardViewSet(TeamScopedViewSet):
     fails over now. Releasing needs the manual-failover permission."""
 
     queryset = GuardHold.objects.all()
+    serializer_class = s.GuardReleaseSerializer  # what OPTIONS describes
     pagination_class = None
     filter_backends: list = []
     action_permissions = {"release": "trigger_failover"}

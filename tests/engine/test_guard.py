@@ -67,6 +67,19 @@ def test_share_zero_turns_the_guard_off(make_server, fo_settings):
 
 
 @pytest.mark.django_db
+def test_turning_the_guard_off_lets_the_held_servers_fail_over(make_server, fo_settings):
+    servers = team_of(make_server, 3)
+    cycle(down(*servers), fo_settings)
+    assert GuardHold.objects.count() == 3
+    fo_settings.mass_failure_share = 0
+    fo_settings.save()
+    cycle(servers, fo_settings)
+    assert FailoverEvent.objects.count() == 3
+    assert not GuardHold.objects.exists()
+    assert MassFailureGuard.objects.get().engaged_at is None
+
+
+@pytest.mark.django_db
 def test_one_server_at_a_time_is_guarded_as_well(make_server, fo_settings):
     """Watch streams report one server per call: the guard counts from the database."""
     servers = team_of(make_server, 6)
