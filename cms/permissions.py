@@ -30,7 +30,7 @@ _VIEWABLE = [
     "inventory.license", "inventory.licensemove", "failover.protection",
     "failover.failoversettings", "failover.failoverevent", "failover.eventtransition",
     "failover.restorationjob", "failover.configsnapshot", "auditlog.logentry",
-    "failover.drill", "failover.drilltargets",
+    "failover.drill", "failover.drilltargets", "failover.guardhold",
     "alerts.channel", "alerts.alert",
 ]  # fmt: skip
 

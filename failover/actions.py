@@ -18,9 +18,9 @@ from cms.actions import ActionRefused, confirm, require
 from cms.audit import actor_name
 from cms.inventory.actions import Change
 from cms.inventory.choices import Role
-from cms.inventory.models import Server
+from cms.inventory.models import Server, Team
 
-from . import engine, planner, replace, restoration
+from . import engine, guard, planner, replace, restoration
 from .choices import EventState
 from .models import FailoverEvent
 
@@ -71,6 +71,21 @@ def fail_back(user: Any, event: FailoverEvent | None) -> FailoverEvent:
             raise engine.FailoverError("it has not failed over.")
         engine.fail_back_now(event, actor=actor_name(user))
     return event
+
+
+def release_guard(user: Any, servers: list[Server] | None,
+                  teams: list[Team]) -> list[guard.Released]:  # fmt: skip
+    """Release the mass-failure guard for `servers` (None: every server it holds in
+    `teams`); each one still down fails over now, with the user in its timeline. The
+    caller has scoped `servers` and `teams` to what the user may see."""
+    require(user, "trigger_failover")
+    done: list[guard.Released] = []
+    for team in teams:
+        mine = None if servers is None else [s for s in servers if s.team_id == team.pk]
+        if mine == []:
+            continue
+        done += guard.release(team, mine, actor=actor_name(user))
+    return done
 
 
 def stop_restoration_consequences(events: list[FailoverEvent]) -> list[str]:

@@ -67,6 +67,9 @@ class FailoverSettingsAdmin(admin.ModelAdmin):
         ("Failback", {"fields": ["failback_mode", "failback_hold_down",
                                  "failback_window_start", "failback_window_end",
                                  "restore_recordings"]}),
+        ("Mass-failure guard", {"fields": ["mass_failure_share", "mass_failure_min_servers",
+                                           "mass_failure_window"]}),
+        ("Flapping", {"fields": ["flap_failovers", "flap_window"]}),
     ]  # fmt: skip
     list_display = ["__str__", "auto_failover", "probe_interval", "failures_before_failover",
                     "failback_mode", "restore_recordings"]  # fmt: skip
@@ -213,7 +216,7 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
     form = RecordingServerFailoverForm
     inlines = [ProtectionInline]
     actions = ["enable_servers", "disable_servers", "lock_servers", "unlock_servers",
-               "manual_failover", "fail_back_now", run_drill,
+               "manual_failover", "fail_back_now", "release_guard", run_drill,
                "issue_enrollment_secret"]  # fmt: skip
     list_display = ["name", "address", "model", "live_status", "enabled", "locked", "cms_mode",
                     "team", "last_seen"]  # fmt: skip
@@ -228,7 +231,44 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
             self.admin_site.admin_view(self.coverage_view),
             name="inventory_recordingserver_coverage",
         )
-        return [coverage_url, *super().get_urls()]
+        release_url = path(
+            "guard-release/",
+            self.admin_site.admin_view(self.guard_release_view),
+            name="inventory_recordingserver_guard_release",
+        )
+        return [coverage_url, release_url, *super().get_urls()]
+
+    def guard_release_view(self, request: HttpRequest) -> HttpResponse:
+        """The dashboard banner's buttons: release one held server, or all of a team's."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:index"))
+        teams = Team.objects.for_user(request.user).filter(pk=request.POST.get("team") or 0)
+        if not teams.exists():
+            raise Http404("No such team.")
+        servers = None
+        if request.POST.get("server"):
+            servers = list(self.get_queryset(request).filter(
+                pk=request.POST["server"], team__in=teams))  # fmt: skip
+            if not servers:
+                raise Http404("No such recording server.")
+        self._release(request, servers, list(teams))
+        return HttpResponseRedirect(reverse("admin:index"))
+
+    def _release(self, request: HttpRequest, servers: list[Server] | None,
+                 teams: list[Team]) -> None:  # fmt: skip
+        done = actions.release_guard(request.user, servers, teams)
+        for released in done:
+            if released.event is not None:
+                self.message_user(request, f"{released.server.name}: released from the "
+                                  f"mass-failure guard; failover event #{released.event.pk} "
+                                  "started.")  # fmt: skip
+            else:
+                self.message_user(request, f"{released.server.name}: released from the "
+                                  "mass-failure guard; it is up again: nothing to fail "
+                                  "over.")  # fmt: skip
+        if not done:
+            self.message_user(request, "The mass-failure guard holds none of these servers.",
+                              messages.WARNING)  # fmt: skip
 
     def coverage_view(self, request: HttpRequest, server_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -266,6 +306,14 @@ class RecordingServerFailoverAdmin(RecordingServerAdmin):
                 self.message_user(request, f"{server.name}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{server.name}: failing back (event #{event.pk}).")
+
+    @admin.action(description="Release from the mass-failure guard",
+                  permissions=["trigger_failover"])  # fmt: skip
+    def release_guard(self, request: HttpRequest, queryset: QuerySet) -> None:
+        servers = list(queryset)
+        teams = list(Team.objects.for_user(request.user).filter(
+            pk__in={s.team_id for s in servers}))  # fmt: skip
+        self._release(request, servers, teams)
 
     def has_fail_back_permission(self, request: HttpRequest) -> bool:
         return can(request.user, "fail_back")
@@ -435,8 +483,8 @@ def _time(field: str, label: str) -> Any:
 
 @admin.register(FailoverEvent)
 class FailoverEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "recording", "failover", "trigger", "state", "detected_at",
-                    "time_to_take_over", "ended_at"]  # fmt: skip
+    list_display = ["id", "recording", "failover", "trigger", "state", "damped_reason",
+                    "detected_at", "time_to_take_over", "ended_at"]  # fmt: skip
     list_filter = ["state", "trigger", "team"]
     search_fields = ["recording_server_name", "failover_server_name"]
     date_hierarchy = "detected_at"
@@ -444,7 +492,7 @@ class FailoverEventAdmin(admin.ModelAdmin):
     actions = ["fail_back_now", "stop_restoration"]
     fieldsets = [
         (None, {"fields": ["timeline_picture", "recording_server", "failover_server",
-                           "trigger", "state", "team"]}),
+                           "trigger", "state", "damped", "team"]}),
         ("Times", {"fields": ["detected", "taken_over", "recovered", "failed_back", "ended",
                               "recording_gap"]}),
         ("Details", {"classes": ["collapse"],
@@ -453,6 +501,11 @@ class FailoverEventAdmin(admin.ModelAdmin):
                                 "failover_servers_before"]}),
     ]  # fmt: skip
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    @admin.display(description="Fails back", ordering="damped")
+    def damped_reason(self, event: FailoverEvent) -> str:
+        """A flapping server's event waits for an operator whatever the failback mode."""
+        return f"when confirmed ({event.damped})" if event.damped else "as set"
 
     detected = _time("detected_at", "Detected")
     taken_over = _time("taken_over_at", "Taken over")

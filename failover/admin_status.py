@@ -6,7 +6,18 @@ import zlib
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Case, CharField, Count, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
@@ -15,7 +26,7 @@ from cms.inventory.choices import HealthStatus
 
 from .choices import EventState
 from .lifecycle import CONFIRMED_ACTING_STATES as ACTING
-from .models import FailoverEvent
+from .models import FailoverEvent, GuardHold
 
 # status -> (label, condition on the annotated queryset)
 STATUSES: dict[str, tuple[str, Q]] = {
@@ -121,6 +132,8 @@ def recording_label(server: Any) -> str:
     phrase = _FAILOVER_PHRASE.get(getattr(server, "failover_state", None) or "")
     if phrase:
         label += f" ({phrase.format(server.failed_over_to or '')})".replace(" )", ")")
+    elif getattr(server, "guard_held", False):
+        label += " (Held by the mass-failure guard)"
     return label
 
 
@@ -129,6 +142,7 @@ def annotate_failed_over(queryset: QuerySet) -> QuerySet:
     return queryset.annotate(
         failover_state=Subquery(open_event.values("state")[:1]),
         failed_over_to=Subquery(open_event.values("failover_server_name")[:1]),
+        guard_held=Exists(GuardHold.objects.filter(server=OuterRef("pk"))),
     )
 
 

@@ -13,9 +13,10 @@ class FailoverConfig(AppConfig):
         from cms.inventory import actions as inventory_actions
 
         from . import actions
-        from .models import FailoverEvent, FailoverSettings, Protection
+        from .models import FailoverEvent, FailoverSettings, GuardHold, Protection
 
-        audit.register(FailoverEvent, Protection, scoped=True)
+        # A hold's creation is the guard's (system), its deletion the releasing operator's.
+        audit.register(FailoverEvent, Protection, GuardHold, scoped=True)
         audit.register(FailoverSettings)
         # Disabling, editing or deleting a server may stop a failover: the inventory's
         # actions ask failover what that means and let it act first.

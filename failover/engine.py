@@ -58,8 +58,11 @@ from django.conf import settings as django_settings
 from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
+from cms import alerts
+from cms.alerts.kinds import Kind
 from cms.celery import app as celery_app
 from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server
@@ -444,7 +447,9 @@ def wait_is_over(event: FailoverEvent, settings: FailoverSettings, now: dt.datet
 def open_failover(
     server: Server, trigger: str, *, actor: str = SYSTEM, reason: str = ""
 ) -> FailoverEvent | None:
-    """Open an event for `server`; None if one is already open (the constraint decides)."""
+    """Open an event for `server`; None if one is already open (the constraint decides).
+    A server that flaps gets a damped event (see damping())."""
+    damped = damping(server, trigger)
     try:
         with transaction.atomic():
             event = FailoverEvent.objects.create(
@@ -455,6 +460,7 @@ def open_failover(
                 trigger=trigger,
                 state=EventState.DETECTED,
                 lease_expires_at=None,  # free for any worker
+                damped=damped,
             )
             event.transitions.create(
                 from_state="",
@@ -462,9 +468,46 @@ def open_failover(
                 actor=actor,
                 reason=reason or Trigger(trigger).label,
             )
+            if damped:
+                note(event, f"Flapping, {damped}: it fails over, but fails back only when an "
+                     "operator confirms (Fail back now)")  # fmt: skip
+                alerts.notify(
+                    server.team_id, Kind.FLAPPING, f"Flapping: {server.name}",
+                    f"{server.name} failed over again ({damped}). It is failed over as usual "
+                    "but does not fail back by itself: once it is stable, an operator fails it "
+                    "back with \"Fail back now\".",
+                    url=reverse("admin:failover_failoverevent_change", args=[event.pk]),
+                )  # fmt: skip
     except IntegrityError:
         return None
     return event
+
+
+def damping(server: Server, trigger: str) -> str:
+    """Why an automatic failover of `server` opening now is damped: it is the Nth within
+    the team's flapping window (the one opening now included); "" when it is not."""
+    if trigger == Trigger.MANUAL:
+        return ""
+    settings = FailoverSettings.for_team(server.team_id)
+    if not settings.flap_failovers:
+        return ""
+    since = timezone.now() - dt.timedelta(seconds=settings.flap_window)
+    earlier = (
+        FailoverEvent.objects.filter(recording_server=server, detected_at__gte=since)
+        .exclude(trigger=Trigger.MANUAL)
+        .count()
+    )
+    if earlier + 1 < settings.flap_failovers:
+        return ""
+    return f"damped: {earlier + 1} failovers in {_duration(settings.flap_window)}"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def manual_failover(server: Server, *, actor: str) -> FailoverEvent:
@@ -794,6 +837,8 @@ def failback_due(event: FailoverEvent, settings: FailoverSettings, now: dt.datet
     (an operator's "Fail back now" alone, after which restoration runs as set)."""
     if event.state != EventState.WAITING_FAILBACK or event.recovered_at is None:
         return False
+    if event.damped:
+        return False  # a flapping server fails back when an operator confirms it
     if settings.failback_mode == FailbackMode.AUTOMATIC:
         return now - event.recovered_at >= dt.timedelta(seconds=settings.failback_hold_down)
     if settings.failback_mode == FailbackMode.SCHEDULED:

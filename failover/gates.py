@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import second_opinion
+from . import guard, second_opinion
 
 if TYPE_CHECKING:
     from cms.inventory.models import Server
@@ -33,4 +33,5 @@ class Opening:
 
 def admit(openings: Sequence[Opening], teams: TeamSettings, now: dt.datetime) -> list[Opening]:
     """The openings that may become failover events now."""
-    return second_opinion.confirm(openings, teams)
+    # The guard first: a team's mass failure is held whole, and asks nobody.
+    return second_opinion.confirm(guard.admit(openings, teams, now), teams)

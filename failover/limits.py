@@ -41,6 +41,13 @@ RANGES: dict[str, Range] = {
     "failures_before_failover": Range("failures before failover", 1, 100, "probes"),
     "successes_before_recovery": Range("successes before recovery", 1, 100, "probes"),
     "failback_hold_down": Range("failback hold-down", 0, WEEK, "seconds", " (7 days)"),
+    # 0 turns the guard off (and 100 never trips: "more than all" cannot happen).
+    "mass_failure_share": Range("mass-failure share", 0, 100, "percent"),
+    "mass_failure_min_servers": Range("mass-failure minimum", 1, 10000, "servers"),
+    "mass_failure_window": Range("mass-failure window", 1, 3600, "seconds"),
+    # 0 turns damping off.
+    "flap_failovers": Range("flapping failovers", 0, 100, "failovers"),
+    "flap_window": Range("flapping window", 60, WEEK, "seconds", " (7 days)"),
 }
 
 

@@ -97,6 +97,42 @@ class FailoverSettings(models.Model):
     restore_recordings = models.BooleanField(
         "restore recordings and snapshots taken during failover", default=True
     )
+    mass_failure_share = models.PositiveIntegerField(
+        "mass-failure share (percent)",
+        default=30,
+        validators=[InRange("mass_failure_share")],
+        help_text="When more than this share of the team's recording servers go down within "
+        "the mass-failure window, automatic failover pauses for them until an operator "
+        f"releases it; {RANGES['mass_failure_share'].describe()}, 0 turns the guard off.",
+    )
+    mass_failure_min_servers = models.PositiveIntegerField(
+        "mass-failure minimum (servers)",
+        default=3,
+        validators=[InRange("mass_failure_min_servers")],
+        help_text="The guard stands only when at least this many recording servers are down; "
+        f"{RANGES['mass_failure_min_servers'].describe()}.",
+    )
+    mass_failure_window = models.PositiveIntegerField(
+        "mass-failure window (seconds)",
+        default=60,
+        validators=[InRange("mass_failure_window")],
+        help_text="Failures this close together count as one mass failure; "
+        f"{RANGES['mass_failure_window'].describe()}.",
+    )
+    flap_failovers = models.PositiveIntegerField(
+        "flapping: failovers",
+        default=3,
+        validators=[InRange("flap_failovers")],
+        help_text="A recording server's failover that is its Nth automatic one within the "
+        'flapping window does not fail back by itself; an operator\'s "Fail back now" ends it; '
+        f"{RANGES['flap_failovers'].describe()}, 0 turns damping off.",
+    )
+    flap_window = models.PositiveIntegerField(
+        "flapping window (seconds)",
+        default=3600,
+        validators=[InRange("flap_window")],
+        help_text=f"{RANGES['flap_window'].describe()}.",
+    )
     last_probe_cycle_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = FailoverSettingsQuerySet.as_manager()
@@ -108,6 +144,8 @@ class FailoverSettings(models.Model):
         "probe_interval", "probe_timeout", "failures_before_failover",
         "successes_before_recovery", "failback_mode", "failback_hold_down",
         "failback_window_start", "failback_window_end", "restore_recordings",
+        "mass_failure_share", "mass_failure_min_servers", "mass_failure_window",
+        "flap_failovers", "flap_window",
     )  # fmt: skip
 
     class Meta:
@@ -381,6 +419,12 @@ class FailoverEvent(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     replacement = models.ForeignKey(
         Server, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    damped = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Why the event does not fail back by itself (its server flaps); empty "
+        "when it follows the failback mode.",
     )
 
     objects = FailoverEventQuerySet.as_manager()
@@ -682,3 +726,52 @@ class ProbeShard(models.Model):
 
     def __str__(self) -> str:
         return f"shard {self.shard} of settings {self.settings_id}"
+
+
+class GuardQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+
+class MassFailureGuard(models.Model):
+    """A team's mass-failure guard (failover/guard.py): the row every decision on the
+    team's failovers locks, so that two workers deciding at once see each other."""
+
+    team = models.OneToOneField(
+        "inventory.Team", on_delete=models.CASCADE, related_name="mass_failure_guard"
+    )
+    engaged_at = models.DateTimeField(null=True, blank=True)
+    # The recording servers counted as down: {server id: {"at": ISO time first seen
+    # down, "spent": true once a release counted it}}; a server leaves when it is up.
+    down = models.JSONField(default=dict, blank=True)
+    # What the guard saw when it engaged, for the banner and the alert.
+    down_count = models.PositiveIntegerField(default=0)
+    team_size = models.PositiveIntegerField(default=0)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.CharField(max_length=150, blank=True)
+
+    objects = GuardQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        state = "engaged" if self.engaged_at else "standing by"
+        return f"Mass-failure guard of {self.team}: {state}"
+
+
+class GuardHoldQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+
+class GuardHold(models.Model):
+    """A recording server whose automatic failover the mass-failure guard holds."""
+
+    team = models.ForeignKey("inventory.Team", on_delete=models.CASCADE, related_name="+")
+    server = models.OneToOneField(Server, on_delete=models.CASCADE, related_name="guard_hold")
+    since = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    objects = GuardHoldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["since", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.server} held by the mass-failure guard"

@@ -13,4 +13,5 @@ class Kind(models.TextChoices):
     DRILL_FAILED = "drill_failed", "Drill failed"
     MASS_FAILURE_GUARD = "mass_failure_guard", "Mass-failure guard"
     UNREACHABLE_FROM_CMS = "unreachable_from_cms", "Unreachable from the CMS"
+    FLAPPING = "flapping", "Flapping server damped"
     TEST = "test", "Test alert"

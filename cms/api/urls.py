@@ -35,11 +35,15 @@ settings_view = failover_views.FailoverSettingsViewSet.as_view(
 
 capacity_view = failover_views.CapacityViewSet.as_view({"get": "table"})
 what_if_view = failover_views.CapacityViewSet.as_view({"get": "what_if"})
+guard_view = failover_views.GuardViewSet.as_view({"get": "state"})
+guard_release_view = failover_views.GuardViewSet.as_view({"post": "release"})
 
 urlpatterns = [
     path("v1/capacity/", capacity_view, name="capacity"),
     path("v1/capacity/what-if/", what_if_view, name="capacity-what-if"),
     path("v1/failover-settings/", settings_view, name="failover-settings"),
+    path("v1/guard/", guard_view, name="guard"),
+    path("v1/guard/release/", guard_release_view, name="guard-release"),
     path("v1/auth/login/", LoginView.as_view(), name="api-login"),
     path("v1/auth/logout/", LogoutView.as_view(), name="api-logout"),
     path("v1/", include(router.urls)),

@@ -121,12 +121,59 @@ class FailoverEventSerializer(serializers.ModelSerializer):
                   "failover_server_name", "trigger", "state", "epoch", "detected_at",
                   "taken_over_at", "recording_gap_seconds", "recovered_at", "failed_back_at",
                   "ended_at", "time_to_take_over", "attempts", "last_error", "replacement",
-                  "earlier_failover_servers", "restoration", "timeline"]  # fmt: skip
-        read_only_fields = ["earlier_failover_servers"]
+                  "earlier_failover_servers", "damped", "restoration",
+                  "timeline"]  # fmt: skip
+        read_only_fields = ["earlier_failover_servers", "damped"]
 
     def get_time_to_take_over(self, event: FailoverEvent) -> float | None:
         delta = event.time_to_take_over
         return delta.total_seconds() if delta else None
+
+
+class GuardHoldSerializer(serializers.Serializer):
+    server = serializers.IntegerField()
+    name = serializers.CharField()
+    since = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class GuardStateSerializer(serializers.Serializer):
+    team = serializers.IntegerField()
+    team_name = serializers.CharField()
+    engaged = serializers.BooleanField(
+        help_text="True while automatic failover is paused for the servers in `held`."
+    )
+    engaged_at = serializers.DateTimeField(allow_null=True)
+    down = serializers.IntegerField(help_text="Recording servers down when it engaged.")
+    recording_servers = serializers.IntegerField(help_text="The team's, when it engaged.")
+    window_seconds = serializers.IntegerField()
+    share_percent = serializers.IntegerField()
+    held = GuardHoldSerializer(many=True)
+
+
+class GuardReleaseSerializer(serializers.Serializer):
+    servers = serializers.ListField(
+        child=serializers.IntegerField(), required=False, allow_empty=False,
+        help_text="The held recording servers to release (their ids).",
+    )  # fmt: skip
+    all = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Release every server the guard holds in your teams (or in `team`).",
+    )  # fmt: skip
+    team = serializers.IntegerField(required=False, help_text="With `all`: one team only.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if bool(attrs.get("servers")) == bool(attrs.get("all")):
+            raise serializers.ValidationError('Give either "servers" or "all": true.')
+        return attrs
+
+
+class GuardReleasedSerializer(serializers.Serializer):
+    server = serializers.IntegerField()
+    name = serializers.CharField()
+    event = serializers.IntegerField(
+        allow_null=True, help_text="The failover opened; null when the server was up again."
+    )
 
 
 class ReplaceSerializer(serializers.Serializer):

@@ -24,10 +24,10 @@ from cms.inventory.choices import HealthStatus, Role
 from cms.inventory.models import Server, Team
 from cms.permissions import may_change_failover_settings, may_see_failover_settings
 
-from .. import actions, coverage, planner
+from .. import actions, coverage, guard, planner
 from ..admin_status import STATUSES, annotate_status, filter_by_status
 from ..choices import EventState
-from ..models import FailoverEvent, FailoverSettings, Protection, RestorationJob
+from ..models import FailoverEvent, FailoverSettings, GuardHold, Protection, RestorationJob
 from . import serializers as s
 
 ACCEPTED = inline_serializer(
@@ -346,3 +346,57 @@ class RestorationJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
     queryset = RestorationJob.objects.all()
     filterset_fields = ["state", "event"]
     ordering_fields = ["started_at", "updated_at"]
+
+
+class GuardViewSet(TeamScopedViewSet):
+    """The mass-failure guard (`failover.guard`): `GET /guard/` is its state in each of
+    your teams and the recording servers it holds; `POST /guard/release/` releases
+    `{"servers": [ids]}` or `{"all": true}` (optionally `"team"`): each one still down
+    fails over now. Releasing needs the manual-failover permission."""
+
+    queryset = GuardHold.objects.all()
+    serializer_class = s.GuardReleaseSerializer  # what OPTIONS describes
+    pagination_class = None
+    filter_backends: list = []
+    action_permissions = {"release": "trigger_failover"}
+
+    @extend_schema(responses=s.GuardStateSerializer(many=True))
+    def state(self, request: Request) -> Response:
+        teams = Team.objects.for_user(request.user)
+        return Response([state.as_dict() for state in guard.states(teams)])
+
+    @extend_schema(request=s.GuardReleaseSerializer, responses=s.GuardReleasedSerializer(many=True))
+    def release(self, request: Request) -> Response:
+        params = s.GuardReleaseSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        teams = Team.objects.for_user(request.user)
+        if "team" in data:
+            teams = teams.filter(pk=data["team"])
+            if not teams.exists():
+                raise NotFound("No such team.")
+        servers = None
+        if data.get("servers"):
+            ids = set(data["servers"])
+            servers = list(Server.objects.for_user(request.user).filter(pk__in=ids))
+            missing = sorted(ids - {server.pk for server in servers})
+            if missing:
+                raise NotFound(f"No recording server with id {missing[0]}.")
+            held = set(
+                GuardHold.objects.filter(server__in=servers).values_list("server_id", flat=True)
+            )
+            free = sorted(server.name for server in servers if server.pk not in held)
+            if free:
+                raise Conflict(f"Not held by the mass-failure guard: {', '.join(free)}.",
+                               code="not_held")  # fmt: skip
+        done = actions.release_guard(request.user, servers, list(teams))
+        return Response(
+            [
+                {
+                    "server": r.server.pk,
+                    "name": r.server.name,
+                    "event": r.event.pk if r.event else None,
+                }
+                for r in done
+            ]
+        )

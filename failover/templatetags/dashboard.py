@@ -12,8 +12,9 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from cms.inventory.choices import HealthStatus, Role
-from cms.inventory.models import Server, WorkerHeartbeat
-from failover import timeline
+from cms.inventory.models import Server, Team, WorkerHeartbeat
+from cms.permissions import can
+from failover import guard, timeline
 from failover.admin_status import STATUSES, annotate_duty
 from failover.models import FailoverEvent
 
@@ -31,6 +32,9 @@ def cms_dashboard(context: dict[str, Any]) -> dict[str, Any]:
         "open_events": list(events.open().order_by("-detected_at")[:10]),
         "latest": list(events.exclude(taken_over_at=None).order_by("-detected_at")[:10]),
         "worker_age": (timezone.now() - beat.last_beat).total_seconds() if beat else None,
+        # The teams whose automatic failover the mass-failure guard pauses now.
+        "guards": [state for state in guard.states(Team.objects.for_user(user)) if state.held],
+        "may_release": can(user, "trigger_failover"),
     }
 
 

@@ -19,6 +19,10 @@ def site(start_node, team, failover_settings, settings):
     """Big (3 cameras), Lobby (2) and Small (1); Wide records 2 cameras at once and
     Narrow 1. Big and Lobby prefer Narrow, then Wide; Small has Narrow alone."""
     settings.CMS_TAKEOVER_CONFIRM_SECONDS = 15
+    # Every recording server of the team is killed at once below, which the mass-failure
+    # guard would hold: this is about where they go when they do fail over.
+    failover_settings.mass_failure_share = 0
+    failover_settings.save()
     nodes, servers = {}, {}
     for name, cameras in (("Big", 3), ("Lobby", 2), ("Small", 1)):
         nodes[name] = start_node(mode="recording", name=name.lower(), cameras=cameras)
