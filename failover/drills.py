@@ -430,8 +430,9 @@ def _drive(
 
 
 def _confirm_recording(event: FailoverEvent, watch: Watch, seconds: int) -> None:
-    """The failover server keeps recording every camera for `seconds`, and writes new
-    segments meanwhile."""
+    """The failover server keeps every camera's stream open for `seconds`, and writes new
+    segments meanwhile (a takeover is confirmed when the streams open, before the first
+    segment is written)."""
     cameras = len((event.config or {}).get("cameras", []))
     client = client_for(event.failover_server)
     first = _segments(client, event.node_tag)
@@ -439,17 +440,20 @@ def _confirm_recording(event: FailoverEvent, watch: Watch, seconds: int) -> None
     while True:
         watch.check()
         now = _segments(client, event.node_tag)
-        if len(now) < cameras or not all(now.values()):
+        recording = sum(1 for _, is_open in now.values() if is_open)
+        if len(now) < cameras or recording < len(now):
             raise Failed(f"{event.failover_server_name} stopped recording "
-                         f"({sum(1 for v in now.values() if v)}/{cameras} cameras).")  # fmt: skip
+                         f"({recording}/{cameras} cameras).")  # fmt: skip
         if time.monotonic() >= end:
             break
         time.sleep(min(1.0, max(end - time.monotonic(), 0)))
-    if seconds and cameras and not any(now[c] > first.get(c, 0) for c in now):
+    if seconds and cameras and not any(now[c][0] > first.get(c, (0, False))[0] for c in now):
         raise Failed(f"{event.failover_server_name} wrote no new segment in {seconds} s.")
 
 
-def _segments(client: Any, node_tag: str) -> dict[str, int]:
+def _segments(client: Any, node_tag: str) -> dict[str, tuple[int, bool]]:
+    """Per camera recorded for `node_tag`: segments written, and whether its stream is
+    open (an agent that does not say counts a camera as open once it wrote a segment)."""
     try:
         health = client.health()
     except NodeError as exc:
@@ -457,11 +461,12 @@ def _segments(client: Any, node_tag: str) -> dict[str, int]:
     recording = health.get("recording") or {}
     if (recording.get("on_behalf_of") or {}).get("id") != node_tag:
         return {}
-    return {
-        str(c.get("id")): int(c.get("segments") or 0)
-        for c in recording.get("cameras", [])
-        if c.get("on_behalf_of") == node_tag
-    }
+    found = {}
+    for camera in recording.get("cameras", []):
+        if camera.get("on_behalf_of") == node_tag:
+            segments = int(camera.get("segments") or 0)
+            found[str(camera.get("id"))] = (segments, bool(camera.get("open", segments > 0)))
+    return found
 
 
 def _hand_back(event: FailoverEvent, server: Server, actor: str, why: str) -> None:

@@ -18,10 +18,11 @@ import os
 import signal
 
 import pytest
+from django.db.models import Max
 
 from cms.inventory.models import Server
 from failover.choices import EventState
-from failover.models import FailoverEvent, FailoverSettings
+from failover.models import FailoverEvent, FailoverSettings, ProbeShard
 from tests.faults.invariants import one_takeover, settles
 from tests.fixtures.fleet import register
 from tests.fixtures.hostile import GOOD_HEALTH, PASSWORD, event_stream
@@ -47,7 +48,10 @@ def watched_fleet(make_fleet, cms_host, failovers: int = 1):
 
 
 def claimed_slot() -> dt.datetime | None:
-    return FailoverSettings.load().last_probe_cycle_at
+    """The newest probe slot any shard of the defaults claimed."""
+    return ProbeShard.objects.filter(settings=FailoverSettings.load()).aggregate(
+        newest=Max("last_cycle_at")
+    )["newest"]
 
 
 def at_most_one_cycle_since(before: dt.datetime | None) -> None:

@@ -53,7 +53,9 @@ def test_the_settings_page_edits_the_defaults_and_rejects_bad_values(admin_clien
         "probe_timeout": "5", "failures_before_failover": "3",
         "successes_before_recovery": "3", "failback_mode": "automatic",
         "failback_hold_down": "60", "failback_window_start": "02:00",
-        "failback_window_end": "05:00",
+        "failback_window_end": "05:00", "mass_failure_share": "30",
+        "mass_failure_min_servers": "3", "mass_failure_window": "60",
+        "flap_failovers": "3", "flap_window": "3600",
     }  # fmt: skip
     bad = admin_client.post(url, data)
     assert "shorter than the probe interval" in text(bad)
