@@ -8,7 +8,7 @@ as the team's whole failure count at once; the engine then decides as after a pr
 cycle (its gates give a silence the second opinion it needs before a failover).
 
 Evidence changes nothing about a server that is disabled, deleted, or already in that
-status; anything else than the statuses below is refused.
+status with the full count; anything else than the statuses below is refused.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ def apply_evidence(server_id: int, status: str, message: str) -> list[int]:
                     str(status)[:40])  # fmt: skip
         return []
     server = Server.objects.filter(pk=server_id, enabled=True).first()
-    if server is None or server.status == status:
+    if server is None:
         return []
     settings = TeamSettings.load()
     team = settings.of(server.team_id)
+    if server.status == status and server.consecutive_failures >= team.failures_before_failover:
+        return []  # already known in full; a probe that saw it first counted only one
     now = timezone.now()
     result = probing.ProbeResult(server.pk, status, error=str(message)[:1000])
     probing.apply_result(server, result, team, now)

@@ -42,15 +42,30 @@ def test_evidence_counts_as_the_full_failure_count_and_opens_the_event(
     assert wake == [event.pk]
 
 
-def test_evidence_about_a_server_already_in_that_status_changes_nothing(protected, fo_settings):
+def test_evidence_about_a_server_already_known_in_full_changes_nothing(protected, fo_settings):
     recording, _ = protected
     Server.objects.filter(pk=recording.pk).update(
-        status=HealthStatus.DISCONNECTED, consecutive_failures=1, last_error="no answer"
+        status=HealthStatus.DISCONNECTED,
+        consecutive_failures=fo_settings.failures_before_failover,
+        last_error="no answer",
     )
     before = health_of(recording)
     assert apply_evidence(recording.pk, HealthStatus.DISCONNECTED, "silent") == []
     assert health_of(recording) == before
-    assert not FailoverEvent.objects.exists()
+
+
+def test_evidence_after_a_probe_that_saw_the_fault_first_counts_in_full(protected, fo_settings):
+    """A probe that timed out first counted one failure; the stream's evidence must not be
+    dropped for having the same status, or the failover waits for two more probes."""
+    recording, _ = protected
+    Server.objects.filter(pk=recording.pk).update(
+        status=HealthStatus.DISCONNECTED, consecutive_failures=1, last_error="no answer"
+    )
+    wake = apply_evidence(recording.pk, HealthStatus.DISCONNECTED, "silent for 1.3 s")
+    recording.refresh_from_db()
+    assert recording.consecutive_failures == fo_settings.failures_before_failover
+    event = FailoverEvent.objects.get(recording_server=recording)
+    assert wake == [event.pk]
 
 
 def test_a_disabled_or_deleted_server_is_ignored(protected, fo_settings):
